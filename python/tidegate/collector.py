@@ -1,0 +1,178 @@
+"""The HTTP collector: a Segment/RudderStack-compatible API in front of the raw Kafka topic.
+
+``POST /v1/{track,identify,page,screen,group,alias,batch}`` with the write key as the HTTP
+Basic username. A request is answered 200 only after Kafka acknowledged every envelope of it
+(``acks=all``); otherwise it is refused whole with a status and a message saying what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+import zlib
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import _core, metrics
+from .config import Config
+from .errors import DeliveryError, RequestRejected
+from .kafka import AsyncProducer, ensure_raw_topic
+
+__all__ = ["Collector", "ENDPOINTS", "write_key_from_header"]
+
+ENDPOINTS = ("track", "identify", "page", "screen", "group", "alias", "batch")
+_json = msgspec.json.Encoder()
+
+
+def write_key_from_header(header: str | None) -> str | None:
+    """The write key of an ``Authorization: Basic`` header (the username; the password is empty).
+
+    >>> write_key_from_header("Basic " + base64.b64encode(b"abc:").decode())
+    'abc'
+    >>> write_key_from_header("Bearer x") is None
+    True
+    """
+    if not header or not header[:6].lower() == "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user = decoded.split(":", 1)[0]
+    return user or None
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.Response(status=status, body=_json.encode({"error": code, "message": message}),
+                        content_type="application/json")
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as e:
+        raise RequestRejected(400, "malformed_gzip", f"body is not valid gzip ({e}); send plain JSON or valid gzip") from None
+    if len(out) > limit:
+        raise RequestRejected(413, "request_too_large",
+                              f"request body is over the limit of {limit} bytes after gzip decoding; send smaller batches")
+    return out
+
+
+class Collector:
+    """The aiohttp application of the collector. ``start()``/``stop()`` manage Kafka."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.sources = cfg.source_by_write_key()
+        self.disabled_keys = {s.write_key for s in cfg.sources.values() if not s.enabled}
+        self.producer: AsyncProducer | None = None
+        self.partitions = cfg.kafka.partitions
+        self._in_flight = 0
+        limits = cfg.collector
+        self.app = web.Application(client_max_size=limits.max_request_bytes + 1)
+        self.app.router.add_post("/v1/{endpoint}", self.handle_event)
+        self.app.router.add_get("/healthz", self.healthz)
+        self.app.router.add_get("/health", self.healthz)
+        self.app.router.add_get("/readyz", self.readyz)
+        self.app.router.add_get("/metrics", self.metrics)
+        self.app.on_startup.append(self._on_startup)
+        self.app.on_cleanup.append(self._on_cleanup)
+
+    async def _on_startup(self, _app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        self.partitions = await loop.run_in_executor(None, ensure_raw_topic, self.cfg)
+        self.producer = AsyncProducer(self.cfg)
+
+    async def _on_cleanup(self, _app: web.Application) -> None:
+        if self.producer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.producer.close)
+
+    async def healthz(self, _request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def readyz(self, _request: web.Request) -> web.Response:
+        ok = self.producer is not None and await asyncio.get_running_loop().run_in_executor(None, self.producer.ready)
+        return web.Response(status=200 if ok else 503, text="ready" if ok else "kafka not reachable")
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def handle_event(self, request: web.Request) -> web.Response:
+        endpoint = request.match_info["endpoint"]
+        started = time.perf_counter()
+        source = "-"
+        try:
+            if endpoint not in ENDPOINTS:
+                raise RequestRejected(404, "unknown_endpoint", f"no endpoint /v1/{endpoint}; use one of " + ", ".join(ENDPOINTS))
+            key = write_key_from_header(request.headers.get("Authorization"))
+            if key is None:
+                raise RequestRejected(401, "missing_write_key",
+                                      "failed to read writekey from header; send it as the HTTP Basic username")
+            if key in self.disabled_keys:
+                raise RequestRejected(404, "source_disabled", "the source of this write key is disabled")
+            source = self.sources.get(key, "-")
+            if source == "-":
+                raise RequestRejected(401, "invalid_write_key", "invalid write key; use the write_key of a configured source")
+            response = await self._accept(request, endpoint, source)
+        except RequestRejected as e:
+            metrics.collector.events.labels(source, e.code).inc()
+            response = _error(e.status, e.code, e.message)
+        except web.HTTPRequestEntityTooLarge:
+            metrics.collector.events.labels(source, "request_too_large").inc()
+            response = _error(413, "request_too_large",
+                              f"request body is over the limit of {self.cfg.collector.max_request_bytes} bytes; send smaller batches")
+        metrics.collector.requests.labels(source, endpoint, str(response.status)).inc()
+        metrics.collector.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    async def _accept(self, request: web.Request, endpoint: str, source: str) -> web.Response:
+        limits = self.cfg.collector
+        if request.content_length is not None and request.content_length > limits.max_request_bytes:
+            raise RequestRejected(413, "request_too_large",
+                                  f"request body is {request.content_length} bytes, over the limit of {limits.max_request_bytes}")
+        if self._in_flight >= limits.max_in_flight_requests:
+            raise RequestRejected(429, "max_requests_limit_reached", "too many requests waiting for Kafka; retry with backoff")
+        body = await request.read()
+        # aiohttp may have decoded the body already; only gunzip what still looks like gzip.
+        if request.headers.get("Content-Encoding", "").lower() == "gzip" and body[:2] == b"\x1f\x8b":
+            body = _gunzip(body, limits.max_request_bytes)
+        received_us = time.time_ns() // 1000
+        envelopes = _core.ingest(
+            body, endpoint, source, received_us, self.partitions,
+            limits.max_event_bytes, limits.max_request_bytes, limits.max_batch_events,
+        )
+        assert self.producer is not None, "collector used before startup"
+        self._in_flight += 1
+        metrics.collector.in_flight.inc()
+        try:
+            futures = []
+            for partition, _count, payload in envelopes:
+                try:
+                    futures.append(self.producer.produce(self.cfg.kafka.raw_topic, payload, partition, source.encode()))
+                except BufferError:
+                    raise RequestRejected(503, "backpressure", "the Kafka producer queue is full; retry with backoff") from None
+            try:
+                await asyncio.wait_for(asyncio.gather(*futures), timeout=limits.ack_timeout_s)
+            except (asyncio.TimeoutError, DeliveryError) as e:
+                reason = "timed out" if isinstance(e, asyncio.TimeoutError) else str(e)
+                raise RequestRejected(503, "kafka_unavailable",
+                                      f"Kafka did not acknowledge the write ({reason}); nothing is confirmed, retry") from None
+        finally:
+            self._in_flight -= 1
+            metrics.collector.in_flight.dec()
+        metrics.collector.events.labels(source, "accepted").inc(sum(n for _, n, _ in envelopes))
+        return web.Response(text="OK")
+
+
+def serve(cfg: Config, *, handle_signals: bool = True, print_fn: Any = print) -> None:
+    """Run the collector until interrupted."""
+    collector = Collector(cfg)
+    print_fn(f"tidegate collector on http://{cfg.collector.host}:{cfg.collector.port} -> {cfg.kafka.raw_topic}")
+    web.run_app(collector.app, host=cfg.collector.host, port=cfg.collector.port,
+                handle_signals=handle_signals, print=None, access_log=None)

@@ -1,0 +1,44 @@
+"""The pipeline's small HTTP server: ``/metrics`` (Prometheus), ``/healthz`` (alive) and
+``/readyz`` (every destination ready)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import metrics
+
+__all__ = ["serve_health"]
+
+
+def serve_health(host: str, port: int, ready: Callable[[], bool]) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST)
+            elif path in ("/healthz", "/health"):
+                self._send(200, b"OK")
+            elif path == "/readyz":
+                ok = ready()
+                self._send(200 if ok else 503, b"ready" if ok else b"not ready")
+            else:
+                self._send(404, b"not found; try /metrics, /healthz or /readyz")
+
+        def _send(self, status: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="tidegate-health", daemon=True).start()
+    return server

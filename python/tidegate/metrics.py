@@ -1,0 +1,78 @@
+"""Prometheus metrics of every stage. Names follow `tidegate_<component>_<what>_<unit>`.
+
+Each stage and sink registers its standard metrics here so that one test can check that all of
+them emit: see ``STANDARD`` and tests/unit/test_metrics.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["REGISTRY", "collector", "pipeline", "sink", "observe_many"]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+_BATCH_BUCKETS = (1, 10, 100, 500, 1000, 5000, 10_000, 50_000, 100_000)
+
+
+class _Collector:
+    requests = Counter("tidegate_collector_requests", "HTTP requests by source, endpoint and status.",
+                       ["source", "endpoint", "status"], registry=REGISTRY)
+    events = Counter("tidegate_collector_events", "Events by source and outcome (accepted, or the rejection code).",
+                     ["source", "outcome"], registry=REGISTRY)
+    request_seconds = Histogram("tidegate_collector_request_seconds", "Request time including the Kafka acknowledgement.",
+                                ["endpoint"], buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+    in_flight = Gauge("tidegate_collector_in_flight_requests", "Requests waiting for Kafka.", registry=REGISTRY)
+
+
+class _Pipeline:
+    batches = Counter("tidegate_pipeline_batches", "Batches processed.", registry=REGISTRY)
+    messages = Counter("tidegate_pipeline_messages", "Kafka messages by kind (envelope, single, undecodable).",
+                       ["kind"], registry=REGISTRY)
+    events = Counter("tidegate_pipeline_events", "Events by stage and outcome.", ["stage", "outcome"], registry=REGISTRY)
+    batch_events = Histogram("tidegate_pipeline_batch_events", "Events per processed batch.",
+                             buckets=_BATCH_BUCKETS, registry=REGISTRY)
+    stage_seconds = Histogram("tidegate_pipeline_stage_seconds", "Time per batch in each stage.", ["stage"],
+                              buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+
+
+class _Sink:
+    events = Counter("tidegate_sink_events", "Events by destination and outcome (delivered, failed).",
+                     ["destination", "outcome"], registry=REGISTRY)
+    rows = Counter("tidegate_sink_rows", "Rows written by destination and table.", ["destination", "table"],
+                   registry=REGISTRY)
+    discards = Counter("tidegate_sink_discards", "Values that could not be stored, written to `discards`.",
+                       ["destination"], registry=REGISTRY)
+    write_seconds = Histogram("tidegate_sink_write_seconds", "Time per batch write.", ["destination"],
+                              buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+    latency_seconds = Histogram("tidegate_end_to_end_latency_seconds",
+                                "From receivedAt to committed at the destination.", ["destination"],
+                                buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+
+
+collector = _Collector()
+pipeline = _Pipeline()
+sink = _Sink()
+
+
+def observe_many(histogram: Histogram, values: "pl.Series") -> None:
+    """Record a whole column of observations at once.
+
+    prometheus-client observes one value per call; a batch of 100,000 latencies would be a
+    per-event Python loop. Bucket counts are computed on the column instead.
+    """
+    values = values.drop_nulls()
+    if values.len() == 0:
+        return
+    arr = np.sort(values.to_numpy())
+    upper = np.asarray(histogram._upper_bounds)  # noqa: SLF001 - prometheus-client has no bulk API
+    cumulative = np.searchsorted(arr, upper, side="right")
+    per_bucket = np.diff(cumulative, prepend=0)
+    for i, n in enumerate(per_bucket.tolist()):
+        if n:
+            histogram._buckets[i].inc(n)  # noqa: SLF001
+    histogram._sum.inc(float(arr.sum()))  # noqa: SLF001

@@ -1,0 +1,121 @@
+"""The consumer service: a Quix Streams application over the raw topic.
+
+Quix Streams drives consumption, checkpoints and offset commits; Tidegate plugs in as one
+batching sink (`GovernedSink`). At each checkpoint the messages gathered per partition go
+through the stages as one batch — decode (msgspec) -> govern (one Rust call) -> every
+destination — and only then are the offsets committed. A destination that fails makes Quix
+Streams pause the partition and re-read from the last committed offset after a backoff, so
+nothing is lost; idempotent writes make the re-read harmless.
+"""
+
+from __future__ import annotations
+
+import warnings
+import logging
+import os
+import threading
+from typing import Any, Callable
+
+# confluent-kafka pulls in authlib, whose import forces a deprecation warning on every run.
+with warnings.catch_warnings(record=True):
+    from quixstreams import Application
+    from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
+
+from . import metrics
+from .config import Config
+from .errors import DeliveryError
+from .health import serve_health
+from .kafka import client_settings, ensure_raw_topic
+from .sinks import Sink, build_sink, deliver
+from .stages import decode_messages, govern
+
+__all__ = ["GovernedSink", "Pipeline"]
+
+log = logging.getLogger("tidegate.pipeline")
+
+
+class GovernedSink(BatchingSink):
+    """The Quix Streams sink that runs Tidegate's stages over each checkpoint's batch."""
+
+    def __init__(self, cfg: Config, destinations: dict[str, Sink], *, max_backoff_s: float = 30.0):
+        super().__init__()
+        self.cfg = cfg
+        self.destinations = destinations
+        self._failures = 0
+        self._max_backoff_s = max_backoff_s
+
+    def setup(self) -> None:
+        for sink in self.destinations.values():
+            sink.setup()
+
+    def write(self, batch: SinkBatch) -> None:
+        decoded = decode_messages((item.value, item.timestamp, item.headers) for item in batch)
+        governed = govern(decoded, config_version=self.cfg.version)
+        metrics.pipeline.batches.inc()
+        try:
+            for sink in self.destinations.values():
+                deliver(sink, governed)
+        except DeliveryError as e:
+            self._failures += 1
+            backoff = min(self._max_backoff_s, 0.5 * 2 ** min(self._failures, 10))
+            log.warning("%s; partition %s re-reads from its last commit in %.1fs", e, batch.partition, backoff)
+            raise SinkBackpressureError(retry_after=backoff) from e
+        self._failures = 0
+
+
+class Pipeline:
+    """Build and run the consumer service for one config."""
+
+    def __init__(self, cfg: Config, *, on_ready: Callable[[], Any] | None = None):
+        self.cfg = cfg
+        self.destinations: dict[str, Sink] = {name: build_sink(name, d) for name, d in cfg.destinations.items()}
+        self.sink = GovernedSink(cfg, self.destinations)
+        self._on_ready = on_ready
+        self.app: Application | None = None
+        self._metrics_server: Any = None
+
+    def build(self) -> Application:
+        ensure_raw_topic(self.cfg)
+        os.makedirs(self.cfg.pipeline.state_dir, exist_ok=True)
+        settings = client_settings(self.cfg)
+        extra = {k: v for k, v in settings.items() if k != "bootstrap.servers"}
+        app = Application(
+            broker_address=self.cfg.kafka.bootstrap_servers,
+            consumer_group=self.cfg.kafka.consumer_group,
+            auto_offset_reset=self.cfg.kafka.auto_offset_reset,
+            commit_interval=self.cfg.pipeline.commit_interval_s,
+            processing_guarantee=self.cfg.pipeline.processing_guarantee,
+            state_dir=self.cfg.pipeline.state_dir,
+            consumer_extra_config={**extra, "fetch.max.bytes": 64 * 1024 * 1024},
+            producer_extra_config=extra,
+            loglevel="WARNING",
+            on_processing_error=None,
+        )
+        topic = app.topic(self.cfg.kafka.raw_topic, value_deserializer="bytes", key_deserializer="bytes")
+        sdf = app.dataframe(topic)
+        sdf.sink(self.sink)
+        self.app = app
+        return app
+
+    def serve_metrics(self) -> None:
+        port = self.cfg.pipeline.metrics_port
+        if port and self._metrics_server is None:
+            self._metrics_server = serve_health(self.cfg.pipeline.metrics_host, port, self.ready)
+
+    def ready(self) -> bool:
+        return self.app is not None and all(s.ready() for s in self.destinations.values())
+
+    def run(self) -> None:
+        app = self.app or self.build()
+        self.serve_metrics()
+        if self._on_ready is not None:
+            threading.Thread(target=self._on_ready, name="tidegate-on-ready", daemon=True).start()
+        try:
+            app.run()
+        finally:
+            for sink in self.destinations.values():
+                sink.close()
+
+    def stop(self) -> None:
+        if self.app is not None:
+            self.app.stop()

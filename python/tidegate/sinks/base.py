@@ -1,0 +1,64 @@
+"""What every sink is: ``setup()`` connects, ``write(batch)`` stores a governed batch
+idempotently (a repeated batch adds nothing), ``close()`` releases. ``deliver()`` wraps every
+write with the standard metrics, so all sinks emit the same ones."""
+
+from __future__ import annotations
+
+import abc
+import time
+
+import polars as pl
+
+from .. import metrics
+from ..errors import DeliveryError
+from ..stages.govern import GovernedBatch
+
+__all__ = ["Sink", "deliver", "EVENT_TABLES"]
+
+EVENT_TABLES = ("tracks", "identifies", "pages", "screens", "groups", "aliases")
+
+
+class Sink(abc.ABC):
+    def __init__(self, name: str):
+        self.name = name
+
+    def setup(self) -> None:
+        """Connect and create what the sink needs; called once before the first write."""
+
+    @abc.abstractmethod
+    def write(self, batch: GovernedBatch) -> None:
+        """Store the batch; raise :class:`DeliveryError` if the destination refused it."""
+
+    def ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """Flush and release; called on shutdown."""
+
+
+def deliver(sink: Sink, batch: GovernedBatch) -> None:
+    if batch.empty:
+        return
+    started = time.perf_counter()
+    try:
+        sink.write(batch)
+    except Exception as e:
+        metrics.sink.events.labels(sink.name, "failed").inc(batch.accepted)
+        if isinstance(e, DeliveryError):
+            raise
+        raise DeliveryError(f"destination {sink.name!r} failed to write a batch of {batch.accepted} events: {e}") from e
+    now = time.time()
+    metrics.sink.write_seconds.labels(sink.name).observe(time.perf_counter() - started)
+    metrics.sink.events.labels(sink.name, "delivered").inc(batch.accepted)
+    metrics.sink.discards.labels(sink.name).inc(batch.discards.height)
+    for table, df in batch.tables.items():
+        metrics.sink.rows.labels(sink.name, table).inc(df.height)
+    # One row per event lives in its type's table (tracks, identifies, ...); per-event tables and
+    # `users` repeat those events, so they are left out of the latency histogram.
+    lat = [
+        df.select((pl.lit(now) - pl.col("received_at").dt.epoch("us").cast(pl.Float64) / 1e6).alias("lat"))
+        for table, df in batch.tables.items()
+        if table in EVENT_TABLES and "received_at" in df.columns
+    ]
+    if lat:
+        metrics.observe_many(metrics.sink.latency_seconds.labels(sink.name), pl.concat(lat)["lat"])

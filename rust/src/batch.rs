@@ -1,0 +1,190 @@
+//! Pipeline-side processing of one batch: envelopes in, warehouse tables, discards and
+//! rejected events out. One call per batch; nothing here touches Python.
+
+use serde_json::{Map, Value};
+
+use crate::idempotency::{content_key, event_key, to_hex};
+use crate::ingest::{has_identifier, EventType};
+use crate::timefmt::{derive_timestamp, format_micros, parse_micros};
+use crate::warehouse::{Discard, Layout};
+
+/// One Kafka message: either a collector envelope's `events` array, or a single event object
+/// produced straight to the raw topic by another producer.
+pub struct Message<'a> {
+    pub source: &'a str,
+    /// Fallback receive time (the Kafka timestamp) for events that carry no `receivedAt`.
+    pub received_at_us: i64,
+    pub events: &'a [u8],
+}
+
+/// A whole event refused by the pipeline, with the reason it was refused.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub id: String,
+    pub source: String,
+    pub reason: &'static str,
+    pub detail: String,
+    pub event: String,
+    pub received_at_us: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct BatchOutput {
+    pub layout: Layout,
+    pub rejected: Vec<Rejected>,
+    pub events_in: usize,
+    pub accepted: usize,
+    /// Idempotency key of every accepted event, in order.
+    pub keys: Vec<u128>,
+}
+
+pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)]) -> BatchOutput {
+    let mut out = BatchOutput::default();
+    for msg in messages {
+        let mut columns: Vec<(&str, Value)> = Vec::with_capacity(extra.len() + 1);
+        columns.push(("context_source_id", Value::String(msg.source.to_string())));
+        columns.extend(extra.iter().cloned());
+        match serde_json::from_slice::<Value>(msg.events) {
+            Ok(Value::Array(events)) => {
+                for event in events {
+                    accept(&mut out, msg, event, &columns);
+                }
+            }
+            Ok(event) => accept(&mut out, msg, event, &columns),
+            Err(e) => {
+                out.events_in += 1;
+                out.rejected.push(Rejected {
+                    id: to_hex(content_key(msg.source, &Value::String(String::from_utf8_lossy(msg.events).into_owned()))),
+                    source: msg.source.to_string(),
+                    reason: "invalid_json",
+                    detail: format!("message is not valid JSON: {e}"),
+                    event: String::from_utf8_lossy(&msg.events[..msg.events.len().min(64 * 1024)]).into_owned(),
+                    received_at_us: msg.received_at_us,
+                });
+            }
+        }
+    }
+    out
+}
+
+fn accept(out: &mut BatchOutput, msg: &Message<'_>, event: Value, extra: &[(&str, Value)]) {
+    out.events_in += 1;
+    let key = event_key(msg.source, &event);
+    let reject = |out: &mut BatchOutput, reason: &'static str, detail: String, event: &Value| {
+        out.rejected.push(Rejected {
+            id: event.get("messageId").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| to_hex(key)),
+            source: msg.source.to_string(),
+            reason,
+            detail,
+            event: event.to_string(),
+            received_at_us: msg.received_at_us,
+        });
+    };
+    let Value::Object(mut map) = event else {
+        reject(out, "not_an_object", "event is not a JSON object".into(), &event);
+        return;
+    };
+    let kind = map.get("type").and_then(Value::as_str).and_then(EventType::parse);
+    let Some(kind) = kind else {
+        let got = map.get("type").map(Value::to_string).unwrap_or_else(|| "nothing".into());
+        let event = Value::Object(map);
+        reject(out, "unknown_type", format!("type is {got}; expected track, identify, page, screen, group or alias"), &event);
+        return;
+    };
+    if !has_identifier(map.get("anonymousId")) && !has_identifier(map.get("userId")) {
+        let event = Value::Object(map);
+        reject(out, "missing_identity", "event has neither anonymousId nor userId".into(), &event);
+        return;
+    }
+    stamp_direct(&mut map, key, msg.received_at_us);
+    out.layout.add_event(&map, kind, extra);
+    out.keys.push(key);
+    out.accepted += 1;
+}
+
+/// Events produced straight to Kafka skipped the collector: give them what it would have
+/// stamped. The id of an event without `messageId` is its content hash, so a re-sent copy
+/// lands on the same row.
+fn stamp_direct(map: &mut Map<String, Value>, key: u128, kafka_time_us: i64) {
+    if !matches!(map.get("messageId"), Some(Value::String(s)) if !s.is_empty()) {
+        map.insert("messageId".into(), Value::String(to_hex(key)));
+    }
+    let received = match map.get("receivedAt").and_then(Value::as_str).and_then(parse_micros) {
+        Some(us) => us,
+        None => {
+            map.insert("receivedAt".into(), Value::String(format_micros(kafka_time_us)));
+            kafka_time_us
+        }
+    };
+    if map.get("timestamp").and_then(Value::as_str).and_then(parse_micros).is_none() {
+        let micros = |k: &str| map.get(k).and_then(Value::as_str).and_then(parse_micros);
+        let ts = derive_timestamp(None, micros("originalTimestamp"), micros("sentAt"), received);
+        map.insert("timestamp".into(), Value::String(format_micros(ts)));
+    }
+}
+
+/// Newline-delimited JSON of the `discards` rows.
+pub fn discards_ndjson(discards: &[Discard]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for d in discards {
+        let row = serde_json::json!({
+            "table_name": d.table_name, "row_id": d.row_id, "column_name": d.column_name,
+            "column_value": d.column_value, "reason": d.reason, "received_at": d.received_at_us,
+        });
+        serde_json::to_writer(&mut out, &row).expect("vec write");
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Newline-delimited JSON of the `discarded_events` rows.
+pub fn rejected_ndjson(rejected: &[Rejected]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in rejected {
+        let row = serde_json::json!({
+            "id": r.id, "source_id": r.source, "reason": r.reason, "detail": r.detail,
+            "event": r.event, "received_at": r.received_at_us,
+        });
+        serde_json::to_writer(&mut out, &row).expect("vec write");
+        out.push(b'\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_and_single_messages_and_rejects() {
+        let env = br#"[{"type":"track","event":"Signed Up","userId":"u","messageId":"m1","receivedAt":"2026-01-01T00:00:00.000Z"},
+                      {"type":"track","event":"x","messageId":"m2"},
+                      {"type":"bogus","userId":"u"}, 5]"#;
+        let single = br#"{"type":"page","anonymousId":"a","name":"Home"}"#;
+        let msgs = [
+            Message { source: "web", received_at_us: 0, events: env },
+            Message { source: "kafka", received_at_us: 1_767_225_600_000_000, events: single },
+            Message { source: "kafka", received_at_us: 0, events: b"{oops" },
+        ];
+        let out = process(&msgs, &[]);
+        assert_eq!(out.events_in, 6);
+        assert_eq!(out.accepted, 2);
+        let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, vec!["missing_identity", "unknown_type", "not_an_object", "invalid_json"]);
+        assert_eq!(out.rejected[0].id, "m2");
+        let pages = out.layout.tables().iter().find(|t| t.name == "pages").unwrap();
+        let row: Value = serde_json::from_slice(&pages.to_ndjson()).unwrap();
+        assert_eq!(row["id"].as_str().unwrap().len(), 32, "content-hash id for a producer without messageId");
+        assert_eq!(row["received_at"], 1_767_225_600_000_000i64);
+        assert_eq!(row["timestamp"], 1_767_225_600_000_000i64);
+        assert_eq!(row["context_source_id"], "kafka");
+    }
+
+    #[test]
+    fn same_content_same_id() {
+        let a = br#"{"type":"page","anonymousId":"a","name":"Home","sentAt":"2026-01-01T00:00:00Z"}"#;
+        let b = br#"{"name":"Home","anonymousId":"a","type":"page","sentAt":"2026-01-01T00:00:09Z"}"#;
+        let out = process(&[Message { source: "k", received_at_us: 0, events: a }, Message { source: "k", received_at_us: 5, events: b }], &[]);
+        assert_eq!(out.keys[0], out.keys[1]);
+    }
+}
