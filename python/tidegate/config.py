@@ -102,6 +102,9 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         return {s.write_key: name for name, s in self.sources.items() if s.enabled}
 
 
+_NAMED_TABLES: dict[str, Any] = {"sources": SourceConfig, "destinations": Destination}
+
+
 def _resolve_relative(cfg: Config, base: Path) -> Config:
     def fix(p: str) -> str:
         return p if os.path.isabs(p) else str((base / p).resolve())
@@ -144,6 +147,19 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
         line = int(m.group(1)) if m else None
         raise ConfigError(f"not valid TOML: {str(e).split(' (at line')[0]}", file=str(file), line=line) from None
     _apply_env(raw, os.environ if env is None else env)
+    # Entries of named tables are checked one by one first: msgspec's error path for a dict value
+    # does not say which entry failed, and the user needs to know.
+    for section, entry_type in _NAMED_TABLES.items():
+        entries = raw.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for name, entry in entries.items():
+            try:
+                msgspec.convert(entry, entry_type)
+            except msgspec.ValidationError as e:
+                message, key = _split_msgspec_error(str(e))
+                key = f"{section}.{name}" + (f".{key}" if key else "")
+                raise ConfigError(message, file=str(file), line=_locate(text, key), key=key) from None
     try:
         cfg = msgspec.convert(raw, Config)
     except msgspec.ValidationError as e:

@@ -57,10 +57,11 @@ def decode_messages(items: Iterable[tuple[bytes, int, Sequence[tuple[str, bytes]
     out = DecodedBatch()
     for value, timestamp_ms, headers in items:
         ts_us = int(timestamp_ms) * 1000
-        if value[:6] == b'{"v":1':
+        # Cheap pre-check: only objects that name a version field can be envelopes.
+        if b'"v"' in value[:16]:
             try:
                 env = _decoder.decode(value)
-            except msgspec.DecodeError:
+            except msgspec.DecodeError:  # includes ValidationError: an event, not an envelope
                 pass
             else:
                 out.messages.append((env.source, ts_us, bytes(env.events)))

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tidegate import ConfigError, load_config
+from tidegate.config import config_reference
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "tidegate.toml"
+    p.write_text(text)
+    return p
+
+
+MINIMAL = '[sources.web]\nwrite_key = "k1"\n[destinations.wh]\ntype = "duckdb"\n'
+
+
+def test_example_config_is_valid() -> None:
+    cfg = load_config(ROOT / "config" / "tidegate.toml", env={})
+    assert cfg.kafka.raw_topic == "tidegate.raw"
+    assert set(cfg.sources) == {"web", "server"}
+    assert cfg.destinations["warehouse"].path.endswith("data/tidegate.duckdb")
+    assert Path(cfg.destinations["warehouse"].path).is_absolute()
+    assert len(cfg.version) == 12
+
+
+def test_defaults_are_generous_limits(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL), env={})
+    assert cfg.collector.max_event_bytes >= 32 * 1024
+    assert cfg.collector.max_request_bytes >= 4 * 1024 * 1024
+    assert cfg.kafka.auto_offset_reset == "earliest"
+    assert cfg.source_by_write_key() == {"k1": "web"}
+
+
+def test_wrong_type_names_file_line_and_key(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + '\n[collector]\nhost = "0.0.0.0"\nport = "eighty"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    assert e.value.line == 8
+    assert e.value.key == "collector.port"
+    assert str(p) in str(e.value) and "expected `int`, got `str`" in str(e.value)
+
+
+def test_unknown_key_is_an_error_with_its_line(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + "\n[kafka]\nbootstrap_server = 'x'\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    assert e.value.key == "kafka.bootstrap_server"
+    assert e.value.line == 7
+    assert "unknown field" in str(e.value)
+
+
+def test_unknown_destination_type_lists_valid_ones(tmp_path: Path) -> None:
+    p = write(tmp_path, '[sources.web]\nwrite_key = "k"\n[destinations.wh]\ntype = "snowflake"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    assert e.value.key is not None and e.value.key.startswith("destinations.wh")
+    assert "'duckdb'" in str(e.value)
+    assert e.value.line == 4
+
+
+def test_toml_syntax_error_has_line(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + "[kafka\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    assert e.value.line == 5
+    assert "not valid TOML" in str(e.value)
+
+
+def test_duplicate_write_keys_are_refused(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + '[sources.ios]\nwrite_key = "k1"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    assert e.value.key == "sources.ios.write_key" and e.value.line == 6
+    assert "'web'" in str(e.value)
+
+
+def test_missing_sources_and_destinations(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no sources configured"):
+        load_config(write(tmp_path, '[destinations.wh]\ntype = "duckdb"\n'), env={})
+    with pytest.raises(ConfigError, match="no destinations configured"):
+        load_config(write(tmp_path, '[sources.web]\nwrite_key = "k"\n'), env={})
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config("/nonexistent/tidegate.toml", env={})
+
+
+def test_environment_overrides(tmp_path: Path) -> None:
+    env = {
+        "TIDEGATE__KAFKA__BOOTSTRAP_SERVERS": "broker-1:9092,broker-2:9092",
+        "TIDEGATE__COLLECTOR__PORT": "9000",
+        "TIDEGATE__SOURCES__WEB__WRITE_KEY": "from-env",
+        "UNRELATED": "x",
+    }
+    cfg = load_config(write(tmp_path, MINIMAL), env=env)
+    assert cfg.kafka.bootstrap_servers == "broker-1:9092,broker-2:9092"
+    assert cfg.collector.port == 9000
+    assert cfg.sources["web"].write_key == "from-env"
+
+
+def test_bad_environment_override_is_reported_as_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, MINIMAL), env={"TIDEGATE__COLLECTOR__PORT": "not-a-port"})
+    assert e.value.key == "collector.port"
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, MINIMAL), env={})
+    with pytest.raises(AttributeError):
+        cfg.kafka = None  # type: ignore[misc]
+
+
+def test_version_changes_with_content(tmp_path: Path) -> None:
+    a = load_config(write(tmp_path, MINIMAL), env={}).version
+    b = load_config(write(tmp_path, MINIMAL + "[collector]\nport = 1234\n"), env={}).version
+    assert a != b
+
+
+def test_reference_documents_every_field() -> None:
+    ref = config_reference()
+    for key in ("bootstrap_servers", "raw_topic", "max_event_bytes", "write_key", "commit_interval_s", "path"):
+        assert f"`{key}`" in ref
+    assert "| required |" not in ref.replace("write_key` | str | required", "")
+    assert '(type = "duckdb")' in ref
+    # every row has a description
+    for line in ref.splitlines():
+        if line.startswith("| `"):
+            assert not line.rstrip().endswith("|  |"), line
