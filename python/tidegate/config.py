@@ -283,7 +283,7 @@ def _describe(tp: Any) -> tuple[Any, str, list[Any]]:
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin is Literal:
-        return " | ".join(repr(a) for a in get_args(tp))
+        return " or ".join(f'"{a}"' for a in get_args(tp))
     if origin is dict:
         return f"table of {_type_name(get_args(tp)[1])}"
     if isinstance(tp, type) and issubclass(tp, Struct):
@@ -309,7 +309,13 @@ def config_reference() -> str:
                 continue
             base, desc, _ = _describe(hints[field])
             default = defaults.get(field)
+            if isinstance(default, msgspec._core.Factory):  # noqa: SLF001 - dict/list defaults
+                default = default.factory()
             shown = "required" if default is None or default is msgspec.NODEFAULT else f"`{default!r}`"
+            if isinstance(default, str):
+                shown = f'`"{default}"`'
+            if isinstance(default, bool):
+                shown = f"`{str(default).lower()}`"
             if isinstance(default, Struct) or isinstance(default, dict) and not default:
                 shown = "—"
             rows.append(f"| `{field}` | {_type_name(base)} | {shown} | {desc} |")

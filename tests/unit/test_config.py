@@ -132,3 +132,10 @@ def test_reference_documents_every_field() -> None:
     for line in ref.splitlines():
         if line.startswith("| `"):
             assert not line.rstrip().endswith("|  |"), line
+
+
+def test_readme_reference_is_current() -> None:
+    readme = (ROOT / "README.md").read_text()
+    begin = readme.index("<!-- BEGIN CONFIG REFERENCE")
+    block = readme[readme.index("\n", begin) + 1: readme.index("<!-- END CONFIG REFERENCE -->")]
+    assert block.strip() == config_reference().strip(), "README is stale: paste `tidegate config-reference` into it"
