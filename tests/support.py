@@ -137,12 +137,14 @@ path = "warehouse.duckdb"
         return total
 
     def wait_processed(self, events: int, timeout: float = 60) -> None:
-        """Wait until the pipeline has taken ``events`` events through govern (accepted or rejected)."""
+        """Wait until the pipeline is done with ``events`` events (delivered, refused or duplicate)."""
         def processed() -> float:
             delivered = self.metric("tidegate_sink_events_total", outcome="delivered")
-            rejected = sum(self.metric("tidegate_pipeline_events_total", stage="govern", outcome=r)
-                           for r in ("missing_identity", "unknown_type", "not_an_object", "invalid_json"))
-            return delivered + rejected
+            refused = sum(self.metric("tidegate_pipeline_events_total", stage="govern", outcome=r)
+                          for r in ("missing_identity", "unknown_type", "not_an_object", "invalid_json",
+                                    "tracking_plan", "pii_blocked"))
+            duplicates = self.metric("tidegate_pipeline_events_total", stage="dedupe", outcome="duplicate")
+            return delivered + refused + duplicates
         wait_until(lambda: processed() >= events or (self.pipeline is not None and self.pipeline.poll() is not None),
                    timeout, f"{events} events processed")
         assert self.pipeline is None or self.pipeline.poll() is None, self.log("pipeline")

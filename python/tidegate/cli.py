@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "validate":
             cfg = load_config(args.config)
+            from .stages import build_policy
+
+            build_policy(cfg)  # compiles tracking plans: unsupported keywords are errors here
             print(f"{args.config}: OK (config version {cfg.version}; {len(cfg.sources)} sources, "
                   f"{len(cfg.destinations)} destinations)")
             return 0
@@ -134,12 +137,12 @@ class _CollectorThread(threading.Thread):
         self.join(timeout=15)
 
 
-def _delivered(destinations: int) -> float:
-    total = 0.0
-    for metric in metrics.REGISTRY.collect():
-        if metric.name == "tidegate_sink_events":
-            total += sum(s.value for s in metric.samples if s.name.endswith("_total") and s.labels.get("outcome") == "delivered")
-    return total / max(destinations, 1)
+def _accounted(destinations: int) -> float:
+    """Events the pipeline is done with: delivered (to every destination) or refused by policy."""
+    delivered = _metric_counts("tidegate_sink_events", "outcome").get("delivered", 0.0) / max(destinations, 1)
+    refused = _metric_counts("tidegate_pipeline_events", "outcome")
+    refused.pop("accepted", None)
+    return delivered + sum(refused.values())
 
 
 def _up(cfg: Config, args: argparse.Namespace) -> int:
@@ -158,18 +161,18 @@ def _up(cfg: Config, args: argparse.Namespace) -> int:
     def drive_sample() -> None:
         try:
             keys = {name: s.write_key for name, s in cfg.sources.items() if s.enabled}
-            before = _delivered(len(cfg.destinations))
+            before = _accounted(len(cfg.destinations))
             started = time.monotonic()
             sent = send_sample(base_url, keys, args.sample)
             print(f"sent {sent} sample events through {base_url}/v1/* ({time.monotonic() - started:.1f}s)", flush=True)
             deadline = time.monotonic() + args.timeout
-            while _delivered(len(cfg.destinations)) - before < sent:
+            while _accounted(len(cfg.destinations)) - before < sent:
                 if time.monotonic() > deadline:
-                    outcome["error"] = f"only {_delivered(len(cfg.destinations)) - before:.0f} of {sent} events landed within {args.timeout}s"
+                    outcome["error"] = f"only {_accounted(len(cfg.destinations)) - before:.0f} of {sent} events landed within {args.timeout}s"
                     break
                 time.sleep(0.2)
             else:
-                print(f"all {sent} events landed in {time.monotonic() - started:.1f}s", flush=True)
+                print(f"all {sent} events processed in {time.monotonic() - started:.1f}s", flush=True)
             _print_counts(pipeline)
         except Exception as e:  # noqa: BLE001 - reported at exit
             outcome["error"] = str(e)
@@ -198,4 +201,32 @@ def _print_counts(pipeline: "Pipeline") -> None:  # type: ignore[name-defined]  
         width = max((len(t) for t in rows), default=5)
         for table, n in rows.items():
             print(f"  {table:<{width}}  {n:>8}")
+
+    print("\npolicy (this run):")
+    for label, metric, key in (("refused", "tidegate_pipeline_events", "outcome"),
+                               ("plan violations", "tidegate_policy_violations", "type_action"),
+                               ("PII actions", "tidegate_pii_actions", "class_action")):
+        counts = _metric_counts(metric, key)
+        if metric == "tidegate_pipeline_events":
+            counts.pop("accepted", None)
+        shown = ", ".join(f"{k} {v:.0f}" for k, v in sorted(counts.items())) or "none"
+        print(f"  {label}: {shown}")
     print(flush=True)
+
+
+def _metric_counts(name: str, key: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for metric in metrics.REGISTRY.collect():
+        if metric.name != name:
+            continue
+        for s in metric.samples:
+            if not s.name.endswith("_total") or s.value == 0:
+                continue
+            if key == "class_action":
+                label = f"{s.labels['class']}:{s.labels['action']}"
+            elif key == "type_action":
+                label = f"{s.labels['type']} ({s.labels['action']})"
+            else:
+                label = s.labels[key]
+            out[label] = out.get(label, 0) + s.value
+    return out

@@ -3,6 +3,10 @@
 ``POST /v1/{track,identify,page,screen,group,alias,batch}`` with the write key as the HTTP
 Basic username. A request is answered 200 only after Kafka acknowledged every envelope of it
 (``acks=all``); otherwise it is refused whole with a status and a message saying what to fix.
+
+For browser SDKs every response carries CORS headers and preflight ``OPTIONS`` requests are
+answered; ``GET /sourceConfig`` serves the source configuration the RudderStack JavaScript SDK
+loads before it sends anything (no device-mode destinations: every event comes here).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from .config import Config
 from .errors import DeliveryError, RequestRejected
 from .kafka import AsyncProducer, ensure_raw_topic
 
-__all__ = ["Collector", "ENDPOINTS", "write_key_from_header"]
+__all__ = ["Collector", "ENDPOINTS", "write_key_from_header", "cors_headers", "source_config"]
 
 ENDPOINTS = ("track", "identify", "page", "screen", "group", "alias", "batch")
 _json = msgspec.json.Encoder()
@@ -47,8 +51,67 @@ def write_key_from_header(header: str | None) -> str | None:
     return user or None
 
 
+def cors_headers(origin: str | None, requested_headers: str | None = None) -> dict[str, str]:
+    """CORS headers for a browser request from ``origin`` (any origin may send: write keys of
+    browser sources are public, as with Segment and RudderStack). The origin is echoed rather
+    than ``*`` so that requests with credentials work too.
+
+    >>> cors_headers("http://localhost:3000", "authorization,content-type")["Access-Control-Allow-Headers"]
+    'authorization,content-type'
+    >>> cors_headers(None)["Access-Control-Allow-Origin"]
+    '*'
+    """
+    headers = {
+        "Access-Control-Allow-Origin": origin or "*",
+        "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+        "Access-Control-Allow-Headers": requested_headers or "Authorization, Content-Type, Content-Encoding, AnonymousId",
+        "Access-Control-Max-Age": "86400",
+        "Vary": "Origin",
+    }
+    if origin:
+        headers["Access-Control-Allow-Credentials"] = "true"
+    return headers
+
+
+@web.middleware
+async def _cors(request: web.Request, handler: Any) -> web.StreamResponse:
+    headers = cors_headers(request.headers.get("Origin"), request.headers.get("Access-Control-Request-Headers"))
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=headers)
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:
+        e.headers.update(headers)
+        raise
+    response.headers.update(headers)
+    return response
+
+
+def source_config(source: str, write_key: str, enabled: bool = True) -> dict[str, Any]:
+    """The ``/sourceConfig`` answer for a source, in the shape the RudderStack JavaScript SDK
+    validates (``source.id``, ``source.config``, ``source.destinations``): no device-mode
+    destinations and no SDK error/metrics reporting to RudderStack's servers.
+
+    >>> source_config("web", "k")["source"]["destinations"]
+    []
+    """
+    return {
+        "isHosted": False,
+        "source": {
+            "id": source,
+            "name": source,
+            "writeKey": write_key,
+            "workspaceId": "tidegate",
+            "enabled": enabled,
+            "config": {"statsCollection": {"errors": {"enabled": False}, "metrics": {"enabled": False}}},
+            "destinations": [],
+        },
+    }
+
+
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.Response(status=status, body=_json.encode({"error": code, "message": message}),
+    # `code` is what the Segment and RudderStack SDKs read (`payload["code"]`); `error` is ours.
+    return web.Response(status=status, body=_json.encode({"error": code, "code": code, "message": message}),
                         content_type="application/json")
 
 
@@ -75,8 +138,10 @@ class Collector:
         self.partitions = cfg.kafka.partitions
         self._in_flight = 0
         limits = cfg.collector
-        self.app = web.Application(client_max_size=limits.max_request_bytes + 1)
+        self.app = web.Application(client_max_size=limits.max_request_bytes + 1, middlewares=[_cors])
         self.app.router.add_post("/v1/{endpoint}", self.handle_event)
+        self.app.router.add_get("/sourceConfig", self.source_config)
+        self.app.router.add_get("/sourceConfig/", self.source_config)
         self.app.router.add_get("/healthz", self.healthz)
         self.app.router.add_get("/health", self.healthz)
         self.app.router.add_get("/readyz", self.readyz)
@@ -102,6 +167,20 @@ class Collector:
 
     async def metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def source_config(self, request: web.Request) -> web.Response:
+        """The source configuration the RudderStack JavaScript SDK fetches on load (write key as
+        the HTTP Basic username or the ``writeKey`` query parameter, both of which it sends)."""
+        key = write_key_from_header(request.headers.get("Authorization")) or request.query.get("writeKey") or None
+        if key is None:
+            return _error(401, "missing_write_key", "send the write key as the HTTP Basic username or ?writeKey=")
+        if key in self.disabled_keys:
+            disabled = next(name for name, s in self.cfg.sources.items() if s.write_key == key)
+            return web.Response(body=_json.encode(source_config(disabled, key, enabled=False)), content_type="application/json")
+        source = self.sources.get(key)
+        if source is None:
+            return _error(401, "invalid_write_key", "invalid write key; use the write_key of a configured source")
+        return web.Response(body=_json.encode(source_config(source, key)), content_type="application/json")
 
     async def handle_event(self, request: web.Request) -> web.Response:
         endpoint = request.match_info["endpoint"]

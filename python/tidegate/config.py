@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import tomllib
+import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union, get_args, get_origin, get_type_hints
 
@@ -30,7 +31,14 @@ __all__ = [
     "CollectorConfig",
     "PipelineConfig",
     "SourceConfig",
+    "PlanConfig",
+    "PiiConfig",
+    "ViolationActions",
     "DuckDBDestination",
+    "PostgresDestination",
+    "DeltaDestination",
+    "KafkaDestination",
+    "WebhookDestination",
     "Destination",
     "load_config",
     "config_reference",
@@ -69,11 +77,53 @@ class PipelineConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     state_dir: Annotated[str, _doc("Directory of the pipeline's local state (Quix Streams state stores).")] = "data/state"
     metrics_port: Annotated[int, _doc("Port of the pipeline's /metrics, /healthz and /readyz (0: off)."), Meta(ge=0, le=65535)] = 9108
     metrics_host: Annotated[str, _doc("Address the pipeline's metrics server listens on.")] = "127.0.0.1"
+    dedupe_window_s: Annotated[float, _doc("Duplicates (same idempotency key) within this many seconds are dropped and counted; 0 turns dedupe off."), Meta(ge=0)] = 86_400.0
+    session_timeout_s: Annotated[float, _doc("Kafka consumer session timeout: how soon a dead replica's partitions move to the others."), Meta(ge=6, le=300)] = 10.0
+
+
+ViolationAction = Literal["forward", "drop"]
+
+
+class ViolationActions(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What happens to an event with a violation of each type (RudderStack's types)."""
+
+    unplanned_event: Annotated[ViolationAction, _doc("Unplanned-Event: a track event the plan does not name.")] = "forward"
+    additional_properties: Annotated[ViolationAction, _doc("Additional-Properties: properties the schema does not allow.")] = "forward"
+    required_missing: Annotated[ViolationAction, _doc("Required-Missing: a required property is absent.")] = "forward"
+    datatype_mismatch: Annotated[ViolationAction, _doc("Datatype-Mismatch: a value of the wrong type.")] = "forward"
+    advance_rules_violation: Annotated[ViolationAction, _doc("Advance-Rules-Violation: enum, pattern, min/max, length, format.")] = "forward"
+    unknown_violation: Annotated[ViolationAction, _doc("Unknown-Violation: anything else.")] = "forward"
+
+    def dropped(self) -> list[str]:
+        """RudderStack names of the violation types that drop an event."""
+        return [f.replace("_", " ").title().replace(" ", "-") for f in self.__struct_fields__ if getattr(self, f) == "drop"]
 
 
 class SourceConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     write_key: Annotated[str, _doc("Write key SDKs send as the HTTP Basic username."), Meta(min_length=1)]
     enabled: Annotated[bool, _doc("A disabled source's requests get 404, as RudderStack does.")] = True
+    tracking_plan: Annotated[str | None, _doc("Id of the [plans.<id>] this source's events are checked against.")] = None
+    violations: Annotated[ViolationActions, _doc("Per violation type: forward (with context.violationErrors) or drop (to discarded_events).")] = ViolationActions()
+
+
+class PlanConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A tracking plan: JSON Schema per event (see README, "Tracking plans")."""
+
+    path: Annotated[str, _doc("JSON file of the plan: {id, version, events: {name: schema}, identify, page, screen, group, common}.")]
+
+
+PiiActionName = Literal["allow", "redact", "hash", "drop_field", "block_event"]
+
+
+class PiiConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """PII detection over every string at every depth, and what to do with each class."""
+
+    enabled: Annotated[bool, _doc("Scan events for PII and apply the actions.")] = True
+    sensitive_keys: Annotated[list[str] | None, _doc("Key names whose values are PII whatever they hold (default: password, passwd, ssn, token, secret, credit_card, ...).")] = None
+    actions: Annotated[dict[str, PiiActionName], _doc("Action per class: email, phone, credit_card, ssn, iban, ipv4, ipv6, key_name.")] = msgspec.field(
+        default_factory=lambda: {"credit_card": "redact", "ssn": "redact", "iban": "redact", "key_name": "redact"})
+    default_action: Annotated[PiiActionName, _doc("Action for classes not listed in `actions`.")] = "allow"
+    hash_key_env: Annotated[str, _doc("Environment variable holding the HMAC key for `hash` (at least 16 bytes).")] = "TIDEGATE_PII_HASH_KEY"
 
 
 class DuckDBDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="duckdb", tag_field="type"):
@@ -83,8 +133,49 @@ class DuckDBDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only
     schema: Annotated[str, _doc("Schema the tables are written to."), Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "main"
 
 
+class PostgresDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="postgres", tag_field="type"):
+    """A PostgreSQL warehouse: the DuckDB layout and semantics, loaded with COPY."""
+
+    dsn: Annotated[str, _doc("libpq connection string or URI, e.g. postgresql://user@host:5432/db (the password may come from PGPASSWORD)."), Meta(min_length=1)] = "postgresql://tidegate:tidegate@127.0.0.1:55432/tidegate"
+    schema: Annotated[str, _doc("Schema the tables are written to; created if missing."), Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "public"
+    connect_timeout_s: Annotated[int, _doc("Seconds to wait for a connection before the batch is retried later."), Meta(ge=1)] = 10
+
+
+class DeltaDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="delta", tag_field="type"):
+    """Delta Lake tables (one per warehouse table) partitioned by event date, for the data lake."""
+
+    path: Annotated[str, _doc("Local directory holding one Delta table per warehouse table; created if missing.")] = "data/delta"
+
+
+class KafkaDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="kafka", tag_field="type"):
+    """A Kafka topic of governed events for downstream consumers: one JSON message per event, keyed by id."""
+
+    topic: Annotated[str, _doc("Topic the governed events are written to; created if missing."), Meta(min_length=1)] = "tidegate.governed"
+    bootstrap_servers: Annotated[str, _doc("Kafka bootstrap servers of the destination cluster, comma separated.")] = "127.0.0.1:9092"
+    partitions: Annotated[int, _doc("Partitions of the topic when Tidegate creates it."), Meta(ge=1)] = 4
+    replication_factor: Annotated[int, _doc("Replication factor of the topic when Tidegate creates it."), Meta(ge=1)] = 1
+    delivery_timeout_s: Annotated[float, _doc("How long a batch may wait for the broker's acknowledgements before it is retried."), Meta(gt=0)] = 30.0
+    settings: Annotated[dict[str, str], _doc("Extra librdkafka producer settings (security.protocol, sasl.*, compression.type, ...).")] = {}
+
+
+class WebhookDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="webhook", tag_field="type"):
+    """An HTTP endpoint that receives governed events as batched JSON POSTs."""
+
+    url: Annotated[str, _doc("URL the batches are POSTed to."), Meta(pattern=r"^https?://")]
+    headers: Annotated[dict[str, str], _doc("Extra HTTP headers sent with every request.")] = {}
+    username: Annotated[str, _doc("HTTP Basic auth user name (empty: no Basic auth).")] = ""
+    password_env: Annotated[str, _doc("Environment variable holding the HTTP Basic auth password.")] = ""
+    token_env: Annotated[str, _doc("Environment variable holding a bearer token (sent as Authorization: Bearer ...).")] = ""
+    max_batch_events: Annotated[int, _doc("Most events in one request; a larger batch is split."), Meta(ge=1)] = 500
+    timeout_s: Annotated[float, _doc("Timeout of one request in seconds."), Meta(gt=0)] = 10.0
+    max_retries: Annotated[int, _doc("Retries of a request after a 5xx, 429 or connection error, before the batch fails."), Meta(ge=0)] = 5
+    backoff_initial_s: Annotated[float, _doc("Upper bound of the first retry's jittered delay; doubles per retry."), Meta(ge=0)] = 0.5
+    backoff_max_s: Annotated[float, _doc("Largest delay between retries."), Meta(ge=0)] = 30.0
+    request_id_header: Annotated[str, _doc("Header carrying the request id, the same for every retry of the same events (for idempotency)."), Meta(min_length=1)] = "Idempotency-Key"
+
+
 # A new sink is one file plus one member here; `type = "..."` in TOML picks it.
-Destination = Union[DuckDBDestination]
+Destination = Union[DuckDBDestination, PostgresDestination, DeltaDestination, KafkaDestination, WebhookDestination]
 
 
 class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -92,6 +183,8 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     collector: Annotated[CollectorConfig, _doc("The HTTP collector.")] = CollectorConfig()
     pipeline: Annotated[PipelineConfig, _doc("The consumer service.")] = PipelineConfig()
     sources: Annotated[dict[str, SourceConfig], _doc("Sources by id, each with its write key.")] = {}
+    plans: Annotated[dict[str, PlanConfig], _doc("Tracking plans by id.")] = {}
+    pii: Annotated[PiiConfig, _doc("PII detection and actions.")] = PiiConfig()
     destinations: Annotated[dict[str, Destination], _doc("Destinations by name; `type` picks the sink.")] = {}
     # Set by load_config, not read from the file.
     path: str = ""
@@ -102,7 +195,7 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
         return {s.write_key: name for name, s in self.sources.items() if s.enabled}
 
 
-_NAMED_TABLES: dict[str, Any] = {"sources": SourceConfig, "destinations": Destination}
+_NAMED_TABLES: dict[str, Any] = {"sources": SourceConfig, "destinations": Destination, "plans": PlanConfig}
 
 
 def _resolve_relative(cfg: Config, base: Path) -> Config:
@@ -114,7 +207,8 @@ def _resolve_relative(cfg: Config, base: Path) -> Config:
         for name, d in cfg.destinations.items()
     }
     pipeline = msgspec.structs.replace(cfg.pipeline, state_dir=fix(cfg.pipeline.state_dir))
-    return msgspec.structs.replace(cfg, destinations=dests, pipeline=pipeline)
+    plans = {name: msgspec.structs.replace(p, path=fix(p.path)) for name, p in cfg.plans.items()}
+    return msgspec.structs.replace(cfg, destinations=dests, pipeline=pipeline, plans=plans)
 
 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
@@ -186,6 +280,19 @@ def _check(cfg: Config, text: str) -> None:
                 file=file, line=_locate(text, key), key=key,
             )
         seen[src.write_key] = name
+        if src.tracking_plan is not None and src.tracking_plan not in cfg.plans:
+            key = f"sources.{name}.tracking_plan"
+            raise ConfigError(
+                f"tracking plan {src.tracking_plan!r} is not defined; add [plans.{src.tracking_plan}] with a path"
+                + (f" (defined: {', '.join(sorted(cfg.plans))})" if cfg.plans else ""),
+                file=file, line=_locate(text, key), key=key,
+            )
+    pii_classes = ("email", "phone", "credit_card", "ssn", "iban", "ipv4", "ipv6", "key_name")
+    for cls in cfg.pii.actions:
+        if cls not in pii_classes:
+            key = f"pii.actions.{cls}"
+            raise ConfigError(f"unknown PII class {cls!r}; expected one of {', '.join(pii_classes)}",
+                              file=file, line=_locate(text, key), key=key)
     if not cfg.destinations:
         raise ConfigError(
             'no destinations configured; add e.g. [destinations.warehouse] with type = "duckdb"',
@@ -288,6 +395,9 @@ def _type_name(tp: Any) -> str:
         return f"table of {_type_name(get_args(tp)[1])}"
     if isinstance(tp, type) and issubclass(tp, Struct):
         return "table"
+    args = get_args(tp)
+    if (origin is Union or origin is types.UnionType) and type(None) in args:
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
     if origin is Union:
         return "table (tagged by `type`)"
     return getattr(tp, "__name__", str(tp))
@@ -301,7 +411,7 @@ def config_reference() -> str:
         hints = get_type_hints(struct, include_extras=True)
         rows = []
         nested: list[tuple[str, Any]] = []
-        defaults = dict(zip(struct.__struct_fields__, (None,) * len(struct.__struct_fields__)))
+        defaults: dict[str, Any] = dict.fromkeys(struct.__struct_fields__, msgspec.NODEFAULT)
         for f, d in zip(struct.__struct_fields__[-len(struct.__struct_defaults__):] if struct.__struct_defaults__ else [], struct.__struct_defaults__):
             defaults[f] = d
         for field in struct.__struct_fields__:
@@ -311,7 +421,7 @@ def config_reference() -> str:
             default = defaults.get(field)
             if isinstance(default, msgspec._core.Factory):  # noqa: SLF001 - dict/list defaults
                 default = default.factory()
-            shown = "required" if default is None or default is msgspec.NODEFAULT else f"`{default!r}`"
+            shown = "required" if default is msgspec.NODEFAULT else "unset" if default is None else f"`{default!r}`"
             if isinstance(default, str):
                 shown = f'`"{default}"`'
             if isinstance(default, bool):

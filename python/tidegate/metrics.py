@@ -11,7 +11,7 @@ import polars as pl
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["REGISTRY", "collector", "pipeline", "sink", "observe_many"]
+__all__ = ["REGISTRY", "collector", "pipeline", "policy", "sink", "observe_many"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -40,6 +40,13 @@ class _Pipeline:
                               buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 
 
+class _Policy:
+    violations = Counter("tidegate_policy_violations", "Tracking-plan violations by source, type and action taken.",
+                         ["source", "type", "action"], registry=REGISTRY)
+    pii_actions = Counter("tidegate_pii_actions", "PII actions taken by class and action.", ["class", "action"],
+                          registry=REGISTRY)
+
+
 class _Sink:
     events = Counter("tidegate_sink_events", "Events by destination and outcome (delivered, failed).",
                      ["destination", "outcome"], registry=REGISTRY)
@@ -56,6 +63,7 @@ class _Sink:
 
 collector = _Collector()
 pipeline = _Pipeline()
+policy = _Policy()
 sink = _Sink()
 
 

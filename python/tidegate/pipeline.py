@@ -27,7 +27,8 @@ from .errors import DeliveryError
 from .health import serve_health
 from .kafka import client_settings, ensure_raw_topic
 from .sinks import Sink, build_sink, deliver
-from .stages import decode_messages, govern
+from .stages import build_policy, decode_messages, govern
+from .stages.dedupe import Dedupe
 
 __all__ = ["GovernedSink", "Pipeline"]
 
@@ -41,6 +42,7 @@ class GovernedSink(BatchingSink):
         super().__init__()
         self.cfg = cfg
         self.destinations = destinations
+        self.policy = build_policy(cfg)
         self._failures = 0
         self._max_backoff_s = max_backoff_s
 
@@ -50,7 +52,7 @@ class GovernedSink(BatchingSink):
 
     def write(self, batch: SinkBatch) -> None:
         decoded = decode_messages((item.value, item.timestamp, item.headers) for item in batch)
-        governed = govern(decoded, config_version=self.cfg.version)
+        governed = govern(decoded, config_version=self.cfg.version, policy=self.policy)
         metrics.pipeline.batches.inc()
         try:
             for sink in self.destinations.values():
@@ -86,13 +88,16 @@ class Pipeline:
             commit_interval=self.cfg.pipeline.commit_interval_s,
             processing_guarantee=self.cfg.pipeline.processing_guarantee,
             state_dir=self.cfg.pipeline.state_dir,
-            consumer_extra_config={**extra, "fetch.max.bytes": 64 * 1024 * 1024},
+            consumer_extra_config={**extra, "fetch.max.bytes": 64 * 1024 * 1024,
+                                   "session.timeout.ms": int(self.cfg.pipeline.session_timeout_s * 1000)},
             producer_extra_config=extra,
             loglevel="WARNING",
             on_processing_error=None,
         )
         topic = app.topic(self.cfg.kafka.raw_topic, value_deserializer="bytes", key_deserializer="bytes")
         sdf = app.dataframe(topic)
+        if self.cfg.pipeline.dedupe_window_s > 0:
+            sdf = sdf.apply(Dedupe(self.cfg.pipeline.dedupe_window_s), stateful=True, metadata=True)
         sdf.sink(self.sink)
         self.app = app
         return app

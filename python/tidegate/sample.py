@@ -74,8 +74,17 @@ def sample_events(n: int, *, seed: int = 7, users: int | None = None) -> Iterato
             session.append({"type": "page", "name": title, "properties": {"path": path, "title": title,
                             "url": f"https://shop.example.com{path}"}})
         sku, name, cat, price = rng.choice(_PRODUCTS)
+        # A few events break the tracking plan or carry PII, as real traffic does.
+        shown_price: Any = f"{price:.2f}" if rng.random() < 0.03 else price
         session.append({"type": "track", "event": "Product Viewed",
-                        "properties": {"product_id": sku, "name": name, "category": cat, "price": price, "currency": "EUR"}})
+                        "properties": {"product_id": sku, "name": name, "category": cat, "price": shown_price, "currency": "EUR"}})
+        if rng.random() < 0.03:
+            session.append({"type": "track", "event": "Wishlist Shared", "properties": {"product_id": sku}})
+        if rng.random() < 0.05:
+            note = rng.choice([f"call me on +1 415-555-{rng.randrange(1000, 9999)} after 5pm",
+                               "my card 4111 1111 1111 1111 was charged twice",
+                               f"reach me at runner{u}@example.org"])
+            session.append({"type": "track", "event": "Support Requested", "properties": {"message": note, "topic": "billing"}})
         if rng.random() < 0.6:
             session.append({"type": "identify", "userId": user_id,
                             "traits": {"email": f"{user_id}@example.com", "name": f"Runner {u}",

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::govern::{Governance, Scratch, Verdict};
 use crate::idempotency::{content_key, event_key, to_hex};
 use crate::ingest::{has_identifier, EventType};
 use crate::timefmt::{derive_timestamp, format_micros, parse_micros};
@@ -15,6 +16,9 @@ pub struct Message<'a> {
     /// Fallback receive time (the Kafka timestamp) for events that carry no `receivedAt`.
     pub received_at_us: i64,
     pub events: &'a [u8],
+    /// One byte per event of the message; non-zero marks a duplicate already delivered (found by
+    /// the dedupe stage), which is counted and skipped. Empty: no event is a duplicate.
+    pub duplicates: &'a [u8],
 }
 
 /// A whole event refused by the pipeline, with the reason it was refused.
@@ -34,23 +38,38 @@ pub struct BatchOutput {
     pub rejected: Vec<Rejected>,
     pub events_in: usize,
     pub accepted: usize,
+    /// Events skipped as duplicates of already delivered ones.
+    pub duplicates: usize,
     /// Idempotency key of every accepted event, in order.
     pub keys: Vec<u128>,
+    /// Policy counts: (source, violation type, action) and (PII class, action).
+    pub violation_counts: Vec<(String, &'static str, &'static str, usize)>,
+    pub pii_counts: Vec<(&'static str, &'static str, usize)>,
 }
 
-pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)]) -> BatchOutput {
+pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)], gov: &Governance) -> BatchOutput {
     let mut out = BatchOutput::default();
+    let mut scratch = Scratch::default();
     for msg in messages {
         let mut columns: Vec<(&str, Value)> = Vec::with_capacity(extra.len() + 1);
         columns.push(("context_source_id", Value::String(msg.source.to_string())));
         columns.extend(extra.iter().cloned());
         match serde_json::from_slice::<Value>(msg.events) {
             Ok(Value::Array(events)) => {
-                for event in events {
-                    accept(&mut out, msg, event, &columns);
+                for (i, event) in events.into_iter().enumerate() {
+                    if msg.duplicates.get(i).is_some_and(|d| *d != 0) {
+                        out.events_in += 1;
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    accept(&mut out, msg, event, &columns, gov, &mut scratch);
                 }
             }
-            Ok(event) => accept(&mut out, msg, event, &columns),
+            Ok(_) if msg.duplicates.first().is_some_and(|d| *d != 0) => {
+                out.events_in += 1;
+                out.duplicates += 1;
+            }
+            Ok(event) => accept(&mut out, msg, event, &columns, gov, &mut scratch),
             Err(e) => {
                 out.events_in += 1;
                 out.rejected.push(Rejected {
@@ -64,19 +83,30 @@ pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)]) -> BatchOutput
             }
         }
     }
+    out.violation_counts = scratch.violation_counts.into_iter().map(|((s, t, a), n)| (s, t, a, n)).collect();
+    out.pii_counts = scratch.pii_counts.into_iter().map(|((c, a), n)| (c, a, n)).collect();
     out
 }
 
-fn accept(out: &mut BatchOutput, msg: &Message<'_>, event: Value, extra: &[(&str, Value)]) {
+fn accept(
+    out: &mut BatchOutput,
+    msg: &Message<'_>,
+    event: Value,
+    extra: &[(&str, Value)],
+    gov: &Governance,
+    scratch: &mut Scratch,
+) {
     out.events_in += 1;
     let key = event_key(msg.source, &event);
     let reject = |out: &mut BatchOutput, reason: &'static str, detail: String, event: &Value| {
+        let mut kept = event.clone();
+        gov.redact_for_inspection(&mut kept);
         out.rejected.push(Rejected {
             id: event.get("messageId").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| to_hex(key)),
             source: msg.source.to_string(),
             reason,
             detail,
-            event: event.to_string(),
+            event: kept.to_string(),
             received_at_us: msg.received_at_us,
         });
     };
@@ -97,7 +127,25 @@ fn accept(out: &mut BatchOutput, msg: &Message<'_>, event: Value, extra: &[(&str
         return;
     }
     stamp_direct(&mut map, key, msg.received_at_us);
-    out.layout.add_event(&map, kind, extra);
+    if gov.is_empty() {
+        out.layout.add_event(&map, kind, extra);
+    } else {
+        // Keep the event as received for the discard record; policy rewrites `map`.
+        let original = Value::Object(map.clone());
+        match gov.apply(msg.source, &mut map, scratch) {
+            Verdict::Drop { reason, detail } => {
+                reject(out, reason, detail, &original);
+                return;
+            }
+            Verdict::Pass { lineage } => {
+                let mut columns: Vec<(&str, Value)> = extra.to_vec();
+                if !lineage.pii_actions.is_empty() {
+                    columns.push(("tidegate_pii_actions", Value::String(lineage.pii_actions.join(","))));
+                }
+                out.layout.add_event(&map, kind, &columns);
+            }
+        }
+    }
     out.keys.push(key);
     out.accepted += 1;
 }
@@ -162,16 +210,16 @@ mod tests {
                       {"type":"bogus","userId":"u"}, 5]"#;
         let single = br#"{"type":"page","anonymousId":"a","name":"Home"}"#;
         let msgs = [
-            Message { source: "web", received_at_us: 0, events: env },
-            Message { source: "kafka", received_at_us: 1_767_225_600_000_000, events: single },
-            Message { source: "kafka", received_at_us: 0, events: b"{oops" },
+            Message { source: "web", received_at_us: 0, events: env, duplicates: b"\x00\x01" },
+            Message { source: "kafka", received_at_us: 1_767_225_600_000_000, events: single, duplicates: b"" },
+            Message { source: "kafka", received_at_us: 0, events: b"{oops", duplicates: b"" },
         ];
-        let out = process(&msgs, &[]);
+        let out = process(&msgs, &[], &Governance::default());
         assert_eq!(out.events_in, 6);
         assert_eq!(out.accepted, 2);
+        assert_eq!(out.duplicates, 1, "the second event is flagged as a duplicate");
         let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason).collect();
-        assert_eq!(reasons, vec!["missing_identity", "unknown_type", "not_an_object", "invalid_json"]);
-        assert_eq!(out.rejected[0].id, "m2");
+        assert_eq!(reasons, vec!["unknown_type", "not_an_object", "invalid_json"]);
         let pages = out.layout.tables().iter().find(|t| t.name == "pages").unwrap();
         let row: Value = serde_json::from_slice(&pages.to_ndjson()).unwrap();
         assert_eq!(row["id"].as_str().unwrap().len(), 32, "content-hash id for a producer without messageId");
@@ -184,7 +232,7 @@ mod tests {
     fn same_content_same_id() {
         let a = br#"{"type":"page","anonymousId":"a","name":"Home","sentAt":"2026-01-01T00:00:00Z"}"#;
         let b = br#"{"name":"Home","anonymousId":"a","type":"page","sentAt":"2026-01-01T00:00:09Z"}"#;
-        let out = process(&[Message { source: "k", received_at_us: 0, events: a }, Message { source: "k", received_at_us: 5, events: b }], &[]);
+        let out = process(&[Message { source: "k", received_at_us: 0, events: a, duplicates: b"" }, Message { source: "k", received_at_us: 5, events: b, duplicates: b"" }], &[], &Governance::default());
         assert_eq!(out.keys[0], out.keys[1]);
     }
 }

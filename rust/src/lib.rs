@@ -4,8 +4,10 @@
 //! `#[pymodule]` lives in [`python`], compiled with the `python` feature that maturin enables.
 
 pub mod batch;
+pub mod govern;
 pub mod idempotency;
 pub mod ingest;
+pub mod pii;
 pub mod plan;
 pub mod timefmt;
 pub mod warehouse;

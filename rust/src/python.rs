@@ -7,6 +7,11 @@ use pyo3::types::{PyBytes, PyDict};
 use serde_json::Value;
 
 use crate::batch::{self, Message};
+use crate::govern::{self as policy, SourcePolicy};
+use crate::pii::{PiiAction, PiiClass, PiiPolicy, PiiScanner};
+use crate::plan::{TrackingPlan, ViolationKind};
+use std::collections::HashMap;
+use std::sync::Arc;
 use crate::idempotency;
 use crate::ingest::{EventType, IngestError, Limits};
 use crate::warehouse;
@@ -58,12 +63,20 @@ struct BatchResult {
     events_in: usize,
     #[pyo3(get)]
     accepted: usize,
+    #[pyo3(get)]
+    duplicates: usize,
     tables: Vec<(String, Vec<(String, &'static str)>, Vec<u8>, usize)>,
     discards: Vec<u8>,
     discard_count: usize,
     rejected: Vec<u8>,
     rejected_reasons: Vec<(&'static str, usize)>,
     keys: Vec<u8>,
+    /// `[(source, violation_type, action, count)]`
+    #[pyo3(get)]
+    violation_counts: Vec<(String, &'static str, &'static str, usize)>,
+    /// `[(pii_class, action, count)]`
+    #[pyo3(get)]
+    pii_counts: Vec<(&'static str, &'static str, usize)>,
 }
 
 #[pymethods]
@@ -111,15 +124,77 @@ impl BatchResult {
     }
 }
 
-/// Process a batch of raw-topic messages `[(source, kafka_time_us, events_json)]`.
-/// `extra` columns (str, int or None values) are added to every row.
+/// Compiled policy: tracking plans per source and the PII scanner with its actions.
+/// Built once per config; raises `ConfigError` naming the plan or class at fault.
+#[pyclass(frozen, module = "tidegate._core")]
+struct Governance {
+    inner: policy::Governance,
+}
+
+#[pymethods]
+impl Governance {
+    /// `plans`: `[(plan_id, spec_json)]`; `sources`: `[(source, plan_id, [violation types to drop])]`;
+    /// `pii`: `(sensitive_keys, [(class, action)], default_action, hmac_key)` or None.
+    #[new]
+    #[pyo3(signature = (plans, sources, pii=None))]
+    fn new(
+        plans: Vec<(String, Vec<u8>)>,
+        sources: Vec<(String, String, Vec<String>)>,
+        pii: Option<(Vec<String>, Vec<(String, String)>, String, Vec<u8>)>,
+    ) -> PyResult<Self> {
+        let mut compiled: HashMap<String, Arc<TrackingPlan>> = HashMap::new();
+        for (id, spec) in plans {
+            let value: Value = serde_json::from_slice(&spec)
+                .map_err(|e| ConfigError::new_err(format!("tracking plan {id:?} is not valid JSON: {e}")))?;
+            let plan = TrackingPlan::compile(&value)
+                .map_err(|e| ConfigError::new_err(format!("tracking plan {id:?}: {e}")))?;
+            compiled.insert(id, Arc::new(plan));
+        }
+        let mut inner = policy::Governance::default();
+        for (source, plan_id, drop_kinds) in sources {
+            let plan = compiled.get(&plan_id).cloned().ok_or_else(|| {
+                ConfigError::new_err(format!("source {source:?} names tracking plan {plan_id:?}, which is not defined"))
+            })?;
+            let mut drop = [false; 6];
+            for kind in drop_kinds {
+                let i = ViolationKind::ALL.iter().position(|k| k.as_str() == kind).ok_or_else(|| {
+                    let valid: Vec<&str> = ViolationKind::ALL.iter().map(|k| k.as_str()).collect();
+                    ConfigError::new_err(format!("unknown violation type {kind:?}; expected one of {}", valid.join(", ")))
+                })?;
+                drop[i] = true;
+            }
+            inner.sources.insert(source, SourcePolicy { plan, drop });
+        }
+        if let Some((keys, actions, default, key)) = pii {
+            let parse_action = |a: &str| -> PyResult<PiiAction> {
+                a.parse::<PiiAction>().map_err(|e| ConfigError::new_err(e.to_string()))
+            };
+            let mut pairs: Vec<(PiiClass, PiiAction)> = Vec::new();
+            for (class, action) in &actions {
+                let c = class.parse::<PiiClass>().map_err(|e| ConfigError::new_err(e.to_string()))?;
+                pairs.push((c, parse_action(action)?));
+            }
+            let policy = PiiPolicy::new(parse_action(&default)?, &pairs, &key)
+                .map_err(|e| ConfigError::new_err(e.to_string()))?;
+            inner.pii = Some((PiiScanner::new(&keys), policy));
+        }
+        Ok(Governance { inner })
+    }
+}
+
+/// Process a batch of raw-topic messages `[(source, kafka_time_us, events_json, duplicate_flags)]`
+/// (`duplicate_flags`: one byte per event, non-zero = skip as a duplicate; may be empty).
+/// `extra` columns (str or None values) are added to every row.
 #[pyfunction]
-#[pyo3(signature = (messages, extra=None))]
+#[pyo3(signature = (messages, extra=None, governance=None))]
 fn process_batch(
     py: Python<'_>,
-    messages: Vec<(PyBackedStr, i64, PyBackedBytes)>,
+    messages: Vec<(PyBackedStr, i64, PyBackedBytes, PyBackedBytes)>,
     extra: Option<Vec<(String, Option<String>)>>,
+    governance: Option<PyRef<'_, Governance>>,
 ) -> BatchResult {
+    let empty = policy::Governance::default();
+    let gov = governance.as_ref().map(|g| &g.inner).unwrap_or(&empty);
     let extra: Vec<(String, Value)> = extra
         .unwrap_or_default()
         .into_iter()
@@ -128,10 +203,10 @@ fn process_batch(
     py.detach(|| {
         let msgs: Vec<Message<'_>> = messages
             .iter()
-            .map(|(source, ts, events)| Message { source: source, received_at_us: *ts, events: events })
+            .map(|(source, ts, events, duplicates)| Message { source, received_at_us: *ts, events, duplicates })
             .collect();
         let extra_refs: Vec<(&str, Value)> = extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let out = batch::process(&msgs, &extra_refs);
+        let out = batch::process(&msgs, &extra_refs, gov);
         let tables = out
             .layout
             .tables()
@@ -151,14 +226,25 @@ fn process_batch(
         BatchResult {
             events_in: out.events_in,
             accepted: out.accepted,
+            duplicates: out.duplicates,
             tables,
             discards: batch::discards_ndjson(&out.layout.discards),
             discard_count: out.layout.discards.len(),
             rejected: batch::rejected_ndjson(&out.rejected),
             rejected_reasons: reasons,
             keys: out.keys.iter().flat_map(|k| k.to_le_bytes()).collect(),
+            violation_counts: out.violation_counts,
+            pii_counts: out.pii_counts,
         }
     })
+}
+
+/// Idempotency keys (16 bytes each, concatenated) of every event of one raw-topic message.
+#[pyfunction]
+fn message_keys<'py>(py: Python<'py>, source: &str, events_json: &[u8]) -> Bound<'py, PyBytes> {
+    let keys = py.detach(|| crate::idempotency::message_keys(source, events_json));
+    let flat: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
+    PyBytes::new(py, &flat)
 }
 
 /// Warehouse name of a key or event: `snake_case("Order Completed") == "order_completed"`.
@@ -185,11 +271,15 @@ fn idempotency_key(source: &str, event_json: &[u8]) -> PyResult<String> {
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("DEFAULT_SENSITIVE_KEYS", crate::pii::DEFAULT_SENSITIVE_KEYS.to_vec())?;
+    m.add("SUPPORTED_KEYWORDS", crate::plan::SUPPORTED_KEYWORDS.to_vec())?;
     m.add_class::<BatchResult>()?;
+    m.add_class::<Governance>()?;
     m.add_function(wrap_pyfunction!(ingest_request, m)?)?;
     m.add_function(wrap_pyfunction!(process_batch, m)?)?;
     m.add_function(wrap_pyfunction!(snake_case, m)?)?;
     m.add_function(wrap_pyfunction!(event_table, m)?)?;
     m.add_function(wrap_pyfunction!(idempotency_key, m)?)?;
+    m.add_function(wrap_pyfunction!(message_keys, m)?)?;
     Ok(())
 }

@@ -17,7 +17,8 @@ use tidegate_core::plan::{Schema, SUPPORTED_FORMATS, SUPPORTED_KEYWORDS};
 fn suite_dir() -> PathBuf {
     let dir = match std::env::var_os("JSON_SCHEMA_TEST_SUITE") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../.cache/json-schema-test-suite/tests/draft7"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../.cache/json-schema-test-suite/tests/draft7"),
     };
     assert!(
         dir.join("type.json").is_file(),
@@ -31,21 +32,29 @@ fn suite_dir() -> PathBuf {
 /// The first keyword or format in `schema` that the compiler does not support, walking only the
 /// places where draft-07 holds subschemas.
 fn unsupported(schema: &Value) -> Option<String> {
-    let Value::Object(map) = schema else { return None };
+    let Value::Object(map) = schema else {
+        return None;
+    };
     for (keyword, value) in map {
         if !SUPPORTED_KEYWORDS.contains(&keyword.as_str()) {
             return Some(keyword.clone());
         }
         let found = match keyword.as_str() {
-            "properties" | "patternProperties" | "dependencies" => {
-                value.as_object().and_then(|m| m.values().find_map(unsupported))
-            }
+            "properties" | "patternProperties" | "dependencies" => value
+                .as_object()
+                .and_then(|m| m.values().find_map(unsupported)),
             "items" | "allOf" | "anyOf" | "oneOf" => match value {
                 Value::Array(list) => list.iter().find_map(unsupported),
                 schema => unsupported(schema),
             },
-            "additionalProperties" | "additionalItems" | "contains" | "propertyNames" | "not"
-            | "if" | "then" | "else" => unsupported(value),
+            "additionalProperties"
+            | "additionalItems"
+            | "contains"
+            | "propertyNames"
+            | "not"
+            | "if"
+            | "then"
+            | "else" => unsupported(value),
             "format" => value
                 .as_str()
                 .filter(|f| !SUPPORTED_FORMATS.contains(f))
@@ -71,7 +80,10 @@ struct Row {
 fn run_file(path: &Path, name: &str, failures: &mut Vec<String>) -> Row {
     let groups: Vec<Value> = serde_json::from_str(&fs::read_to_string(path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut row = Row { file: name.to_owned(), ..Row::default() };
+    let mut row = Row {
+        file: name.to_owned(),
+        ..Row::default()
+    };
     for group in &groups {
         let description = group["description"].as_str().unwrap_or("?");
         let tests = group["tests"].as_array().expect("tests array");
@@ -81,7 +93,9 @@ fn run_file(path: &Path, name: &str, failures: &mut Vec<String>) -> Row {
         if let Some(keyword) = unsupported(&group["schema"]) {
             row.not_applicable += tests.len();
             if compiled.is_ok() {
-                failures.push(format!("{name} / {description}: uses unsupported {keyword} but compiled"));
+                failures.push(format!(
+                    "{name} / {description}: uses unsupported {keyword} but compiled"
+                ));
             }
             continue;
         }
@@ -133,11 +147,20 @@ fn draft7_conformance() {
     }
 
     let mut failures = Vec::new();
-    let rows: Vec<Row> = files.iter().map(|(p, name)| run_file(p, name, &mut failures)).collect();
+    let rows: Vec<Row> = files
+        .iter()
+        .map(|(p, name)| run_file(p, name, &mut failures))
+        .collect();
 
-    println!("{:<40} {:>6} {:>6} {:>6} {:>6}", "file", "groups", "cases", "passed", "n/a");
+    println!(
+        "{:<40} {:>6} {:>6} {:>6} {:>6}",
+        "file", "groups", "cases", "passed", "n/a"
+    );
     for r in &rows {
-        println!("{:<40} {:>6} {:>6} {:>6} {:>6}", r.file, r.groups, r.cases, r.passed, r.not_applicable);
+        println!(
+            "{:<40} {:>6} {:>6} {:>6} {:>6}",
+            r.file, r.groups, r.cases, r.passed, r.not_applicable
+        );
     }
     let total = |f: fn(&Row) -> usize| rows.iter().map(f).sum::<usize>();
     println!(
@@ -149,12 +172,38 @@ fn draft7_conformance() {
         total(|r| r.not_applicable)
     );
 
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     // Guards against a truncated or wrong folder making the run vacuous.
-    assert!(rows.len() >= 35, "only {} files found in {}", rows.len(), dir.display());
-    for keyword in ["type", "properties", "required", "enum", "pattern", "items", "minimum", "format"] {
-        let row = rows.iter().find(|r| r.file == format!("{keyword}.json")).expect(keyword);
+    assert!(
+        rows.len() >= 35,
+        "only {} files found in {}",
+        rows.len(),
+        dir.display()
+    );
+    for keyword in [
+        "type",
+        "properties",
+        "required",
+        "enum",
+        "pattern",
+        "items",
+        "minimum",
+        "format",
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.file == format!("{keyword}.json"))
+            .expect(keyword);
         assert!(row.passed > 0, "{keyword}.json: no applicable case ran");
     }
-    assert!(total(|r| r.passed) >= 500, "only {} cases passed", total(|r| r.passed));
+    assert!(
+        total(|r| r.passed) >= 500,
+        "only {} cases passed",
+        total(|r| r.passed)
+    );
 }

@@ -40,6 +40,7 @@ def test_events_land_exactly_once_with_their_columns(stack: Stack) -> None:
     # a client retry of the same batch must not add rows
     assert stack.post("/v1/batch", {"batch": batch[:50]})[0] == 200
     stack.wait_processed(6 + 150)
+    assert stack.metric("tidegate_pipeline_events_total", stage="dedupe", outcome="duplicate") == 50
     assert stack.stop_pipeline() == 0
 
     counts = dict(stack.query("""

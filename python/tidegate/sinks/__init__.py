@@ -3,14 +3,22 @@ sink is one file here plus one member of ``config.Destination``."""
 
 from __future__ import annotations
 
-from ..config import Destination, DuckDBDestination
+from ..config import DeltaDestination, Destination, DuckDBDestination, KafkaDestination, PostgresDestination, WebhookDestination
 from .base import Sink, deliver
+from .delta import DeltaSink
 from .duckdb import DuckDBSink
+from .kafka import KafkaSink
+from .postgres import PostgresSink
+from .webhook import WebhookSink
 
-__all__ = ["Sink", "deliver", "build_sink", "DuckDBSink", "SINK_TYPES"]
+__all__ = ["Sink", "deliver", "build_sink", "DuckDBSink", "PostgresSink", "DeltaSink", "KafkaSink", "WebhookSink", "SINK_TYPES"]
 
 SINK_TYPES: dict[type, type[Sink]] = {
     DuckDBDestination: DuckDBSink,
+    PostgresDestination: PostgresSink,
+    DeltaDestination: DeltaSink,
+    KafkaDestination: KafkaSink,
+    WebhookDestination: WebhookSink,
 }
 
 

@@ -5,6 +5,6 @@ envelope checks, idempotency keys, warehouse rows) -> sinks.
 """
 
 from .decode import DecodedBatch, decode_messages
-from .govern import GovernedBatch, govern
+from .govern import GovernedBatch, build_policy, govern
 
-__all__ = ["DecodedBatch", "decode_messages", "GovernedBatch", "govern"]
+__all__ = ["DecodedBatch", "decode_messages", "GovernedBatch", "govern", "build_policy"]

@@ -16,7 +16,7 @@ import msgspec
 
 from .. import metrics
 
-__all__ = ["Envelope", "DecodedBatch", "decode_messages", "DIRECT_SOURCE"]
+__all__ = ["Envelope", "DecodedBatch", "decode_messages", "split_message", "DIRECT_SOURCE"]
 
 DIRECT_SOURCE = "direct"
 SOURCE_HEADER = "tidegate-source"
@@ -36,9 +36,9 @@ _decoder = msgspec.json.Decoder(Envelope)
 
 @dataclass
 class DecodedBatch:
-    """Messages ready for the Rust core: ``(source, kafka_time_us, events_json)``."""
+    """Messages ready for the Rust core: ``(source, kafka_time_us, events_json, duplicate_flags)``."""
 
-    messages: list[tuple[str, int, bytes]] = field(default_factory=list)
+    messages: list[tuple[str, int, bytes, bytes]] = field(default_factory=list)
     envelopes: int = 0
     singles: int = 0
 
@@ -50,25 +50,33 @@ def _header_source(headers: Sequence[tuple[str, bytes]] | None) -> str:
     return DIRECT_SOURCE
 
 
-def decode_messages(items: Iterable[tuple[bytes, int, Sequence[tuple[str, bytes]] | None]]) -> DecodedBatch:
+def split_message(value: bytes, headers: Sequence[tuple[str, bytes]] | None) -> tuple[str, bytes, bool]:
+    """``(source, events_json, is_envelope)`` of one raw-topic message."""
+    # Cheap pre-check: only objects that name a version field can be envelopes.
+    if b'"v"' in value[:16]:
+        try:
+            env = _decoder.decode(value)
+        except msgspec.DecodeError:  # includes ValidationError: an event, not an envelope
+            pass
+        else:
+            return env.source, bytes(env.events), True
+    return _header_source(headers), value, False
+
+
+def decode_messages(items: Iterable[tuple[bytes | tuple[bytes, bytes], int, Sequence[tuple[str, bytes]] | None]]) -> DecodedBatch:
     """Decode ``(value, kafka_timestamp_ms, headers)`` triples; one loop step per Kafka message
-    (an envelope carries many events)."""
+    (an envelope carries many events). ``value`` is the message, or ``(message, duplicate_flags)``
+    after the dedupe stage."""
     started = time.perf_counter()
     out = DecodedBatch()
     for value, timestamp_ms, headers in items:
-        ts_us = int(timestamp_ms) * 1000
-        # Cheap pre-check: only objects that name a version field can be envelopes.
-        if b'"v"' in value[:16]:
-            try:
-                env = _decoder.decode(value)
-            except msgspec.DecodeError:  # includes ValidationError: an event, not an envelope
-                pass
-            else:
-                out.messages.append((env.source, ts_us, bytes(env.events)))
-                out.envelopes += 1
-                continue
-        out.messages.append((_header_source(headers), ts_us, value))
-        out.singles += 1
+        raw, flags = value if isinstance(value, tuple) else (value, b"")
+        source, events, is_envelope = split_message(raw, headers)
+        out.messages.append((source, int(timestamp_ms) * 1000, events, flags))
+        if is_envelope:
+            out.envelopes += 1
+        else:
+            out.singles += 1
     metrics.pipeline.messages.labels("envelope").inc(out.envelopes)
     metrics.pipeline.messages.labels("single").inc(out.singles)
     metrics.pipeline.stage_seconds.labels("decode").observe(time.perf_counter() - started)

@@ -8,15 +8,19 @@ here loops per event.
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import polars as pl
 
 from .. import _core, metrics
+from ..config import Config
+from ..errors import ConfigError
 from .decode import DecodedBatch
 
-__all__ = ["GovernedBatch", "govern", "POLARS_TYPES"]
+__all__ = ["GovernedBatch", "govern", "build_policy", "POLARS_TYPES"]
 
 POLARS_TYPES: dict[str, pl.DataType] = {
     "boolean": pl.Boolean(),
@@ -45,6 +49,7 @@ class GovernedBatch:
     rejected: pl.DataFrame = field(default_factory=lambda: _frame(b"", REJECTED_SCHEMA, ["received_at"]))
     events_in: int = 0
     accepted: int = 0
+    duplicates: int = 0
     keys: bytes = b""
 
     @property
@@ -60,18 +65,53 @@ def _frame(ndjson: bytes, schema: dict[str, pl.DataType] | dict[str, type[pl.Dat
     return df.with_columns(pl.col(c).cast(pl.Datetime("us", "UTC")) for c in datetimes)
 
 
-def govern(decoded: DecodedBatch, *, config_version: str = "") -> GovernedBatch:
+def build_policy(cfg: Config) -> _core.Governance | None:
+    """Compile the config's tracking plans and PII policy once; raise ConfigError naming the plan
+    file or key at fault. Reads the plan files and the hash key's environment variable."""
+    plans: list[tuple[str, bytes]] = []
+    for plan_id, plan in cfg.plans.items():
+        try:
+            plans.append((plan_id, Path(plan.path).read_bytes()))
+        except OSError as e:
+            raise ConfigError(f"cannot read tracking plan file {plan.path}: {e.strerror}; fix plans.{plan_id}.path",
+                              file=cfg.path, key=f"plans.{plan_id}.path") from None
+    sources = [(name, s.tracking_plan, s.violations.dropped())
+               for name, s in cfg.sources.items() if s.tracking_plan is not None]
+    pii = None
+    if cfg.pii.enabled:
+        key = os.environ.get(cfg.pii.hash_key_env, "").encode()
+        uses_hash = "hash" in cfg.pii.actions.values() or cfg.pii.default_action == "hash"
+        if uses_hash and len(key) < 16:
+            raise ConfigError(f"PII action `hash` needs a secret of at least 16 bytes in ${cfg.pii.hash_key_env}; "
+                              "set it (e.g. `openssl rand -hex 32`) or choose another action", file=cfg.path, key="pii.actions")
+        keys = cfg.pii.sensitive_keys if cfg.pii.sensitive_keys is not None else list(_core.DEFAULT_SENSITIVE_KEYS)
+        pii = (keys, sorted(cfg.pii.actions.items()), cfg.pii.default_action, key)
+    if not plans and pii is None:
+        return None
+    try:
+        return _core.Governance(plans, sources, pii)
+    except ConfigError as e:
+        raise ConfigError(str(e), file=cfg.path) from None
+
+
+def govern(decoded: DecodedBatch, *, config_version: str = "", policy: _core.Governance | None = None) -> GovernedBatch:
     started = time.perf_counter()
-    result = _core.process_batch(decoded.messages, [("tidegate_config_version", config_version or None)])
-    batch = GovernedBatch(events_in=result.events_in, accepted=result.accepted, keys=result.keys)
+    result = _core.process_batch(decoded.messages, [("tidegate_config_version", config_version or None)], policy)
+    batch = GovernedBatch(events_in=result.events_in, accepted=result.accepted, keys=result.keys,
+                          duplicates=result.duplicates)
     for name, columns, rows, _count in result.tables:
         schema = {c: POLARS_TYPES[t] for c, t in columns}
         batch.tables[name] = _frame(rows, schema, [c for c, t in columns if t == "datetime"])
     batch.discards = _frame(result.discards, DISCARDS_SCHEMA, ["received_at"])
     batch.rejected = _frame(result.rejected, REJECTED_SCHEMA, ["received_at"])
     metrics.pipeline.events.labels("govern", "accepted").inc(result.accepted)
+    metrics.pipeline.events.labels("dedupe", "duplicate").inc(result.duplicates)
     for reason, n in result.rejected_reasons.items():
         metrics.pipeline.events.labels("govern", reason).inc(n)
+    for source, kind, action, n in result.violation_counts:
+        metrics.policy.violations.labels(source, kind, action).inc(n)
+    for cls, action, n in result.pii_counts:
+        metrics.policy.pii_actions.labels(cls, action).inc(n)
     metrics.pipeline.batch_events.observe(result.events_in)
     metrics.pipeline.stage_seconds.labels("govern").observe(time.perf_counter() - started)
     return batch

@@ -50,7 +50,9 @@ fn digits(b: &[u8]) -> Option<u32> {
 
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -63,7 +65,9 @@ fn is_date_time(s: &str) -> bool {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
         return false;
     }
-    let (Some(year), Some(month), Some(day)) = (digits(&b[0..4]), digits(&b[5..7]), digits(&b[8..10])) else {
+    let (Some(year), Some(month), Some(day)) =
+        (digits(&b[0..4]), digits(&b[5..7]), digits(&b[8..10]))
+    else {
         return false;
     };
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
@@ -72,7 +76,9 @@ fn is_date_time(s: &str) -> bool {
     if b[13] != b':' || b[16] != b':' {
         return false;
     }
-    let (Some(hour), Some(minute), Some(second)) = (digits(&b[11..13]), digits(&b[14..16]), digits(&b[17..19])) else {
+    let (Some(hour), Some(minute), Some(second)) =
+        (digits(&b[11..13]), digits(&b[14..16]), digits(&b[17..19]))
+    else {
         return false;
     };
     if hour > 23 || minute > 59 || second > 60 {
@@ -131,10 +137,14 @@ pub(crate) fn is_hostname(host: &str) -> bool {
 
 /// RFC 5321 mailbox with a dot-atom local part and a host name or address-literal domain.
 fn is_email(s: &str) -> bool {
-    let Some((local, domain)) = s.rsplit_once('@') else { return false };
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
     let dot_atom = !local.is_empty()
         && local.len() <= 64
-        && local.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(is_atext));
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(is_atext));
     if !dot_atom {
         return false;
     }
@@ -152,7 +162,10 @@ fn is_unreserved(c: u8) -> bool {
 }
 
 fn is_sub_delim(c: u8) -> bool {
-    matches!(c, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
+    matches!(
+        c,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
 }
 
 /// Every byte is `allowed` or part of a well-formed `%XX` escape.
@@ -179,11 +192,15 @@ fn is_pchar(c: u8) -> bool {
 
 /// RFC 3986 absolute `URI`: a scheme is required, so relative references are rejected.
 fn is_uri(s: &str) -> bool {
-    let Some((scheme, rest)) = s.split_once(':') else { return false };
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
     let sb = scheme.as_bytes();
     if sb.is_empty()
         || !sb[0].is_ascii_alphabetic()
-        || !sb.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        || !sb
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
     {
         return false;
     }
@@ -217,7 +234,9 @@ fn is_uri(s: &str) -> bool {
 fn is_authority(authority: &str) -> bool {
     let host_port = match authority.split_once('@') {
         Some((userinfo, host_port)) => {
-            if !all_uri_chars(userinfo.as_bytes(), |c| is_unreserved(c) || is_sub_delim(c) || c == b':') {
+            if !all_uri_chars(userinfo.as_bytes(), |c| {
+                is_unreserved(c) || is_sub_delim(c) || c == b':'
+            }) {
                 return false;
             }
             host_port
@@ -225,11 +244,15 @@ fn is_authority(authority: &str) -> bool {
         None => authority,
     };
     let (host, port) = if let Some(literal) = host_port.strip_prefix('[') {
-        let Some((inside, after)) = literal.split_once(']') else { return false };
+        let Some((inside, after)) = literal.split_once(']') else {
+            return false;
+        };
         let ok = inside.parse::<Ipv6Addr>().is_ok()
             || (inside.starts_with(['v', 'V'])
                 && inside.contains('.')
-                && inside.bytes().all(|c| is_unreserved(c) || is_sub_delim(c) || c == b':'));
+                && inside
+                    .bytes()
+                    .all(|c| is_unreserved(c) || is_sub_delim(c) || c == b':'));
         if !ok {
             return false;
         }
@@ -291,20 +314,50 @@ mod tests {
 
     #[test]
     fn email() {
-        for ok in ["a@example.com", "first.last+tag@sub.example.co.uk", "x@localhost", "a@[127.0.0.1]", "a@[IPv6:::1]"] {
+        for ok in [
+            "a@example.com",
+            "first.last+tag@sub.example.co.uk",
+            "x@localhost",
+            "a@[127.0.0.1]",
+            "a@[IPv6:::1]",
+        ] {
             assert!(is_email(ok), "{ok}");
         }
-        for bad in ["", "a", "@example.com", "a@", "a..b@example.com", "a.@example.com", "a@-x.com", "a b@example.com", "a@exa_mple.com"] {
+        for bad in [
+            "",
+            "a",
+            "@example.com",
+            "a@",
+            "a..b@example.com",
+            "a.@example.com",
+            "a@-x.com",
+            "a b@example.com",
+            "a@exa_mple.com",
+        ] {
             assert!(!is_email(bad), "{bad}");
         }
     }
 
     #[test]
     fn uri() {
-        for ok in ["https://example.com/a?b=c#d", "mailto:a@example.com", "urn:isbn:0451450523", "http://[::1]:8080/", "http://u:p@h:80"] {
+        for ok in [
+            "https://example.com/a?b=c#d",
+            "mailto:a@example.com",
+            "urn:isbn:0451450523",
+            "http://[::1]:8080/",
+            "http://u:p@h:80",
+        ] {
             assert!(is_uri(ok), "{ok}");
         }
-        for bad in ["/relative", "example.com", "http://a b", "http://h:8x/", "1http://x", "http://x/%zz", "http://x/%4"] {
+        for bad in [
+            "/relative",
+            "example.com",
+            "http://a b",
+            "http://h:8x/",
+            "1http://x",
+            "http://x/%zz",
+            "http://x/%4",
+        ] {
             assert!(!is_uri(bad), "{bad}");
         }
     }

@@ -106,10 +106,12 @@ impl ViolationKind {
             "required" => ViolationKind::RequiredMissing,
             "type" => ViolationKind::DatatypeMismatch,
             "additionalProperties" => ViolationKind::AdditionalProperties,
-            "enum" | "const" | "pattern" | "format" | "minimum" | "maximum" | "exclusiveMinimum"
-            | "exclusiveMaximum" | "multipleOf" | "minLength" | "maxLength" | "minItems"
-            | "maxItems" | "additionalItems" | "uniqueItems" | "contains" | "minProperties"
-            | "maxProperties" => ViolationKind::AdvanceRulesViolation,
+            "enum" | "const" | "pattern" | "format" | "minimum" | "maximum"
+            | "exclusiveMinimum" | "exclusiveMaximum" | "multipleOf" | "minLength"
+            | "maxLength" | "minItems" | "maxItems" | "additionalItems" | "uniqueItems"
+            | "contains" | "minProperties" | "maxProperties" => {
+                ViolationKind::AdvanceRulesViolation
+            }
             _ => ViolationKind::UnknownViolation,
         }
     }
@@ -150,11 +152,18 @@ pub enum PlanError {
     )]
     UnsupportedFormat { format: String, pointer: String },
     #[error("keyword `{keyword}` at {pointer} must be {expected}")]
-    InvalidKeywordValue { keyword: &'static str, pointer: String, expected: &'static str },
+    InvalidKeywordValue {
+        keyword: &'static str,
+        pointer: String,
+        expected: &'static str,
+    },
     #[error(
         "keyword `{keyword}` at {pointer} uses the draft-04 boolean form; write the bound itself, e.g. \"{keyword}\": 0 (draft-07)"
     )]
-    Draft04ExclusiveBound { keyword: &'static str, pointer: String },
+    Draft04ExclusiveBound {
+        keyword: &'static str,
+        pointer: String,
+    },
     #[error(
         "pattern at {pointer} cannot be compiled ({reason}); look-around and back-references are not supported"
     )]
@@ -195,7 +204,10 @@ impl fmt::Debug for TrackingPlan {
         f.debug_struct("TrackingPlan")
             .field("id", &self.id)
             .field("version", &self.version)
-            .field("events", &self.events.iter().map(|(name, _)| name).collect::<Vec<_>>())
+            .field(
+                "events",
+                &self.events.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
             .field("allow_unplanned_events", &self.allow_unplanned_events)
             .finish_non_exhaustive()
     }
@@ -228,7 +240,10 @@ impl TrackingPlan {
         if let Some(key) = spec.keys().find(|k| !PLAN_KEYS.contains(&k.as_str())) {
             return Err(invalid(
                 "#",
-                format!("unknown key \"{key}\"; allowed keys are: {}", PLAN_KEYS.join(", ")),
+                format!(
+                    "unknown key \"{key}\"; allowed keys are: {}",
+                    PLAN_KEYS.join(", ")
+                ),
             ));
         }
         let id = match spec.get("id") {
@@ -268,7 +283,9 @@ impl TrackingPlan {
         }
         events.sort_by(|a, b| a.0.cmp(&b.0));
         let optional = |key: &str| -> Result<Option<Schema>, PlanError> {
-            spec.get(key).map(|s| Schema::compile_at(s, &format!("#/{key}"))).transpose()
+            spec.get(key)
+                .map(|s| Schema::compile_at(s, &format!("#/{key}")))
+                .transpose()
         };
         Ok(TrackingPlan {
             id,
@@ -374,7 +391,9 @@ pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
 }
 
 fn objects_equal(x: &Map<String, Value>, y: &Map<String, Value>) -> bool {
-    x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+    x.len() == y.len()
+        && x.iter()
+            .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
 }
 
 #[cfg(test)]
@@ -414,6 +433,13 @@ mod tests {
     }
 
     #[test]
+    fn compiled_plans_can_be_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<TrackingPlan>();
+        send_sync::<Schema>();
+    }
+
+    #[test]
     fn plan_metadata() {
         let plan = plan();
         assert_eq!(plan.id(), "tp_web");
@@ -437,7 +463,14 @@ mod tests {
         plan().validate_event(&event, &mut out);
         let summary: Vec<_> = out
             .iter()
-            .map(|v| (v.kind, v.property.as_str(), v.instance_path.as_str(), v.schema_path.as_str()))
+            .map(|v| {
+                (
+                    v.kind,
+                    v.property.as_str(),
+                    v.instance_path.as_str(),
+                    v.schema_path.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             summary,
@@ -484,7 +517,10 @@ mod tests {
         let event = json!({"type": "track", "messageId": "m1", "event": "Order Refunded"});
         assert_eq!(kinds(&plan(), event), vec![ViolationKind::UnplannedEvent]);
         let nameless = json!({"type": "track", "messageId": "m1"});
-        assert_eq!(kinds(&plan(), nameless), vec![ViolationKind::UnplannedEvent]);
+        assert_eq!(
+            kinds(&plan(), nameless),
+            vec![ViolationKind::UnplannedEvent]
+        );
     }
 
     #[test]
@@ -502,7 +538,11 @@ mod tests {
         for ty in ["track", "identify", "page", "screen", "group", "alias"] {
             let event = json!({"type": ty, "event": "Order Completed",
                                "properties": {"price": 1}, "traits": {"email": "x"}});
-            assert_eq!(kinds(&plan, event), vec![ViolationKind::RequiredMissing], "{ty}");
+            assert_eq!(
+                kinds(&plan, event),
+                vec![ViolationKind::RequiredMissing],
+                "{ty}"
+            );
         }
     }
 
@@ -529,10 +569,22 @@ mod tests {
             (json!([]), "must be a JSON object"),
             (json!({"version": 1}), "\"id\" must be"),
             (json!({"id": "p"}), "\"version\" must be an integer"),
-            (json!({"id": "p", "version": 1, "extra": 1}), "unknown key \"extra\""),
-            (json!({"id": "p", "version": 1, "events": []}), "\"events\" must be an object"),
-            (json!({"id": "p", "version": 1, "allow_unplanned_events": "no"}), "true or false"),
-            (json!({"id": "p", "version": 1, "page": {"format": "ipv4"}}), "format \"ipv4\" at #/page is not supported"),
+            (
+                json!({"id": "p", "version": 1, "extra": 1}),
+                "unknown key \"extra\"",
+            ),
+            (
+                json!({"id": "p", "version": 1, "events": []}),
+                "\"events\" must be an object",
+            ),
+            (
+                json!({"id": "p", "version": 1, "allow_unplanned_events": "no"}),
+                "true or false",
+            ),
+            (
+                json!({"id": "p", "version": 1, "page": {"format": "ipv4"}}),
+                "format \"ipv4\" at #/page is not supported",
+            ),
         ] {
             let err = TrackingPlan::compile(&spec).unwrap_err().to_string();
             assert!(err.contains(needle), "{err}");
@@ -558,7 +610,10 @@ mod tests {
     #[test]
     fn json_equality_uses_numeric_values() {
         assert!(json_equal(&json!(1), &json!(1.0)));
-        assert!(json_equal(&json!({"a": [1, {"b": 2.0}]}), &json!({"a": [1.0, {"b": 2}]})));
+        assert!(json_equal(
+            &json!({"a": [1, {"b": 2.0}]}),
+            &json!({"a": [1.0, {"b": 2}]})
+        ));
         assert!(!json_equal(&json!({"a": 1}), &json!({"a": 1, "b": 1})));
         assert!(!json_equal(&json!(1), &json!(true)));
         assert!(!json_equal(&json!(u64::MAX), &json!(-1)));

@@ -10,7 +10,9 @@ use regex::Regex;
 use serde_json::{Map, Number, Value};
 
 use super::format::Format;
-use super::{json_equal, push_pointer_segment, PlanError, Violation, ViolationKind, SUPPORTED_KEYWORDS};
+use super::{
+    json_equal, push_pointer_segment, PlanError, Violation, ViolationKind, SUPPORTED_KEYWORDS,
+};
 
 /// One compiled JSON Schema.
 pub struct Schema {
@@ -30,8 +32,13 @@ impl Schema {
 
     /// Compiles with errors reported relative to `base`, the schema's place in a larger document.
     pub(crate) fn compile_at(schema: &Value, base: &str) -> Result<Schema, PlanError> {
-        let mut compiler = Compiler { base, path: String::from("#") };
-        Ok(Schema { root: compiler.node(schema)? })
+        let mut compiler = Compiler {
+            base,
+            path: String::from("#"),
+        };
+        Ok(Schema {
+            root: compiler.node(schema)?,
+        })
     }
 
     pub fn is_valid(&self, instance: &Value) -> bool {
@@ -85,6 +92,9 @@ struct Pattern {
     regex: Regex,
 }
 
+/// `if`, `then`, `else`.
+type Condition = (Node, Option<Node>, Option<Node>);
+
 struct Checks {
     /// Pointer of this schema relative to the root schema; keyword paths are `{path}/{keyword}`.
     path: Box<str>,
@@ -112,9 +122,9 @@ struct Checks {
     unique_items: bool,
     contains: Option<Node>,
 
-    /// In schema order, which is the order violations are reported in (as Ajv does).
     properties: Vec<(String, Node)>,
-    /// Indices into `properties` sorted by name, so `additionalProperties` can binary-search.
+    /// Indices into `properties` sorted by (length, name): a binary search then mostly
+    /// compares lengths.
     properties_by_name: Vec<usize>,
     required: Vec<String>,
     additional_properties: Option<Node>,
@@ -128,7 +138,7 @@ struct Checks {
     any_of: Vec<Node>,
     one_of: Vec<Node>,
     not: Option<Node>,
-    condition: Option<Box<(Node, Option<Node>, Option<Node>)>>,
+    condition: Option<Box<Condition>>,
 }
 
 struct Compiler<'a> {
@@ -149,7 +159,11 @@ impl Compiler<'_> {
     }
 
     fn invalid(&self, keyword: &'static str, expected: &'static str) -> PlanError {
-        PlanError::InvalidKeywordValue { keyword, pointer: self.keyword_pointer(keyword), expected }
+        PlanError::InvalidKeywordValue {
+            keyword,
+            pointer: self.keyword_pointer(keyword),
+            expected,
+        }
     }
 
     /// Compiles the subschema at `self.path` + `segments`.
@@ -179,9 +193,16 @@ impl Compiler<'_> {
             Value::Bool(true) => return Ok(Node::True),
             Value::Bool(false) => return Ok(Node::False(self.path.clone().into())),
             Value::Object(map) => map,
-            _ => return Err(PlanError::NotASchema { pointer: self.pointer() }),
+            _ => {
+                return Err(PlanError::NotASchema {
+                    pointer: self.pointer(),
+                })
+            }
         };
-        if let Some(keyword) = map.keys().find(|k| !SUPPORTED_KEYWORDS.contains(&k.as_str())) {
+        if let Some(keyword) = map
+            .keys()
+            .find(|k| !SUPPORTED_KEYWORDS.contains(&k.as_str()))
+        {
             return Err(PlanError::UnsupportedKeyword {
                 keyword: keyword.clone(),
                 pointer: self.pointer(),
@@ -227,7 +248,11 @@ impl Compiler<'_> {
             (c.types, c.type_names) = self.types(t)?;
         }
         if let Some(e) = map.get("enum") {
-            c.enumeration = Some(e.as_array().ok_or_else(|| self.invalid("enum", "an array"))?.clone());
+            c.enumeration = Some(
+                e.as_array()
+                    .ok_or_else(|| self.invalid("enum", "an array"))?
+                    .clone(),
+            );
         }
         c.constant = map.get("const").cloned();
         if let Some(m) = self.number(map, "multipleOf")? {
@@ -237,15 +262,22 @@ impl Compiler<'_> {
             c.multiple_of = Some(m);
         }
         if let Some(p) = map.get("pattern") {
-            let source = p.as_str().ok_or_else(|| self.invalid("pattern", "a string"))?;
+            let source = p
+                .as_str()
+                .ok_or_else(|| self.invalid("pattern", "a string"))?;
             c.pattern = Some(self.pattern(source, &self.keyword_pointer("pattern"))?);
         }
         if let Some(f) = map.get("format") {
-            let name = f.as_str().ok_or_else(|| self.invalid("format", "a string"))?;
-            c.format = Some(Format::from_name(name).ok_or_else(|| PlanError::UnsupportedFormat {
-                format: name.to_owned(),
-                pointer: self.pointer(),
-            })?);
+            let name = f
+                .as_str()
+                .ok_or_else(|| self.invalid("format", "a string"))?;
+            c.format =
+                Some(
+                    Format::from_name(name).ok_or_else(|| PlanError::UnsupportedFormat {
+                        format: name.to_owned(),
+                        pointer: self.pointer(),
+                    })?,
+                );
         }
         match map.get("items") {
             None => {}
@@ -263,18 +295,24 @@ impl Compiler<'_> {
             c.additional_items = Some(self.child(&["additionalItems"], s)?);
         }
         if let Some(u) = map.get("uniqueItems") {
-            c.unique_items = u.as_bool().ok_or_else(|| self.invalid("uniqueItems", "true or false"))?;
+            c.unique_items = u
+                .as_bool()
+                .ok_or_else(|| self.invalid("uniqueItems", "true or false"))?;
         }
         if let Some(s) = map.get("contains") {
             c.contains = Some(self.child(&["contains"], s)?);
         }
         if let Some(p) = map.get("properties") {
-            let p = p.as_object().ok_or_else(|| self.invalid("properties", "an object of schemas"))?;
+            let p = p
+                .as_object()
+                .ok_or_else(|| self.invalid("properties", "an object of schemas"))?;
             for (name, s) in p {
-                c.properties.push((name.clone(), self.child(&["properties", name], s)?));
+                c.properties
+                    .push((name.clone(), self.child(&["properties", name], s)?));
             }
             c.properties_by_name = (0..c.properties.len()).collect();
-            c.properties_by_name.sort_by(|a, b| c.properties[*a].0.cmp(&c.properties[*b].0));
+            c.properties_by_name
+                .sort_by(|a, b| by_length_then_bytes(&c.properties[*a].0, &c.properties[*b].0));
         }
         if let Some(r) = map.get("required") {
             c.required = self.names(r, "required")?;
@@ -290,7 +328,8 @@ impl Compiler<'_> {
                 let mut pointer = self.keyword_pointer("patternProperties");
                 push_pointer_segment(&mut pointer, source);
                 let pattern = self.pattern(source, &pointer)?;
-                c.pattern_properties.push((pattern, self.child(&["patternProperties", source], s)?));
+                c.pattern_properties
+                    .push((pattern, self.child(&["patternProperties", source], s)?));
             }
         }
         if let Some(s) = map.get("propertyNames") {
@@ -298,7 +337,10 @@ impl Compiler<'_> {
         }
         if let Some(d) = map.get("dependencies") {
             let d = d.as_object().ok_or_else(|| {
-                self.invalid("dependencies", "an object of property-name arrays or schemas")
+                self.invalid(
+                    "dependencies",
+                    "an object of property-name arrays or schemas",
+                )
             })?;
             for (name, dep) in d {
                 let dep = match dep {
@@ -321,8 +363,14 @@ impl Compiler<'_> {
             c.not = Some(self.child(&["not"], s)?);
         }
         // `then`/`else` without `if` have no effect (draft-07 §6.6) but must still be well-formed.
-        let then = map.get("then").map(|s| self.child(&["then"], s)).transpose()?;
-        let otherwise = map.get("else").map(|s| self.child(&["else"], s)).transpose()?;
+        let then = map
+            .get("then")
+            .map(|s| self.child(&["then"], s))
+            .transpose()?;
+        let otherwise = map
+            .get("else")
+            .map(|s| self.child(&["else"], s))
+            .transpose()?;
         if let Some(s) = map.get("if") {
             c.condition = Some(Box::new((self.child(&["if"], s)?, then, otherwise)));
         }
@@ -352,7 +400,11 @@ impl Compiler<'_> {
         }
     }
 
-    fn number(&self, map: &Map<String, Value>, keyword: &'static str) -> Result<Option<f64>, PlanError> {
+    fn number(
+        &self,
+        map: &Map<String, Value>,
+        keyword: &'static str,
+    ) -> Result<Option<f64>, PlanError> {
         map.get(keyword)
             .map(|v| v.as_f64().ok_or_else(|| self.invalid(keyword, "a number")))
             .transpose()
@@ -364,16 +416,27 @@ impl Compiler<'_> {
         keyword: &'static str,
     ) -> Result<Option<f64>, PlanError> {
         if let Some(Value::Bool(_)) = map.get(keyword) {
-            return Err(PlanError::Draft04ExclusiveBound { keyword, pointer: self.keyword_pointer(keyword) });
+            return Err(PlanError::Draft04ExclusiveBound {
+                keyword,
+                pointer: self.keyword_pointer(keyword),
+            });
         }
         self.number(map, keyword)
     }
 
-    fn count(&self, map: &Map<String, Value>, keyword: &'static str) -> Result<Option<usize>, PlanError> {
-        let Some(v) = map.get(keyword) else { return Ok(None) };
+    fn count(
+        &self,
+        map: &Map<String, Value>,
+        keyword: &'static str,
+    ) -> Result<Option<usize>, PlanError> {
+        let Some(v) = map.get(keyword) else {
+            return Ok(None);
+        };
         // Draft-07 allows 2.0 where an integer is expected.
         let n = v.as_u64().or_else(|| {
-            v.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f <= u64::MAX as f64).map(|f| f as u64)
+            v.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f <= u64::MAX as f64)
+                .map(|f| f as u64)
         });
         n.map(|n| Some(usize::try_from(n).unwrap_or(usize::MAX)))
             .ok_or_else(|| self.invalid(keyword, "a non-negative integer"))
@@ -387,11 +450,21 @@ impl Compiler<'_> {
     }
 
     fn pattern(&self, source: &str, pointer: &str) -> Result<Pattern, PlanError> {
-        let regex = Regex::new(&ecma_to_rust_regex(source)).map_err(|e| PlanError::InvalidPattern {
-            pointer: pointer.to_owned(),
-            reason: e.to_string().lines().last().unwrap_or_default().trim().to_owned(),
-        })?;
-        Ok(Pattern { source: source.to_owned(), regex })
+        let regex =
+            Regex::new(&ecma_to_rust_regex(source)).map_err(|e| PlanError::InvalidPattern {
+                pointer: pointer.to_owned(),
+                reason: e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            })?;
+        Ok(Pattern {
+            source: source.to_owned(),
+            regex,
+        })
     }
 }
 
@@ -406,7 +479,11 @@ fn ecma_to_rust_regex(source: &str) -> String {
         match c {
             '\\' => match chars.next() {
                 Some('d') => out.push_str(if in_class { "0-9" } else { "[0-9]" }),
-                Some('w') => out.push_str(if in_class { "0-9A-Za-z_" } else { "[0-9A-Za-z_]" }),
+                Some('w') => out.push_str(if in_class {
+                    "0-9A-Za-z_"
+                } else {
+                    "[0-9A-Za-z_]"
+                }),
                 Some('D') if !in_class => out.push_str("[^0-9]"),
                 Some('W') if !in_class => out.push_str("[^0-9A-Za-z_]"),
                 Some(next) => {
@@ -419,8 +496,6 @@ fn ecma_to_rust_regex(source: &str) -> String {
             '[' => {
                 in_class = true;
                 out.push('[');
-                // A leading `]` (or `^]`) is literal in neither dialect's grammar the same way;
-                // ECMA `[]` matches nothing, which `regex` rejects, so pass it through verbatim.
             }
             ']' if in_class => {
                 in_class = false;
@@ -471,7 +546,13 @@ impl At<'_> {
     }
 }
 
-fn violation(kind_keyword: &str, message: String, property: String, at: &At, schema_path: &str) -> Violation {
+fn violation(
+    kind_keyword: &str,
+    message: String,
+    property: String,
+    at: &At,
+    schema_path: &str,
+) -> Violation {
     let mut path = schema_path.to_owned();
     push_pointer_segment(&mut path, kind_keyword);
     Violation {
@@ -510,7 +591,10 @@ fn type_bits(v: &Value) -> u8 {
 
 /// JSON Schema counts any number with a zero fractional part as an integer (`1.0` included).
 fn is_integer(n: &Number) -> bool {
-    n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.is_finite() && f.fract() == 0.0)
+    n.is_i64()
+        || n.is_u64()
+        || n.as_f64()
+            .is_some_and(|f| f.is_finite() && f.fract() == 0.0)
 }
 
 fn is_multiple_of(n: &Number, m: f64) -> bool {
@@ -539,7 +623,13 @@ impl Node {
             Node::True => return true,
             Node::False(path) => {
                 if let Some(out) = out {
-                    out.push(violation("false schema", "boolean schema is false".into(), at.last(), at, path));
+                    out.push(violation(
+                        "false schema",
+                        "boolean schema is false".into(),
+                        at.last(),
+                        at,
+                        path,
+                    ));
                 }
                 return false;
             }
@@ -549,16 +639,46 @@ impl Node {
         let path = &*c.path;
 
         if c.types != 0 && type_bits(value) & c.types == 0 {
-            fail!(out, valid, violation("type", format!("must be {}", c.type_names), at.last(), at, path));
+            fail!(
+                out,
+                valid,
+                violation(
+                    "type",
+                    format!("must be {}", c.type_names),
+                    at.last(),
+                    at,
+                    path
+                )
+            );
         }
         if let Some(allowed) = &c.enumeration {
             if !allowed.iter().any(|a| json_equal(a, value)) {
-                fail!(out, valid, violation("enum", "must be equal to one of the allowed values".into(), at.last(), at, path));
+                fail!(
+                    out,
+                    valid,
+                    violation(
+                        "enum",
+                        "must be equal to one of the allowed values".into(),
+                        at.last(),
+                        at,
+                        path
+                    )
+                );
             }
         }
         if let Some(constant) = &c.constant {
             if !json_equal(constant, value) {
-                fail!(out, valid, violation("const", "must be equal to constant".into(), at.last(), at, path));
+                fail!(
+                    out,
+                    valid,
+                    violation(
+                        "const",
+                        "must be equal to constant".into(),
+                        at.last(),
+                        at,
+                        path
+                    )
+                );
             }
         }
 
@@ -580,12 +700,32 @@ impl Node {
                         _ => f < b,
                     };
                     if !ok {
-                        fail!(out, valid, violation(keyword, format!("must be {op} {}", format_number(b)), at.last(), at, path));
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                keyword,
+                                format!("must be {op} {}", format_number(b)),
+                                at.last(),
+                                at,
+                                path
+                            )
+                        );
                     }
                 }
                 if let Some(m) = c.multiple_of {
                     if !is_multiple_of(n, m) {
-                        fail!(out, valid, violation("multipleOf", format!("must be multiple of {}", format_number(m)), at.last(), at, path));
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                "multipleOf",
+                                format!("must be multiple of {}", format_number(m)),
+                                at.last(),
+                                at,
+                                path
+                            )
+                        );
                     }
                 }
             }
@@ -594,22 +734,62 @@ impl Node {
                 // most strings without counting.
                 if let Some(min) = c.min_length {
                     if s.len() < min || s.chars().count() < min {
-                        fail!(out, valid, violation("minLength", format!("must NOT have fewer than {min} characters"), at.last(), at, path));
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                "minLength",
+                                format!("must NOT have fewer than {min} characters"),
+                                at.last(),
+                                at,
+                                path
+                            )
+                        );
                     }
                 }
                 if let Some(max) = c.max_length {
                     if s.len() > max && s.chars().count() > max {
-                        fail!(out, valid, violation("maxLength", format!("must NOT have more than {max} characters"), at.last(), at, path));
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                "maxLength",
+                                format!("must NOT have more than {max} characters"),
+                                at.last(),
+                                at,
+                                path
+                            )
+                        );
                     }
                 }
                 if let Some(p) = &c.pattern {
                     if !p.regex.is_match(s) {
-                        fail!(out, valid, violation("pattern", format!("must match pattern \"{}\"", p.source), at.last(), at, path));
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                "pattern",
+                                format!("must match pattern \"{}\"", p.source),
+                                at.last(),
+                                at,
+                                path
+                            )
+                        );
                     }
                 }
                 if let Some(f) = c.format {
                     if !f.is_valid(s) {
-                        fail!(out, valid, violation("format", format!("must match format \"{}\"", f.name()), at.last(), at, path));
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                "format",
+                                format!("must match format \"{}\"", f.name()),
+                                at.last(),
+                                at,
+                                path
+                            )
+                        );
                     }
                 }
             }
@@ -632,10 +812,13 @@ impl Node {
             Value::Null | Value::Bool(_) => {}
         }
 
-        if !c.all_of.is_empty() || !c.any_of.is_empty() || !c.one_of.is_empty() || c.not.is_some() || c.condition.is_some() {
-            if !c.eval_combinators(value, at, out.as_deref_mut()) {
-                valid = false;
-            }
+        let has_combinators = !c.all_of.is_empty()
+            || !c.any_of.is_empty()
+            || !c.one_of.is_empty()
+            || c.not.is_some()
+            || c.condition.is_some();
+        if has_combinators && !c.eval_combinators(value, at, out) {
+            valid = false;
         }
         valid
     }
@@ -650,7 +833,9 @@ impl Node {
             Node::Checks(c) => c,
         };
         (c.types == 0 || c.types & STRING != 0)
-            && c.enumeration.as_ref().is_none_or(|e| e.iter().any(|a| a.as_str() == Some(key)))
+            && c.enumeration
+                .as_ref()
+                .is_none_or(|e| e.iter().any(|a| a.as_str() == Some(key)))
             && c.constant.as_ref().is_none_or(|k| k.as_str() == Some(key))
             && c.min_length.is_none_or(|min| key.chars().count() >= min)
             && c.max_length.is_none_or(|max| key.chars().count() <= max)
@@ -658,11 +843,21 @@ impl Node {
             && c.format.is_none_or(|f| f.is_valid(key))
             && c.all_of.iter().all(|s| s.name_is_valid(key))
             && (c.any_of.is_empty() || c.any_of.iter().any(|s| s.name_is_valid(key)))
-            && (c.one_of.is_empty() || c.one_of.iter().filter(|s| s.name_is_valid(key)).take(2).count() == 1)
+            && (c.one_of.is_empty()
+                || c.one_of
+                    .iter()
+                    .filter(|s| s.name_is_valid(key))
+                    .take(2)
+                    .count()
+                    == 1)
             && c.not.as_ref().is_none_or(|s| !s.name_is_valid(key))
             && c.condition.as_ref().is_none_or(|cond| {
                 let (test, then, otherwise) = &**cond;
-                let branch = if test.name_is_valid(key) { then } else { otherwise };
+                let branch = if test.name_is_valid(key) {
+                    then
+                } else {
+                    otherwise
+                };
                 branch.as_ref().is_none_or(|s| s.name_is_valid(key))
             })
     }
@@ -674,12 +869,32 @@ impl Checks {
         let path = &*self.path;
         if let Some(min) = self.min_items {
             if list.len() < min {
-                fail!(out, valid, violation("minItems", format!("must NOT have fewer than {min} items"), at.last(), at, path));
+                fail!(
+                    out,
+                    valid,
+                    violation(
+                        "minItems",
+                        format!("must NOT have fewer than {min} items"),
+                        at.last(),
+                        at,
+                        path
+                    )
+                );
             }
         }
         if let Some(max) = self.max_items {
             if list.len() > max {
-                fail!(out, valid, violation("maxItems", format!("must NOT have more than {max} items"), at.last(), at, path));
+                fail!(
+                    out,
+                    valid,
+                    violation(
+                        "maxItems",
+                        format!("must NOT have more than {max} items"),
+                        at.last(),
+                        at,
+                        path
+                    )
+                );
             }
         }
         match &self.items {
@@ -707,7 +922,17 @@ impl Checks {
                     for (i, v) in list.iter().enumerate().skip(items.len()) {
                         if let Node::False(_) = additional {
                             let n = items.len();
-                            fail!(out, valid, violation("additionalItems", format!("must NOT have more than {n} items"), at.last(), at, path));
+                            fail!(
+                                out,
+                                valid,
+                                violation(
+                                    "additionalItems",
+                                    format!("must NOT have more than {n} items"),
+                                    at.last(),
+                                    at,
+                                    path
+                                )
+                            );
                             break;
                         }
                         if !additional.eval(v, &At::Index(at, i), out.as_deref_mut()) {
@@ -722,55 +947,125 @@ impl Checks {
         }
         if self.unique_items {
             if let Some((i, j)) = first_duplicate(list) {
-                fail!(out, valid, violation("uniqueItems", format!("must NOT have duplicate items (items ## {j} and {i} are identical)"), at.last(), at, path));
+                fail!(
+                    out,
+                    valid,
+                    violation(
+                        "uniqueItems",
+                        format!(
+                            "must NOT have duplicate items (items ## {j} and {i} are identical)"
+                        ),
+                        at.last(),
+                        at,
+                        path
+                    )
+                );
             }
         }
         if let Some(contains) = &self.contains {
             if !list.iter().any(|v| contains.eval(v, at, None)) {
-                fail!(out, valid, violation("contains", "must contain at least 1 valid item(s)".into(), at.last(), at, path));
+                fail!(
+                    out,
+                    valid,
+                    violation(
+                        "contains",
+                        "must contain at least 1 valid item(s)".into(),
+                        at.last(),
+                        at,
+                        path
+                    )
+                );
             }
         }
         valid
     }
 
-    fn eval_object(&self, value: &Value, map: &Map<String, Value>, at: &At, mut out: Option<&mut Vec<Violation>>) -> bool {
+    fn eval_object(
+        &self,
+        value: &Value,
+        map: &Map<String, Value>,
+        at: &At,
+        mut out: Option<&mut Vec<Violation>>,
+    ) -> bool {
         let mut valid = true;
         let path = &*self.path;
         for name in &self.required {
-            if !map.contains_key(name) {
-                fail!(out, valid, violation("required", format!("must have required property '{name}'"), name.clone(), at, path));
+            if find(map, name).is_none() {
+                fail!(
+                    out,
+                    valid,
+                    violation(
+                        "required",
+                        format!("must have required property '{name}'"),
+                        name.clone(),
+                        at,
+                        path
+                    )
+                );
             }
         }
         if let Some(min) = self.min_properties {
             if map.len() < min {
-                fail!(out, valid, violation("minProperties", format!("must NOT have fewer than {min} properties"), at.last(), at, path));
+                fail!(
+                    out,
+                    valid,
+                    violation(
+                        "minProperties",
+                        format!("must NOT have fewer than {min} properties"),
+                        at.last(),
+                        at,
+                        path
+                    )
+                );
             }
         }
         if let Some(max) = self.max_properties {
             if map.len() > max {
-                fail!(out, valid, violation("maxProperties", format!("must NOT have more than {max} properties"), at.last(), at, path));
-            }
-        }
-        for (name, schema) in &self.properties {
-            if let Some(v) = map.get(name) {
-                if !schema.eval(v, &At::Key(at, name), out.as_deref_mut()) {
-                    if out.is_none() {
-                        return false;
-                    }
-                    valid = false;
-                }
+                fail!(
+                    out,
+                    valid,
+                    violation(
+                        "maxProperties",
+                        format!("must NOT have more than {max} properties"),
+                        at.last(),
+                        at,
+                        path
+                    )
+                );
             }
         }
         let needs_key_walk = !self.pattern_properties.is_empty()
             || self.additional_properties.is_some()
             || self.property_names.is_some();
-        if needs_key_walk {
+        if !needs_key_walk {
+            for (name, schema) in &self.properties {
+                if let Some(v) = find(map, name) {
+                    if !schema.eval(v, &At::Key(at, name), out.as_deref_mut()) {
+                        if out.is_none() {
+                            return false;
+                        }
+                        valid = false;
+                    }
+                }
+            }
+        } else {
+            // One pass over the instance's keys serves `properties` and the key keywords.
             for (key, v) in map {
                 let child = At::Key(at, key);
-                let mut matched = self
+                let declared = self
                     .properties_by_name
-                    .binary_search_by(|i| self.properties[*i].0.as_str().cmp(key))
-                    .is_ok();
+                    .binary_search_by(|i| by_length_then_bytes(&self.properties[*i].0, key))
+                    .ok()
+                    .map(|i| &self.properties[self.properties_by_name[i]].1);
+                let mut matched = declared.is_some();
+                if let Some(schema) = declared {
+                    if !schema.eval(v, &child, out.as_deref_mut()) {
+                        if out.is_none() {
+                            return false;
+                        }
+                        valid = false;
+                    }
+                }
                 for (pattern, schema) in &self.pattern_properties {
                     if pattern.regex.is_match(key) {
                         matched = true;
@@ -784,7 +1079,17 @@ impl Checks {
                 }
                 if let Some(names) = &self.property_names {
                     if !names.name_is_valid(key) {
-                        fail!(out, valid, violation("propertyNames", "property name must be valid".into(), key.clone(), at, path));
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                "propertyNames",
+                                "property name must be valid".into(),
+                                key.clone(),
+                                at,
+                                path
+                            )
+                        );
                     }
                 }
                 if matched {
@@ -793,7 +1098,17 @@ impl Checks {
                 match &self.additional_properties {
                     None | Some(Node::True) => {}
                     Some(Node::False(_)) => {
-                        fail!(out, valid, violation("additionalProperties", "must NOT have additional properties".into(), key.clone(), at, path));
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                "additionalProperties",
+                                "must NOT have additional properties".into(),
+                                key.clone(),
+                                at,
+                                path
+                            )
+                        );
                     }
                     Some(schema) => {
                         if !schema.eval(v, &child, out.as_deref_mut()) {
@@ -807,20 +1122,42 @@ impl Checks {
             }
         }
         for (name, dep) in &self.dependencies {
-            if !map.contains_key(name) {
+            if find(map, name).is_none() {
                 continue;
             }
             match dep {
                 Dependency::Properties(needed) => {
                     for n in needed {
-                        if !map.contains_key(n) {
-                            fail!(out, valid, violation("dependencies", format!("must have property {n} when property {name} is present"), n.clone(), at, path));
+                        if find(map, n).is_none() {
+                            fail!(
+                                out,
+                                valid,
+                                violation(
+                                    "dependencies",
+                                    format!(
+                                        "must have property {n} when property {name} is present"
+                                    ),
+                                    n.clone(),
+                                    at,
+                                    path
+                                )
+                            );
                         }
                     }
                 }
                 Dependency::Schema(schema) => {
                     if !schema.eval(value, at, None) {
-                        fail!(out, valid, violation("dependencies", format!("must match the dependent schema of property {name}"), name.clone(), at, path));
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                "dependencies",
+                                format!("must match the dependent schema of property {name}"),
+                                name.clone(),
+                                at,
+                                path
+                            )
+                        );
                     }
                 }
             }
@@ -830,7 +1167,12 @@ impl Checks {
 
     /// Branch errors of `anyOf`/`oneOf`/`not` are not reported: a failed branch of an
     /// alternative is expected, so only the combinator's own failure is a violation.
-    fn eval_combinators(&self, value: &Value, at: &At, mut out: Option<&mut Vec<Violation>>) -> bool {
+    fn eval_combinators(
+        &self,
+        value: &Value,
+        at: &At,
+        mut out: Option<&mut Vec<Violation>>,
+    ) -> bool {
         let mut valid = true;
         let path = &*self.path;
         for schema in &self.all_of {
@@ -842,29 +1184,88 @@ impl Checks {
             }
         }
         if !self.any_of.is_empty() && !self.any_of.iter().any(|s| s.eval(value, at, None)) {
-            fail!(out, valid, violation("anyOf", "must match a schema in anyOf".into(), at.last(), at, path));
+            fail!(
+                out,
+                valid,
+                violation(
+                    "anyOf",
+                    "must match a schema in anyOf".into(),
+                    at.last(),
+                    at,
+                    path
+                )
+            );
         }
         if !self.one_of.is_empty() {
-            let passing = self.one_of.iter().filter(|s| s.eval(value, at, None)).take(2).count();
+            let passing = self
+                .one_of
+                .iter()
+                .filter(|s| s.eval(value, at, None))
+                .take(2)
+                .count();
             if passing != 1 {
-                fail!(out, valid, violation("oneOf", "must match exactly one schema in oneOf".into(), at.last(), at, path));
+                fail!(
+                    out,
+                    valid,
+                    violation(
+                        "oneOf",
+                        "must match exactly one schema in oneOf".into(),
+                        at.last(),
+                        at,
+                        path
+                    )
+                );
             }
         }
         if let Some(not) = &self.not {
             if not.eval(value, at, None) {
-                fail!(out, valid, violation("not", "must NOT be valid".into(), at.last(), at, path));
+                fail!(
+                    out,
+                    valid,
+                    violation("not", "must NOT be valid".into(), at.last(), at, path)
+                );
             }
         }
         if let Some(condition) = &self.condition {
             let (test, then, otherwise) = &**condition;
-            let (branch, name) = if test.eval(value, at, None) { (then, "then") } else { (otherwise, "else") };
+            let (branch, name) = if test.eval(value, at, None) {
+                (then, "then")
+            } else {
+                (otherwise, "else")
+            };
             if let Some(branch) = branch {
                 if !branch.eval(value, at, out.as_deref_mut()) {
-                    fail!(out, valid, violation("if", format!("must match \"{name}\" schema"), at.last(), at, path));
+                    fail!(
+                        out,
+                        valid,
+                        violation(
+                            "if",
+                            format!("must match \"{name}\" schema"),
+                            at.last(),
+                            at,
+                            path
+                        )
+                    );
                 }
             }
         }
         valid
+    }
+}
+
+fn by_length_then_bytes(a: &str, b: &str) -> std::cmp::Ordering {
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Looks `name` up in an event object. Event objects are small, and there a scan comparing
+/// lengths first beats hashing the name with SipHash.
+fn find<'v>(map: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
+    if map.len() <= 16 {
+        map.iter()
+            .find(|(k, _)| k.len() == name.len() && k.as_str() == name)
+            .map(|(_, v)| v)
+    } else {
+        map.get(name)
     }
 }
 
@@ -884,12 +1285,29 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn errors(schema: Value, instance: Value) -> Vec<(ViolationKind, String, String, String, String)> {
+    fn errors(
+        schema: Value,
+        instance: Value,
+    ) -> Vec<(ViolationKind, String, String, String, String)> {
         let schema = Schema::compile(&schema).unwrap();
         let mut out = Vec::new();
         schema.validate(&instance, &mut out);
-        assert_eq!(schema.is_valid(&instance), out.is_empty(), "is_valid disagrees with validate");
-        out.into_iter().map(|v| (v.kind, v.message, v.property, v.instance_path, v.schema_path)).collect()
+        assert_eq!(
+            schema.is_valid(&instance),
+            out.is_empty(),
+            "is_valid disagrees with validate"
+        );
+        out.into_iter()
+            .map(|v| {
+                (
+                    v.kind,
+                    v.message,
+                    v.property,
+                    v.instance_path,
+                    v.schema_path,
+                )
+            })
+            .collect()
     }
 
     fn messages(schema: Value, instance: Value) -> Vec<String> {
@@ -902,16 +1320,26 @@ mod tests {
 
     #[test]
     fn type_keyword() {
-        assert_eq!(messages(json!({"type": "number"}), json!("1")), ["must be number"]);
+        assert_eq!(
+            messages(json!({"type": "number"}), json!("1")),
+            ["must be number"]
+        );
         assert!(messages(json!({"type": "integer"}), json!(1.0)).is_empty());
-        assert_eq!(messages(json!({"type": "integer"}), json!(1.5)), ["must be integer"]);
+        assert_eq!(
+            messages(json!({"type": "integer"}), json!(1.5)),
+            ["must be integer"]
+        );
         assert!(messages(json!({"type": "number"}), json!(7)).is_empty());
-        assert_eq!(messages(json!({"type": ["string", "null"]}), json!(0)), ["must be string,null"]);
+        assert_eq!(
+            messages(json!({"type": ["string", "null"]}), json!(0)),
+            ["must be string,null"]
+        );
         assert!(messages(json!({"type": ["string", "null"]}), json!(null)).is_empty());
         let e = errors(json!({"type": "boolean"}), json!(1));
         assert_eq!(e[0].0, ViolationKind::DatatypeMismatch);
         assert_eq!(e[0].4, "#/type");
-        assert!(compile_error(json!({"type": "float"})).contains("keyword `type` at #/type must be a type name"));
+        assert!(compile_error(json!({"type": "float"}))
+            .contains("keyword `type` at #/type must be a type name"));
     }
 
     #[test]
@@ -923,11 +1351,26 @@ mod tests {
         });
         let e = errors(schema, json!({"a": 1, "b": {"c": "x"}, "extra/key": true}));
         assert_eq!(e.len(), 4);
-        assert_eq!(e[0], (ViolationKind::RequiredMissing, "must have required property 'z'".into(), "z".into(), "".into(), "#/required".into()));
+        assert_eq!(
+            e[0],
+            (
+                ViolationKind::RequiredMissing,
+                "must have required property 'z'".into(),
+                "z".into(),
+                "".into(),
+                "#/required".into()
+            )
+        );
         assert_eq!(e[1].0, ViolationKind::DatatypeMismatch);
         assert_eq!(e[1].3, "/a");
-        assert_eq!((e[2].2.as_str(), e[2].3.as_str(), e[2].4.as_str()), ("c", "/b/c", "#/properties/b/properties/c/type"));
-        assert_eq!((e[3].0, e[3].2.as_str()), (ViolationKind::AdditionalProperties, "extra/key"));
+        assert_eq!(
+            (e[2].2.as_str(), e[2].3.as_str(), e[2].4.as_str()),
+            ("c", "/b/c", "#/properties/b/properties/c/type")
+        );
+        assert_eq!(
+            (e[3].0, e[3].2.as_str()),
+            (ViolationKind::AdditionalProperties, "extra/key")
+        );
         // Keywords of the wrong instance type do not apply.
         assert!(messages(json!({"required": ["a"]}), json!([1])).is_empty());
     }
@@ -938,26 +1381,45 @@ mod tests {
                             "additionalProperties": {"type": "number"}});
         assert!(messages(schema.clone(), json!({"id": [], "x_a": "s", "n": 1})).is_empty());
         let e = errors(schema, json!({"x_a": 1, "n": "s"}));
-        assert_eq!(e.iter().map(|e| e.3.as_str()).collect::<Vec<_>>(), ["/x_a", "/n"]);
+        assert_eq!(
+            e.iter().map(|e| e.3.as_str()).collect::<Vec<_>>(),
+            ["/x_a", "/n"]
+        );
     }
 
     #[test]
     fn enum_and_const() {
         assert!(messages(json!({"enum": [1, "a", {"k": [1]}]}), json!({"k": [1.0]})).is_empty());
         let e = errors(json!({"enum": ["a", "b"]}), json!("c"));
-        assert_eq!((e[0].0, e[0].1.as_str()), (ViolationKind::AdvanceRulesViolation, "must be equal to one of the allowed values"));
-        assert_eq!(messages(json!({"const": 2}), json!(2.5)), ["must be equal to constant"]);
+        assert_eq!(
+            (e[0].0, e[0].1.as_str()),
+            (
+                ViolationKind::AdvanceRulesViolation,
+                "must be equal to one of the allowed values"
+            )
+        );
+        assert_eq!(
+            messages(json!({"const": 2}), json!(2.5)),
+            ["must be equal to constant"]
+        );
         assert!(messages(json!({"const": null}), json!(null)).is_empty());
         assert!(compile_error(json!({"enum": "a"})).contains("`enum` at #/enum must be an array"));
     }
 
     #[test]
     fn numeric_bounds() {
-        let schema = json!({"minimum": 1, "maximum": 10, "exclusiveMinimum": 0, "exclusiveMaximum": 10});
+        let schema =
+            json!({"minimum": 1, "maximum": 10, "exclusiveMinimum": 0, "exclusiveMaximum": 10});
         assert!(messages(schema.clone(), json!(5)).is_empty());
         assert_eq!(messages(schema.clone(), json!(10)), ["must be < 10"]);
-        assert_eq!(messages(schema.clone(), json!(0)), ["must be >= 1", "must be > 0"]);
-        assert_eq!(messages(schema, json!(10.5)), ["must be <= 10", "must be < 10"]);
+        assert_eq!(
+            messages(schema.clone(), json!(0)),
+            ["must be >= 1", "must be > 0"]
+        );
+        assert_eq!(
+            messages(schema, json!(10.5)),
+            ["must be <= 10", "must be < 10"]
+        );
         assert!(messages(json!({"minimum": 1}), json!("0")).is_empty());
         let err = compile_error(json!({"exclusiveMinimum": true, "minimum": 0}));
         assert!(err.contains("draft-04 boolean form"), "{err}");
@@ -967,17 +1429,29 @@ mod tests {
     fn multiple_of() {
         assert!(messages(json!({"multipleOf": 0.01}), json!(19.99)).is_empty());
         assert!(messages(json!({"multipleOf": 3}), json!(-9)).is_empty());
-        assert_eq!(messages(json!({"multipleOf": 3}), json!(10)), ["must be multiple of 3"]);
-        assert_eq!(messages(json!({"multipleOf": 0.5}), json!(0.7)), ["must be multiple of 0.5"]);
+        assert_eq!(
+            messages(json!({"multipleOf": 3}), json!(10)),
+            ["must be multiple of 3"]
+        );
+        assert_eq!(
+            messages(json!({"multipleOf": 0.5}), json!(0.7)),
+            ["must be multiple of 0.5"]
+        );
         assert!(compile_error(json!({"multipleOf": 0})).contains("greater than 0"));
     }
 
     #[test]
     fn string_lengths_count_code_points() {
         assert!(messages(json!({"maxLength": 2}), json!("💩💩")).is_empty());
-        assert_eq!(messages(json!({"maxLength": 1}), json!("💩💩")), ["must NOT have more than 1 characters"]);
+        assert_eq!(
+            messages(json!({"maxLength": 1}), json!("💩💩")),
+            ["must NOT have more than 1 characters"]
+        );
         assert!(messages(json!({"minLength": 2}), json!("é😀")).is_empty());
-        assert_eq!(messages(json!({"minLength": 3}), json!("é😀")), ["must NOT have fewer than 3 characters"]);
+        assert_eq!(
+            messages(json!({"minLength": 3}), json!("é😀")),
+            ["must NOT have fewer than 3 characters"]
+        );
         assert!(messages(json!({"minLength": 2.0}), json!("ab")).is_empty());
         assert!(compile_error(json!({"minLength": -1})).contains("non-negative integer"));
     }
@@ -985,48 +1459,98 @@ mod tests {
     #[test]
     fn pattern_is_unanchored_ecma() {
         assert!(messages(json!({"pattern": "b+"}), json!("abbc")).is_empty());
-        assert_eq!(messages(json!({"pattern": "^\\d{3}$"}), json!("١٢٣")), ["must match pattern \"^\\d{3}$\""]);
+        assert_eq!(
+            messages(json!({"pattern": "^\\d{3}$"}), json!("١٢٣")),
+            ["must match pattern \"^\\d{3}$\""]
+        );
         assert!(messages(json!({"pattern": "^[\\w-]+$"}), json!("a_b-1")).is_empty());
         assert!(messages(json!({"pattern": "^[\\w-]+$"}), json!("é")).len() == 1);
         assert!(messages(json!({"pattern": "^[a[]+$"}), json!("a[a")).is_empty());
         let err = compile_error(json!({"pattern": "(?=a)"}));
-        assert!(err.starts_with("pattern at #/pattern cannot be compiled"), "{err}");
+        assert!(
+            err.starts_with("pattern at #/pattern cannot be compiled"),
+            "{err}"
+        );
     }
 
     #[test]
     fn format_keyword() {
         let e = errors(json!({"format": "email"}), json!("nope"));
-        assert_eq!((e[0].0, e[0].1.as_str()), (ViolationKind::AdvanceRulesViolation, "must match format \"email\""));
-        assert!(messages(json!({"format": "uuid"}), json!("123e4567-e89b-12d3-a456-426614174000")).is_empty());
+        assert_eq!(
+            (e[0].0, e[0].1.as_str()),
+            (
+                ViolationKind::AdvanceRulesViolation,
+                "must match format \"email\""
+            )
+        );
+        assert!(messages(
+            json!({"format": "uuid"}),
+            json!("123e4567-e89b-12d3-a456-426614174000")
+        )
+        .is_empty());
         assert!(messages(json!({"format": "date-time"}), json!(5)).is_empty());
-        assert!(compile_error(json!({"format": "hostname"})).contains("format \"hostname\" at # is not supported"));
+        assert!(compile_error(json!({"format": "hostname"}))
+            .contains("format \"hostname\" at # is not supported"));
     }
 
     #[test]
     fn arrays() {
         let schema = json!({"items": {"type": "integer"}, "minItems": 1, "maxItems": 3, "uniqueItems": true});
         assert!(messages(schema.clone(), json!([1, 2, 3])).is_empty());
-        assert_eq!(messages(schema.clone(), json!([])), ["must NOT have fewer than 1 items"]);
+        assert_eq!(
+            messages(schema.clone(), json!([])),
+            ["must NOT have fewer than 1 items"]
+        );
         let e = errors(schema.clone(), json!([1, "x", 1.0, 4]));
         assert_eq!(e[0].1, "must NOT have more than 3 items");
-        assert_eq!((e[1].3.as_str(), e[1].4.as_str(), e[1].2.as_str()), ("/1", "#/items/type", "1"));
-        assert_eq!(e[2].1, "must NOT have duplicate items (items ## 2 and 0 are identical)");
+        assert_eq!(
+            (e[1].3.as_str(), e[1].4.as_str(), e[1].2.as_str()),
+            ("/1", "#/items/type", "1")
+        );
+        assert_eq!(
+            e[2].1,
+            "must NOT have duplicate items (items ## 2 and 0 are identical)"
+        );
         let tuple = json!({"items": [{"type": "string"}], "additionalItems": false});
         assert!(messages(tuple.clone(), json!(["a"])).is_empty());
-        assert_eq!(messages(tuple, json!(["a", 1])), ["must NOT have more than 1 items"]);
-        assert_eq!(messages(json!({"contains": {"const": 5}}), json!([1])), ["must contain at least 1 valid item(s)"]);
+        assert_eq!(
+            messages(tuple, json!(["a", 1])),
+            ["must NOT have more than 1 items"]
+        );
+        assert_eq!(
+            messages(json!({"contains": {"const": 5}}), json!([1])),
+            ["must contain at least 1 valid item(s)"]
+        );
     }
 
     #[test]
     fn object_counts_names_dependencies() {
-        assert_eq!(messages(json!({"minProperties": 1}), json!({})), ["must NOT have fewer than 1 properties"]);
-        assert_eq!(messages(json!({"maxProperties": 0}), json!({"a": 1})), ["must NOT have more than 0 properties"]);
-        let e = errors(json!({"propertyNames": {"maxLength": 3}}), json!({"abcd": 1}));
-        assert_eq!((e[0].0, e[0].2.as_str()), (ViolationKind::UnknownViolation, "abcd"));
+        assert_eq!(
+            messages(json!({"minProperties": 1}), json!({})),
+            ["must NOT have fewer than 1 properties"]
+        );
+        assert_eq!(
+            messages(json!({"maxProperties": 0}), json!({"a": 1})),
+            ["must NOT have more than 0 properties"]
+        );
+        let e = errors(
+            json!({"propertyNames": {"maxLength": 3}}),
+            json!({"abcd": 1}),
+        );
+        assert_eq!(
+            (e[0].0, e[0].2.as_str()),
+            (ViolationKind::UnknownViolation, "abcd")
+        );
         let deps = json!({"dependencies": {"card": ["billing"], "coupon": {"required": ["code"]}}});
         assert!(messages(deps.clone(), json!({"billing": 1})).is_empty());
-        assert_eq!(messages(deps.clone(), json!({"card": 1})), ["must have property billing when property card is present"]);
-        assert_eq!(messages(deps, json!({"coupon": 1})), ["must match the dependent schema of property coupon"]);
+        assert_eq!(
+            messages(deps.clone(), json!({"card": 1})),
+            ["must have property billing when property card is present"]
+        );
+        assert_eq!(
+            messages(deps, json!({"coupon": 1})),
+            ["must match the dependent schema of property coupon"]
+        );
     }
 
     #[test]
@@ -1034,18 +1558,36 @@ mod tests {
         let any = json!({"anyOf": [{"type": "string"}, {"type": "number"}]});
         assert!(messages(any.clone(), json!(1)).is_empty());
         let e = errors(any, json!(null));
-        assert_eq!((e.len(), e[0].0, e[0].4.as_str()), (1, ViolationKind::UnknownViolation, "#/anyOf"));
+        assert_eq!(
+            (e.len(), e[0].0, e[0].4.as_str()),
+            (1, ViolationKind::UnknownViolation, "#/anyOf")
+        );
         let one = json!({"oneOf": [{"minimum": 0}, {"maximum": 10}]});
         assert!(messages(one.clone(), json!(-1)).is_empty());
-        assert_eq!(messages(one, json!(5)), ["must match exactly one schema in oneOf"]);
-        assert_eq!(messages(json!({"allOf": [{"type": "string"}, {"minLength": 2}]}), json!(1)), ["must be string"]);
-        assert_eq!(messages(json!({"not": {"type": "null"}}), json!(null)), ["must NOT be valid"]);
+        assert_eq!(
+            messages(one, json!(5)),
+            ["must match exactly one schema in oneOf"]
+        );
+        assert_eq!(
+            messages(
+                json!({"allOf": [{"type": "string"}, {"minLength": 2}]}),
+                json!(1)
+            ),
+            ["must be string"]
+        );
+        assert_eq!(
+            messages(json!({"not": {"type": "null"}}), json!(null)),
+            ["must NOT be valid"]
+        );
         let cond = json!({"if": {"properties": {"country": {"const": "US"}}},
                           "then": {"required": ["zip"]}, "else": {"required": ["postcode"]}});
         assert!(messages(cond.clone(), json!({"country": "US", "zip": "1"})).is_empty());
         assert_eq!(
             messages(cond, json!({"country": "FR"})),
-            ["must have required property 'postcode'", "must match \"else\" schema"]
+            [
+                "must have required property 'postcode'",
+                "must match \"else\" schema"
+            ]
         );
     }
 
@@ -1053,7 +1595,14 @@ mod tests {
     fn boolean_schemas() {
         assert!(messages(json!(true), json!({"anything": 1})).is_empty());
         let e = errors(json!({"properties": {"x": false}}), json!({"x": 1}));
-        assert_eq!((e[0].0, e[0].3.as_str(), e[0].4.as_str()), (ViolationKind::UnknownViolation, "/x", "#/properties/x/false schema"));
+        assert_eq!(
+            (e[0].0, e[0].3.as_str(), e[0].4.as_str()),
+            (
+                ViolationKind::UnknownViolation,
+                "/x",
+                "#/properties/x/false schema"
+            )
+        );
     }
 
     #[test]
@@ -1062,16 +1611,32 @@ mod tests {
                             "description": "d", "$comment": "c", "default": 1, "examples": [1],
                             "definitions": {"unused": {"$ref": "#"}}, "readOnly": true, "writeOnly": false});
         assert!(messages(schema, json!(1)).is_empty());
-        for keyword in ["$ref", "contentMediaType", "unevaluatedProperties", "x-custom"] {
+        for keyword in [
+            "$ref",
+            "contentMediaType",
+            "unevaluatedProperties",
+            "x-custom",
+        ] {
             let err = compile_error(json!({"properties": {"a": {keyword: "x"}}}));
-            assert!(err.starts_with(&format!("keyword `{keyword}` at #/properties/a is not supported")), "{err}");
+            assert!(
+                err.starts_with(&format!(
+                    "keyword `{keyword}` at #/properties/a is not supported"
+                )),
+                "{err}"
+            );
         }
         assert!(compile_error(json!(1)).contains("must be an object or a boolean"));
     }
 
     #[test]
     fn pointers_are_escaped() {
-        let e = errors(json!({"properties": {"a/b": {"properties": {"c~d": {"type": "string"}}}}}), json!({"a/b": {"c~d": 1}}));
-        assert_eq!((e[0].3.as_str(), e[0].4.as_str()), ("/a~1b/c~0d", "#/properties/a~1b/properties/c~0d/type"));
+        let e = errors(
+            json!({"properties": {"a/b": {"properties": {"c~d": {"type": "string"}}}}}),
+            json!({"a/b": {"c~d": 1}}),
+        );
+        assert_eq!(
+            (e[0].3.as_str(), e[0].4.as_str()),
+            ("/a~1b/c~0d", "#/properties/a~1b/properties/c~0d/type")
+        );
     }
 }

@@ -1,0 +1,125 @@
+"""Delta Lake sink: one Delta table per warehouse table under a base directory, for the data lake.
+
+Same layout and semantics as the SQL warehouses (see :mod:`.warehouse`), adapted to Delta:
+
+* Event tables, ``discards`` and ``discarded_events`` are partitioned by ``event_date``, the UTC
+  date of the event's ``timestamp`` (``received_at`` when it has none). ``users`` is not
+  partitioned: it is one row per user, updated in place.
+* Idempotent by key: rows are MERGEd with ``when_not_matched_insert_all`` on ``id`` (and
+  ``event_date``, which prunes the files a merge reads; a redelivered event carries the same
+  timestamp, so the same date). ``discards`` is keyed by table, row and column. ``users`` is
+  upserted with the newest-wins rule.
+* New columns are added by the merge's schema evolution; a value whose type conflicts with its
+  column's is stored as NULL and recorded in ``discards``.
+* Delta commits per table: a batch that fails half-way has committed some tables, and its retry
+  adds nothing to those (the merges find their keys).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import polars as pl
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from ..config import DeltaDestination
+from ..errors import DeliveryError
+from ..stages.govern import GovernedBatch
+from .base import Sink
+from .warehouse import conform, quote, rows_to_store, store_batch, upsert_values
+
+__all__ = ["DeltaSink", "DELTA_TYPES"]
+
+DELTA_TYPES: dict[str, pl.DataType] = {
+    "boolean": pl.Boolean(), "long": pl.Int64(), "double": pl.Float64(), "string": pl.String(),
+    "timestamp": pl.Datetime("us", "UTC"), "timestamp_ntz": pl.Datetime("us"), "date": pl.Date(),
+    "integer": pl.Int32(), "float": pl.Float32(),
+}
+PARTITION = "event_date"
+KEYS = {"discards": ("table_name", "row_id", "column_name")}
+UNPARTITIONED = ("users", "accounts")
+
+
+def with_event_date(df: pl.DataFrame) -> pl.DataFrame:
+    """Add the partition column: the UTC date of ``timestamp``, else of ``received_at``, else
+    1970-01-01 (never NULL: the merge matches a row by its date, and NULL matches nothing)."""
+    sources = [pl.col(c).dt.convert_time_zone("UTC").dt.date() for c in ("timestamp", "received_at")
+               if c in df.columns and isinstance(df.schema[c], pl.Datetime)]
+    return df.with_columns(pl.coalesce([*sources, pl.lit(0, dtype=pl.Date)]).alias(PARTITION))
+
+
+class DeltaSink(Sink):
+    def __init__(self, name: str, cfg: DeltaDestination):
+        super().__init__(name)
+        self.cfg = cfg
+        self.base = Path(cfg.path)
+        self._tables: dict[str, DeltaTable] = {}
+        self._lock = threading.Lock()
+
+    def setup(self) -> None:
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DeliveryError(f"destination {self.name!r}: cannot create {self.base}: {e}") from None
+
+    def ready(self) -> bool:
+        return self.base.is_dir()
+
+    def table(self, name: str) -> DeltaTable | None:
+        """The Delta table of warehouse table ``name``, None before its first write."""
+        if name not in self._tables:
+            try:
+                self._tables[name] = DeltaTable(str(self.base / name))
+            except TableNotFoundError:
+                return None
+        return self._tables[name]
+
+    def write(self, batch: GovernedBatch) -> None:
+        with self._lock:
+            try:
+                store_batch(batch, self._fit, self._merge)
+            except BaseException:
+                self._tables.clear()  # re-read the committed state on the retry
+                raise
+
+    def _fit(self, table: str, df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+        dt = self.table(table)
+        if dt is None:
+            return df, []
+        targets = {f.name: (DELTA_TYPES[f.type.type], f.type.type) for f in dt.schema().fields
+                   if getattr(f.type, "type", None) in DELTA_TYPES}
+        return conform(table, df, targets)
+
+    def _merge(self, table: str, df: pl.DataFrame, upsert: bool) -> None:
+        keys = KEYS.get(table, ("id",) if "id" in df.columns else ())
+        if upsert:
+            df = rows_to_store(df, upsert=True)
+        elif keys:
+            df = df.unique(subset=list(keys), keep="first", maintain_order=True)
+        partitioned = table not in UNPARTITIONED
+        if partitioned:
+            df = with_event_date(df)
+        dt = self.table(table)
+        if dt is None:
+            write_deltalake(str(self.base / table), df, mode="append", partition_by=[PARTITION] if partitioned else None)
+            return
+        on = [f"t.{quote(k)} = s.{quote(k)}" for k in keys]
+        if partitioned:
+            on.append(f"t.{PARTITION} = s.{PARTITION}")
+        if not keys:  # nothing identifies a row: appending is all that can be done
+            write_deltalake(dt, df, mode="append", schema_mode="merge")
+            return
+        merge = dt.merge(df, predicate=" AND ".join(on), source_alias="s", target_alias="t", merge_schema=True)
+        if upsert:
+            stored = {f.name for f in dt.schema().fields}
+            values = upsert_values("t", [c for c in df.columns if c in stored], new="s")
+            values.update({c: f"s.{quote(c)}" for c in df.columns if c not in stored})
+            merge = merge.when_matched_update(values)
+        merge.when_not_matched_insert_all().execute()
+
+    # -- reading (for tests) -----------------------------------------------------------------
+    def read(self, name: str) -> pl.DataFrame:
+        dt = self.table(name)
+        return pl.DataFrame() if dt is None else pl.read_delta(dt.table_uri)

@@ -1,0 +1,243 @@
+"""What the SQL warehouse sinks (DuckDB, PostgreSQL) share.
+
+Both keep the Segment/RudderStack layout and the same semantics; only connecting, transactions
+and how a frame is handed to the database differ, and those are what a subclass of
+:class:`WarehouseSink` supplies. The pure pieces (:func:`conform`, :func:`rows_to_store`) are
+also used by the Delta Lake sink.
+
+One batch is one transaction: tables are created or widened (``ADD COLUMN``) for the batch's
+columns, every event row is inserted unless its ``id`` is already there (a redelivered batch adds
+nothing), ``users`` is upserted (the newest non-null trait wins, older data arriving later never
+overwrites newer), and a value whose type conflicts with its column's is stored as NULL and
+recorded in ``discards``.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import polars as pl
+
+from ..stages.govern import GovernedBatch
+from .base import Sink
+
+__all__ = ["Dialect", "WarehouseSink", "conform", "rows_to_store", "newest_per_id", "quote", "store_batch", "upsert_values"]
+
+DISCARDS_DDL = """CREATE TABLE IF NOT EXISTS {s}.discards (
+    table_name VARCHAR, row_id VARCHAR, column_name VARCHAR, column_value VARCHAR,
+    reason VARCHAR, received_at TIMESTAMPTZ, uuid_ts TIMESTAMPTZ,
+    PRIMARY KEY (table_name, row_id, column_name))"""
+REJECTED_DDL = """CREATE TABLE IF NOT EXISTS {s}.discarded_events (
+    id VARCHAR PRIMARY KEY, source_id VARCHAR, reason VARCHAR, detail VARCHAR, event VARCHAR,
+    received_at TIMESTAMPTZ, uuid_ts TIMESTAMPTZ)"""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a database names the column types the layout uses."""
+
+    types: Mapping[type[pl.DataType], str]
+    """polars type -> column type used when creating a column."""
+    polars_of: Mapping[str, pl.DataType]
+    """``information_schema.columns.data_type`` -> the polars type values are cast to."""
+    text: str
+    """Column type of anything else (nested values arrive as JSON text)."""
+    param: str
+    """Placeholder of a query parameter."""
+
+    def sql_type(self, dtype: pl.DataType) -> str:
+        return self.types.get(type(dtype), self.text)
+
+
+def quote(name: str) -> str:
+    """A quoted SQL identifier.
+
+    >>> print(quote('a"b'))
+    "a""b"
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def conform(table: str, df: pl.DataFrame, targets: Mapping[str, tuple[pl.DataType, str]]) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """Cast ``df``'s columns to the stored types ``targets`` (column -> (polars type, type name
+    for the reason)); a value that does not fit becomes NULL and one ``discards`` row. Columns
+    not in ``targets`` are left as they are.
+
+    >>> df = pl.DataFrame({"id": ["a", "b"], "total": ["1.5", "a lot"]})
+    >>> fitted, (d,) = conform("orders", df, {"total": (pl.Float64(), "DOUBLE")})
+    >>> fitted["total"].to_list(), d["row_id"].to_list(), d["column_value"].to_list()
+    ([1.5, None], ['b'], ['a lot'])
+    """
+    conflicts: list[pl.DataFrame] = []
+    casts = []
+    for column, dtype in df.schema.items():
+        if column not in targets:
+            continue
+        target, label = targets[column]
+        if target == dtype:
+            continue
+        casted = df[column].cast(target, strict=False)
+        failed = df[column].is_not_null() & casted.is_null()
+        if failed.any():
+            bad = df.filter(failed)
+            conflicts.append(pl.DataFrame({
+                "table_name": table,
+                "row_id": bad["id"].cast(pl.String) if "id" in bad.columns else pl.Series([None] * bad.height, dtype=pl.String),
+                "column_name": column,
+                "column_value": bad[column].cast(pl.String),
+                "reason": f"incompatible schema conversion from {dtype} to {label}",
+                "received_at": bad["received_at"] if "received_at" in bad.columns else None,
+            }))
+        casts.append(casted.alias(column))
+    return (df.with_columns(casts) if casts else df), conflicts
+
+
+def newest_per_id(df: pl.DataFrame) -> pl.DataFrame:
+    """One row per id: for each column the newest non-null value (``users`` merges traits)."""
+    if "received_at" in df.columns:
+        df = df.sort("received_at", nulls_last=False)
+    return df.group_by("id", maintain_order=True).agg(pl.all().drop_nulls().last())
+
+
+def rows_to_store(df: pl.DataFrame, *, upsert: bool) -> pl.DataFrame:
+    """At most one row per id, as one INSERT can take: the newest merge for an upsert, else the
+    first seen (later copies of an event are redeliveries)."""
+    if "id" not in df.columns:
+        return df
+    return newest_per_id(df) if upsert else df.unique(subset="id", keep="first", maintain_order=True)
+
+
+def upsert_values(table: str, columns: Sequence[str], *, new: str = "excluded") -> dict[str, str]:
+    """Per column, the value a ``users`` upsert stores: newer data fills and overrides, older
+    data only fills what is still NULL. ``table`` and ``new`` name the stored and the incoming row."""
+    t = quote(table)
+    return {
+        c: f"CASE WHEN {new}.received_at >= {t}.received_at OR {t}.received_at IS NULL "
+           f"THEN coalesce({new}.{quote(c)}, {t}.{quote(c)}) ELSE coalesce({t}.{quote(c)}, {new}.{quote(c)}) END"
+        for c in columns if c != "id"
+    }
+
+
+def store_batch(
+    batch: GovernedBatch,
+    fit: Callable[[str, pl.DataFrame], tuple[pl.DataFrame, list[pl.DataFrame]]],
+    insert: Callable[[str, pl.DataFrame, bool], None],
+) -> None:
+    """The layout's write order: every table fitted (``fit`` returns the rows as they can be
+    stored plus ``discards`` rows) and inserted (``users`` upserted), then ``discards`` and
+    ``discarded_events``. Each row gets ``uuid_ts``, when it was stored."""
+    now = pl.lit(time.time_ns() // 1000).cast(pl.Datetime("us", "UTC"))
+    discards = [batch.discards]
+    for table, df in batch.tables.items():
+        df, conflicts = fit(table, df.with_columns(now.alias("uuid_ts")))
+        discards.extend(conflicts)
+        insert(table, df, table == "users")
+    all_discards = pl.concat(discards, how="diagonal_relaxed")
+    if all_discards.height:
+        insert("discards", all_discards.with_columns(now.alias("uuid_ts")), False)
+    if batch.rejected.height:
+        insert("discarded_events", batch.rejected.with_columns(now.alias("uuid_ts")), False)
+
+
+class WarehouseSink(Sink):
+    """A SQL warehouse sink; a subclass connects and says how to run SQL and stage a frame."""
+
+    dialect: Dialect
+
+    def __init__(self, name: str, schema: str):
+        super().__init__(name)
+        self.schema = schema
+        self._columns: dict[str, dict[str, str]] | None = None
+        # The pipeline writes from its own thread; `tidegate up` reads counts from another.
+        self._lock = threading.Lock()
+
+    # -- what a database supplies ------------------------------------------------------------
+    @abc.abstractmethod
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement; its result rows ([] for a statement without any)."""
+
+    @abc.abstractmethod
+    def _transaction(self) -> AbstractContextManager[None]:
+        """Commit what ran inside on success, roll it back on an exception."""
+
+    @abc.abstractmethod
+    def _staged(self, table: str, df: pl.DataFrame) -> AbstractContextManager[str]:
+        """Make ``df`` readable by SQL for the duration; yield the name to select it from."""
+
+    # -- shared ------------------------------------------------------------------------------
+    def _create_layout(self) -> None:
+        s = quote(self.schema)
+        self._rows(f"CREATE SCHEMA IF NOT EXISTS {s}")
+        self._rows(DISCARDS_DDL.format(s=s))
+        self._rows(REJECTED_DDL.format(s=s))
+        self._load_columns()
+
+    def _load_columns(self) -> None:
+        rows = self._rows(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            f"WHERE table_schema = {self.dialect.param}",
+            [self.schema],
+        )
+        columns: dict[str, dict[str, str]] = {}
+        for table, column, dtype in rows:
+            columns.setdefault(table, {})[column] = dtype
+        self._columns = columns
+
+    def write(self, batch: GovernedBatch) -> None:
+        with self._lock:
+            try:
+                with self._transaction():
+                    if self._columns is None:
+                        self._load_columns()
+                    store_batch(batch, self._fit, self._insert)
+            except BaseException:
+                self._columns = None  # DDL inside the failed transaction was rolled back too
+                raise
+
+    def _fit(self, table: str, df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+        """Create or widen the table for ``df``; cast ``df`` to the table's column types, turning
+        values that do not fit into ``discards`` rows."""
+        assert self._columns is not None
+        existing = self._columns.get(table)
+        s, t = quote(self.schema), quote(table)
+        if existing is None:
+            cols = ", ".join(f"{quote(c)} {self.dialect.sql_type(d)}" for c, d in df.schema.items())
+            key = ", PRIMARY KEY (id)" if "id" in df.columns else ""
+            self._rows(f"CREATE TABLE IF NOT EXISTS {s}.{t} ({cols}{key})")
+            self._columns[table] = {c: self.dialect.sql_type(d) for c, d in df.schema.items()}
+            return df, []
+        targets: dict[str, tuple[pl.DataType, str]] = {}
+        for column, dtype in df.schema.items():
+            have = existing.get(column)
+            if have is None:
+                self._rows(f"ALTER TABLE {s}.{t} ADD COLUMN {quote(column)} {self.dialect.sql_type(dtype)}")
+                existing[column] = self.dialect.sql_type(dtype)
+            elif have in self.dialect.polars_of:
+                targets[column] = (self.dialect.polars_of[have], have)
+        return conform(table, df, targets)
+
+    def _insert(self, table: str, df: pl.DataFrame, upsert: bool) -> None:
+        df = rows_to_store(df, upsert=upsert)
+        cols = ", ".join(quote(c) for c in df.columns)
+        if upsert:
+            sets = ", ".join(f"{quote(c)} = {v}" for c, v in upsert_values(table, df.columns).items())
+            on_conflict = f"ON CONFLICT (id) DO UPDATE SET {sets}"
+        else:
+            on_conflict = "ON CONFLICT DO NOTHING"
+        with self._staged(table, df) as source:
+            self._rows(f"INSERT INTO {quote(self.schema)}.{quote(table)} ({cols}) "
+                       f"SELECT {cols} FROM {source} {on_conflict}")
+
+    # -- reading (for `tidegate up` and tests) ------------------------------------------------
+    def row_counts(self) -> dict[str, int]:
+        with self._lock:
+            tables = [r[0] for r in self._rows(
+                "SELECT table_name FROM information_schema.tables "
+                f"WHERE table_schema = {self.dialect.param} ORDER BY table_name",
+                [self.schema])]
+            return {t: self._rows(f"SELECT count(*) FROM {quote(self.schema)}.{quote(t)}")[0][0] for t in tables}

@@ -1,0 +1,128 @@
+"""HTTP webhook sink: governed events as batched JSON POSTs.
+
+A request body is ``{"batch": [event, ...]}`` with at most ``max_batch_events`` events (see
+:mod:`.outbound` for an event's shape). A 5xx, a 429 or a connection error is retried with
+exponential backoff and full jitter (a ``Retry-After`` is honoured up to ``backoff_max_s``);
+any other 4xx fails the batch at once with the response text, since sending the same request
+again cannot succeed. Every request carries a request id derived from its events' ids, the same
+on every retry, so the receiver can recognise a repeat.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import random
+import time
+import urllib.error
+import urllib.request
+
+from ..config import WebhookDestination
+from ..errors import ConfigError, DeliveryError
+from ..stages.govern import GovernedBatch
+from .base import Sink
+from .outbound import OutboundEvent, outbound_events
+
+__all__ = ["WebhookSink", "backoff_delay", "request_id"]
+
+
+def backoff_delay(attempt: int, initial: float, cap: float, retry_after: float | None = None) -> float:
+    """Seconds to wait before retry ``attempt`` (0 for the first): full jitter over an
+    exponentially growing bound, or the server's ``Retry-After`` if longer; never above ``cap``.
+
+    >>> all(0 <= backoff_delay(a, 0.5, 30) <= min(30, 0.5 * 2 ** a) for a in range(10))
+    True
+    >>> backoff_delay(0, 0.5, 30, retry_after=3)
+    3.0
+    >>> backoff_delay(0, 0.5, 30, retry_after=900)
+    30.0
+    """
+    delay = random.uniform(0, min(cap, initial * 2 ** attempt))
+    if retry_after is not None:
+        delay = max(delay, float(retry_after))
+    return float(min(delay, cap))
+
+
+def request_id(events: list[OutboundEvent]) -> str:
+    """Stable id of a request: the same events give the same id.
+
+    >>> e = [OutboundEvent("pages", "m1", b"{}"), OutboundEvent("pages", "m2", b"{}")]
+    >>> request_id(e) == request_id(list(e)) != request_id(e[:1])
+    True
+    """
+    h = hashlib.sha256()
+    for e in events:
+        h.update(e.table.encode() + b"\0" + e.id.encode() + b"\n")
+    return h.hexdigest()[:32]
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:  # an HTTP date; the computed backoff is used instead
+        return None
+
+
+class WebhookSink(Sink):
+    def __init__(self, name: str, cfg: WebhookDestination):
+        super().__init__(name)
+        self.cfg = cfg
+        self._headers: dict[str, str] | None = None
+
+    def setup(self) -> None:
+        headers = {"Content-Type": "application/json", "User-Agent": "tidegate", **self.cfg.headers}
+        if self.cfg.username:
+            password = self._secret(self.cfg.password_env) if self.cfg.password_env else ""
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{self.cfg.username}:{password}".encode()).decode()
+        if self.cfg.token_env:
+            headers["Authorization"] = "Bearer " + self._secret(self.cfg.token_env)
+        self._headers = headers
+
+    def _secret(self, env: str) -> str:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"destination {self.name!r} reads its credential from ${env}, which is not set; export it",
+                              key=f"destinations.{self.name}")
+        return value
+
+    def ready(self) -> bool:
+        return self._headers is not None
+
+    def write(self, batch: GovernedBatch) -> None:
+        if self._headers is None:
+            self.setup()
+        events = outbound_events(batch)
+        size = self.cfg.max_batch_events
+        for start in range(0, len(events), size):
+            chunk = events[start:start + size]
+            self._post(b'{"batch":[' + b",".join(e.json for e in chunk) + b"]}", request_id(chunk))
+
+    def _post(self, body: bytes, rid: str) -> None:
+        assert self._headers is not None
+        headers = {**self._headers, self.cfg.request_id_header: rid}
+        last = ""
+        retry_after: float | None = None
+        for attempt in range(self.cfg.max_retries + 1):
+            if attempt:
+                time.sleep(backoff_delay(attempt - 1, self.cfg.backoff_initial_s, self.cfg.backoff_max_s, retry_after))
+            retry_after = None
+            request = urllib.request.Request(self.cfg.url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
+                    response.read()
+                    return
+            except urllib.error.HTTPError as e:
+                text = e.read().decode(errors="replace")[:1000]
+                if e.code != 429 and e.code < 500:
+                    raise DeliveryError(
+                        f"destination {self.name!r}: {self.cfg.url} refused the batch with HTTP {e.code}: {text}"
+                    ) from None
+                retry_after = _retry_after(e.headers.get("Retry-After"))
+                last = f"HTTP {e.code}: {text}"
+            except (urllib.error.URLError, OSError) as e:
+                last = str(getattr(e, "reason", e))
+        raise DeliveryError(
+            f"destination {self.name!r}: {self.cfg.url} failed {self.cfg.max_retries + 1} times (last: {last}); "
+            "the batch will be retried"
+        )

@@ -1,0 +1,1037 @@
+//! Free-text PII detectors, written by hand over bytes: one cheap statistics pass decides which
+//! detectors can possibly match, and most strings in an event (ids, names, URLs, timestamps) are
+//! rejected without any detector running. Nothing here allocates except pushing a match.
+//!
+//! Boundaries are ASCII-only: a match may not touch a letter or digit, nor a `-`, `_` or `.`
+//! that joins it to one (`ORD-415-555-0123`, `1.2.3.4.5`, `v10.4.22.1` are not PII).
+
+use std::net::Ipv6Addr;
+
+use super::{Match, PiiClass};
+
+/// What the surrounding event says about a string, beyond its own text.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct TextContext {
+    /// The string sits under a key such as `version` or `build`: dotted quads there are
+    /// versions, not IPv4 addresses.
+    pub(crate) version_key: bool,
+}
+
+#[derive(Default)]
+struct Stats {
+    digits: usize,
+    letters: usize,
+    colons: usize,
+    dots: usize,
+    at: bool,
+    plus: bool,
+}
+
+/// Counts with branch-free compares into byte-wide counters, which the compiler vectorises;
+/// a chunk of 255 bytes cannot overflow them.
+fn stats(b: &[u8]) -> Stats {
+    let mut s = Stats::default();
+    for chunk in b.chunks(255) {
+        let (mut digits, mut letters, mut colons, mut dots, mut at, mut plus) =
+            (0u8, 0u8, 0u8, 0u8, 0u8, 0u8);
+        for &c in chunk {
+            digits += u8::from(c.wrapping_sub(b'0') < 10);
+            letters += u8::from((c | 0x20).wrapping_sub(b'a') < 26);
+            colons += u8::from(c == b':');
+            dots += u8::from(c == b'.');
+            at |= u8::from(c == b'@');
+            plus |= u8::from(c == b'+');
+        }
+        s.digits += usize::from(digits);
+        s.letters += usize::from(letters);
+        s.colons += usize::from(colons);
+        s.dots += usize::from(dots);
+        s.at |= at != 0;
+        s.plus |= plus != 0;
+    }
+    s
+}
+
+pub(crate) fn scan(s: &str, ctx: TextContext, out: &mut Vec<Match>) {
+    let b = s.as_bytes();
+    // The shortest PII we detect is `::1`.
+    if b.len() < 3 {
+        return;
+    }
+    let st = stats(b);
+    let first = out.len();
+    if st.at {
+        emails(b, out);
+    }
+    if st.colons >= 2 {
+        ipv6(b, out);
+    }
+    if st.plus && st.digits >= 8 {
+        international_phones(b, out);
+    }
+    let ipv4 = st.dots >= 3 && !ctx.version_key;
+    let iban = st.letters >= 2 && st.digits >= 8;
+    if st.digits >= 9 || ipv4 || iban {
+        digit_runs(b, &st, ipv4, iban, out);
+    }
+    if out.len() - first > 1 {
+        resolve_overlaps(out, first);
+    }
+}
+
+/// Keeps non-overlapping matches: the longest wins, then the earliest, then the class listed
+/// first in `PiiClass::ALL`; the survivors are left in text order.
+fn resolve_overlaps(out: &mut Vec<Match>, first: usize) {
+    let new = &mut out[first..];
+    new.sort_unstable_by(|a, b| {
+        (b.end - b.start)
+            .cmp(&(a.end - a.start))
+            .then(a.start.cmp(&b.start))
+            .then((a.class as u8).cmp(&(b.class as u8)))
+    });
+    let mut kept = 0;
+    for i in 0..new.len() {
+        let m = new[i];
+        if new[..kept]
+            .iter()
+            .all(|k| m.end <= k.start || m.start >= k.end)
+        {
+            new[kept] = m;
+            kept += 1;
+        }
+    }
+    out.truncate(first + kept);
+    out[first..].sort_unstable_by_key(|m| m.start);
+}
+
+#[inline]
+fn is_digit(c: u8) -> bool {
+    c.is_ascii_digit()
+}
+
+#[inline]
+fn is_alnum(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+}
+
+#[inline]
+fn is_joiner(c: u8) -> bool {
+    matches!(c, b'-' | b'_' | b'.')
+}
+
+/// Nothing attaches the candidate starting at `i` to a preceding token.
+fn left_ok(b: &[u8], i: usize) -> bool {
+    i == 0 || !(is_alnum(b[i - 1]) || (is_joiner(b[i - 1]) && i >= 2 && is_alnum(b[i - 2])))
+}
+
+/// Nothing attaches the candidate ending before `end` to a following token.
+fn right_ok(b: &[u8], end: usize) -> bool {
+    end >= b.len()
+        || !(is_alnum(b[end]) || (is_joiner(b[end]) && end + 1 < b.len() && is_alnum(b[end + 1])))
+}
+
+fn run_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_digit(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Case-insensitive search for any of `needles` (lowercase) in `hay`.
+fn contains_any_ci(hay: &[u8], needles: &[&[u8]]) -> bool {
+    needles
+        .iter()
+        .any(|n| hay.len() >= n.len() && hay.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n)))
+}
+
+fn before(b: &[u8], i: usize, n: usize) -> &[u8] {
+    &b[i.saturating_sub(n)..i]
+}
+
+fn push(out: &mut Vec<Match>, class: PiiClass, start: usize, end: usize) {
+    out.push(Match { class, start, end });
+}
+
+/// Every detector keyed on a run of digits, tried at each run's first digit.
+fn digit_runs(b: &[u8], st: &Stats, ipv4: bool, iban: bool, out: &mut Vec<Match>) {
+    let cards = st.digits >= 13;
+    let nine = st.digits >= 9;
+    let mut i = 0;
+    while i < b.len() {
+        if !is_digit(b[i]) {
+            i += 1;
+            continue;
+        }
+        let end = run_end(b, i);
+        if iban && i >= 2 && b[i - 2].is_ascii_alphabetic() && b[i - 1].is_ascii_alphabetic() {
+            if let Some(e) = iban_at(b, i - 2) {
+                push(out, PiiClass::Iban, i - 2, e);
+                i = e;
+                continue;
+            }
+        }
+        if nine {
+            if cards {
+                if let Some(e) = card_at(b, i, end) {
+                    push(out, PiiClass::CreditCard, i, e);
+                    i = e;
+                    continue;
+                }
+            }
+            if let Some(e) = ssn_at(b, i, end) {
+                push(out, PiiClass::Ssn, i, e);
+                i = e;
+                continue;
+            }
+            if let Some((s, e)) = nanp_at(b, i, end) {
+                push(out, PiiClass::Phone, s, e);
+                i = e;
+                continue;
+            }
+        }
+        if ipv4 {
+            if let Some(e) = ipv4_at(b, i) {
+                push(out, PiiClass::Ipv4, i, e);
+                i = e;
+                continue;
+            }
+        }
+        i = end;
+    }
+}
+
+// ---------------------------------------------------------------- payment cards
+
+fn luhn(digits: &[u8]) -> bool {
+    let mut sum = 0u32;
+    for (k, d) in digits.iter().rev().enumerate() {
+        let mut v = u32::from(*d);
+        if k % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum.is_multiple_of(10)
+}
+
+/// Issuer prefixes and the lengths each network issues: cuts Luhn's one-in-ten acceptance of
+/// arbitrary numbers to the ranges that are really cards.
+fn issued(d: &[u8]) -> bool {
+    let n = d.len();
+    let prefix = |k: usize| d[..k].iter().fold(0u32, |acc, x| acc * 10 + u32::from(*x));
+    match d[0] {
+        4 => matches!(n, 13 | 16 | 19),
+        2 => n == 16 && (2221..=2720).contains(&prefix(4)),
+        5 => match d[1] {
+            1..=5 => n == 16,
+            0 | 6..=9 => n >= 13, // Maestro
+            _ => false,
+        },
+        6 => n >= 13, // Discover, UnionPay, Maestro
+        3 => match prefix(2) {
+            34 | 37 => n == 15,
+            36 | 38 | 39 => n >= 14,
+            30 => n >= 14 && prefix(3) <= 305,
+            35 => n >= 16 && (3528..=3589).contains(&prefix(4)),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// GS1 check digit (EAN-13, GTIN-14): weights 3 and 1 alternating from the right.
+fn gtin(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(k, d)| u32::from(*d) * if k % 2 == 1 { 3 } else { 1 })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// Thirteen- and fourteen-digit numbers that carry a valid GS1 check digit are product barcodes
+/// (EAN-13 prefixes 40–69 overlap Visa and Maestro): calling them cards would flag every
+/// `gtin` in an e-commerce feed, at the cost of one 13/14-digit card in ten.
+pub(crate) fn is_card_number(digits: &[u8]) -> bool {
+    (13..=19).contains(&digits.len())
+        && issued(digits)
+        && luhn(digits)
+        && !(digits.len() <= 14 && gtin(digits))
+}
+
+/// A card written as one run of 13–19 digits, or as groups (first of four digits, then groups
+/// of three to six) joined by one consistent space or dash.
+fn card_at(b: &[u8], i: usize, first_end: usize) -> Option<usize> {
+    if !left_ok(b, i) {
+        return None;
+    }
+    let mut digits = [0u8; 19];
+    let take = |digits: &mut [u8; 19], from: usize, to: usize, n: usize| {
+        for (k, &c) in b[from..to].iter().enumerate() {
+            digits[n + k] = c - b'0';
+        }
+        n + (to - from)
+    };
+    let first_len = first_end - i;
+    if (13..=19).contains(&first_len) {
+        let n = take(&mut digits, i, first_end, 0);
+        return (right_ok(b, first_end) && is_card_number(&digits[..n])).then_some(first_end);
+    }
+    if !(first_len == 4 && first_end + 1 < b.len() && matches!(b[first_end], b' ' | b'-')) {
+        return None;
+    }
+    let sep = b[first_end];
+    if i >= 2 && b[i - 1] == sep && is_digit(b[i - 2]) {
+        // The middle of a longer grouped number.
+        return None;
+    }
+    // Group ends (position after the group, digits so far); a short last group (`6212 3456
+    // 7890 1234 56`) is tried first, then the number without it (`4111 ... 1111 12/27`).
+    let mut ends = [(0usize, 0usize); 6];
+    let mut groups = 1;
+    ends[0] = (first_end, take(&mut digits, i, first_end, 0));
+    let mut pos = first_end;
+    while pos + 1 < b.len() && b[pos] == sep && is_digit(b[pos + 1]) && groups < ends.len() {
+        let group_end = run_end(b, pos + 1);
+        let len = group_end - pos - 1;
+        let n = ends[groups - 1].1;
+        if n + len > 19 {
+            // More digit groups than any card has: a tracking or account number.
+            return None;
+        }
+        if len > 6 {
+            break;
+        }
+        ends[groups] = (group_end, take(&mut digits, pos + 1, group_end, n));
+        groups += 1;
+        pos = group_end;
+        if len < 3 {
+            break;
+        }
+    }
+    ends[..groups]
+        .iter()
+        .rev()
+        .find(|(end, n)| right_ok(b, *end) && is_card_number(&digits[..*n]))
+        .map(|(end, _)| *end)
+}
+
+// ---------------------------------------------------------------- US SSN
+
+fn ssn_parts_valid(area: u32, group: u32, serial: u32) -> bool {
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+fn number(b: &[u8]) -> u32 {
+    b.iter().fold(0, |acc, c| acc * 10 + u32::from(c - b'0'))
+}
+
+const SSN_CONTEXT: &[&[u8]] = &[b"ssn", b"social security", b"ss#", b"ss #"];
+
+/// `AAA-GG-SSSS` anywhere; `AAA GG SSSS` and bare nine digits only after an SSN keyword, as
+/// both are common shapes for other numbers.
+fn ssn_at(b: &[u8], i: usize, end: usize) -> Option<usize> {
+    if !left_ok(b, i) {
+        return None;
+    }
+    let in_context = || contains_any_ci(before(b, i, 32), SSN_CONTEXT);
+    if end - i == 9 {
+        let ok = right_ok(b, end)
+            && ssn_parts_valid(
+                number(&b[i..i + 3]),
+                number(&b[i + 3..i + 5]),
+                number(&b[i + 5..i + 9]),
+            )
+            && in_context();
+        return ok.then_some(end);
+    }
+    if end - i != 3 || end + 8 > b.len() {
+        return None;
+    }
+    let sep = b[end];
+    if !(sep == b'-' || (sep == b' ' && in_context())) {
+        return None;
+    }
+    let g = &b[end + 1..end + 3];
+    let s = &b[end + 4..end + 8];
+    let shape =
+        g.iter().all(|c| is_digit(*c)) && b[end + 3] == sep && s.iter().all(|c| is_digit(*c));
+    (shape && right_ok(b, end + 8) && ssn_parts_valid(number(&b[i..end]), number(g), number(s)))
+        .then_some(end + 8)
+}
+
+// ---------------------------------------------------------------- phones
+
+/// North American numbers in their written forms: `(415) 555-0123`, `415-555-0123`,
+/// `415.555.0123`, `415 555 0123`, optionally after `1-`/`1 `/`1.`. A bare ten-digit run is
+/// never taken: order numbers and Unix timestamps look exactly like it.
+fn nanp_at(b: &[u8], i: usize, end: usize) -> Option<(usize, usize)> {
+    // Country prefix "1" followed by a separator: the number proper starts after it.
+    if end - i == 1
+        && b[i] == b'1'
+        && left_ok(b, i)
+        && end + 1 < b.len()
+        && matches!(b[end], b'-' | b' ' | b'.')
+    {
+        let sep = b[end];
+        let rest = end + 1;
+        let parenthesised = b[rest] == b'(' && sep == b' ';
+        let area_start = if parenthesised { rest + 1 } else { rest };
+        if area_start < b.len() && is_digit(b[area_start]) {
+            let area_end = run_end(b, area_start);
+            let forced = if parenthesised { None } else { Some(sep) };
+            return nanp_rest(b, area_start, area_end, parenthesised, forced).map(|e| (i, e));
+        }
+        return None;
+    }
+    let parenthesised = i >= 1 && b[i - 1] == b'(';
+    let start = if parenthesised { i - 1 } else { i };
+    if !left_ok(b, start) {
+        return None;
+    }
+    nanp_rest(b, i, end, parenthesised, None).map(|e| (start, e))
+}
+
+fn nanp_rest(
+    b: &[u8],
+    area: usize,
+    area_end: usize,
+    parenthesised: bool,
+    forced_sep: Option<u8>,
+) -> Option<usize> {
+    if area_end - area != 3 || !(b'2'..=b'9').contains(&b[area]) {
+        return None;
+    }
+    let mut pos = area_end;
+    let sep1 = if parenthesised {
+        if b.get(pos) != Some(&b')') {
+            return None;
+        }
+        pos += 1;
+        if b.get(pos) == Some(&b' ') {
+            pos += 1;
+        }
+        None
+    } else {
+        let s = *b.get(pos)?;
+        if !matches!(s, b'-' | b'.' | b' ') || forced_sep.is_some_and(|f| f != s) {
+            return None;
+        }
+        pos += 1;
+        Some(s)
+    };
+    let exchange_end = run_end(b, pos);
+    if exchange_end - pos != 3 || !(b'2'..=b'9').contains(&b[pos]) {
+        return None;
+    }
+    let s2 = *b.get(exchange_end)?;
+    let sep_ok = match sep1 {
+        Some(s) => s == s2,
+        None => matches!(s2, b'-' | b'.' | b' '),
+    };
+    if !sep_ok {
+        return None;
+    }
+    let line = exchange_end + 1;
+    let line_end = run_end(b, line);
+    (line_end - line == 4 && right_ok(b, line_end)).then_some(line_end)
+}
+
+/// `+<country code> ...`: E.164's 8–15 digits, in groups joined by single spaces, dashes or
+/// dots, with an optional parenthesised group (`+1 (415) 555-0123`, `+49 (0)30 1234567`).
+fn international_phones(b: &[u8], out: &mut Vec<Match>) {
+    let mut p = 0;
+    while p + 1 < b.len() {
+        if b[p] != b'+' || !(b'1'..=b'9').contains(&b[p + 1]) || !left_ok(b, p) {
+            p += 1;
+            continue;
+        }
+        let mut pos = p + 1;
+        let mut digits = 0;
+        let mut open = false;
+        let mut last_digit_end = pos;
+        while pos < b.len() {
+            let c = b[pos];
+            let next = b.get(pos + 1).copied().unwrap_or(0);
+            if is_digit(c) {
+                digits += 1;
+                pos += 1;
+                last_digit_end = pos;
+            } else if matches!(c, b' ' | b'-' | b'.')
+                && (is_digit(next) || (next == b'(' && !open))
+                && (is_digit(b[pos - 1]) || b[pos - 1] == b')')
+            {
+                pos += 1;
+            } else if c == b'('
+                && !open
+                && is_digit(next)
+                && matches!(b[pos - 1], b' ' | b'-' | b'.')
+            {
+                open = true;
+                pos += 1;
+            } else if c == b')'
+                && open
+                && is_digit(b[pos - 1])
+                && (is_digit(next) || matches!(next, b' ' | b'-' | b'.'))
+            {
+                open = false;
+                pos += 1;
+            } else {
+                break;
+            }
+            if digits > 15 {
+                break;
+            }
+        }
+        let end = last_digit_end;
+        if (8..=15).contains(&digits) && !open && right_ok(b, end) {
+            push(out, PiiClass::Phone, p, end);
+            p = end;
+        } else {
+            p += 1;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- IPv4
+
+const VERSION_CONTEXT: &[&[u8]] = &[b"version", b"build", b"release", b"firmware"];
+
+fn ipv4_at(b: &[u8], i: usize) -> Option<usize> {
+    if !left_ok(b, i) {
+        return None;
+    }
+    let mut pos = i;
+    for octet in 0..4 {
+        if octet > 0 {
+            if b.get(pos) != Some(&b'.') {
+                return None;
+            }
+            pos += 1;
+        }
+        let end = run_end(b, pos);
+        let len = end - pos;
+        if len == 0 || len > 3 || (len > 1 && b[pos] == b'0') || number(&b[pos..end]) > 255 {
+            return None;
+        }
+        pos = end;
+    }
+    (right_ok(b, pos) && !contains_any_ci(before(b, i, 16), VERSION_CONTEXT)).then_some(pos)
+}
+
+// ---------------------------------------------------------------- IPv6
+
+fn is_ipv6_char(c: u8) -> bool {
+    c.is_ascii_hexdigit() || c == b':' || c == b'.'
+}
+
+/// Candidates are maximal runs of hex digits, colons and dots standing alone as a token, with at
+/// least two colons and one decimal digit (so `std::fs` or `dead::beef` are not addresses); the
+/// standard library's parser then decides.
+fn ipv6(b: &[u8], out: &mut Vec<Match>) {
+    let mut i = 0;
+    while i < b.len() {
+        if !is_ipv6_char(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut end = i;
+        let mut colons = 0;
+        let mut has_digit = false;
+        while end < b.len() && is_ipv6_char(b[end]) {
+            colons += usize::from(b[end] == b':');
+            has_digit |= is_digit(b[end]);
+            end += 1;
+        }
+        i = end;
+        let touches_word = |c: Option<&u8>| c.is_some_and(|c| is_alnum(*c) || *c == b'_');
+        if colons < 2
+            || !has_digit
+            || touches_word(start.checked_sub(1).map(|k| &b[k]))
+            || touches_word(b.get(end))
+        {
+            continue;
+        }
+        // A sentence or a label may end right after the address: `at 2001:db8::1.`,
+        // `2001:db8::1: ok` (a lone trailing colon is never part of an address, `::` may be).
+        let mut e = end;
+        while e > start && b[e - 1] == b'.' {
+            e -= 1;
+        }
+        if e - start >= 2 && b[e - 1] == b':' && b[e - 2] != b':' {
+            e -= 1;
+        }
+        if let Ok(text) = std::str::from_utf8(&b[start..e]) {
+            if text.parse::<Ipv6Addr>().is_ok() {
+                push(out, PiiClass::Ipv6, start, e);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- email
+
+fn is_local_char(c: u8) -> bool {
+    is_alnum(c) || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'')
+}
+
+fn is_domain_char(c: u8) -> bool {
+    is_alnum(c) || c == b'-' || c == b'.'
+}
+
+/// An address needs a dotted domain ending in an alphabetic TLD: `name@host` and
+/// `pkg@1.2.3` are not addresses, nor are retina asset names like `logo@2x.png`.
+fn emails(b: &[u8], out: &mut Vec<Match>) {
+    for at in 0..b.len() {
+        if b[at] != b'@' || at == 0 {
+            continue;
+        }
+        let mut start = at;
+        while start > 0 && is_local_char(b[start - 1]) {
+            start -= 1;
+        }
+        while start < at && !(is_alnum(b[start]) || b[start] == b'_') {
+            start += 1;
+        }
+        if start == at || b[at - 1] == b'.' {
+            continue;
+        }
+        let mut end = at + 1;
+        while end < b.len() && is_domain_char(b[end]) {
+            end += 1;
+        }
+        while end > at + 1 && matches!(b[end - 1], b'.' | b'-') {
+            end -= 1;
+        }
+        let domain = &b[at + 1..end];
+        if valid_domain(domain) && b.get(end) != Some(&b'@') {
+            push(out, PiiClass::Email, start, end);
+        }
+    }
+}
+
+fn valid_domain(domain: &[u8]) -> bool {
+    let mut labels = domain.split(|c| *c == b'.');
+    let Some(first) = labels.next() else {
+        return false;
+    };
+    let retina = first.len() >= 2
+        && first[first.len() - 1] == b'x'
+        && first[..first.len() - 1].iter().all(|c| is_digit(*c));
+    if retina {
+        return false;
+    }
+    let mut count = 0;
+    let mut last = first;
+    for label in std::iter::once(first).chain(labels) {
+        if label.is_empty()
+            || label.len() > 63
+            || label[0] == b'-'
+            || label[label.len() - 1] == b'-'
+        {
+            return false;
+        }
+        last = label;
+        count += 1;
+    }
+    let tld_ok = (last.len() >= 2 && last.iter().all(u8::is_ascii_alphabetic))
+        || (last.len() > 4 && last[..4].eq_ignore_ascii_case(b"xn--"));
+    count >= 2 && tld_ok
+}
+
+// ---------------------------------------------------------------- IBAN
+
+/// IBAN lengths by country (SWIFT IBAN registry).
+const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BI", 27),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DJ", 27),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FK", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"LY", 25),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MN", 20),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NI", 28),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"OM", 23),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"RU", 33),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SD", 18),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"SO", 23),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+    (b"YE", 30),
+];
+
+fn iban_length(country: [u8; 2]) -> Option<usize> {
+    IBAN_LENGTHS
+        .iter()
+        .find(|(c, _)| **c == country)
+        .map(|(_, n)| *n)
+}
+
+/// Country code, two check digits and the BBAN, compact or printed in groups of four; the
+/// ISO 7064 mod-97 check must give 1.
+fn iban_at(b: &[u8], i: usize) -> Option<usize> {
+    let (c0, c1) = (b[i], b[i + 1]);
+    if c0.is_ascii_uppercase() != c1.is_ascii_uppercase() || !left_ok(b, i) {
+        return None;
+    }
+    let len = iban_length([c0.to_ascii_uppercase(), c1.to_ascii_uppercase()])?;
+    if i + 4 > b.len() || !is_digit(b[i + 2]) || !is_digit(b[i + 3]) {
+        return None;
+    }
+    let mut compact = [0u8; 34];
+    let mut n = 0;
+    let mut pos = i;
+    while n < len {
+        let c = *b.get(pos)?;
+        if is_alnum(c) {
+            compact[n] = c.to_ascii_uppercase();
+            n += 1;
+        } else if !(c == b' '
+            && n.is_multiple_of(4)
+            && b.get(pos + 1).is_some_and(|c| is_alnum(*c)))
+        {
+            return None;
+        }
+        pos += 1;
+    }
+    if !right_ok(b, pos) {
+        return None;
+    }
+    let rotated = compact[4..len].iter().chain(&compact[..4]);
+    let mut rem = 0u32;
+    for &c in rotated {
+        rem = if c.is_ascii_digit() {
+            (rem * 10 + u32::from(c - b'0')) % 97
+        } else {
+            (rem * 100 + u32::from(c - b'A') + 10) % 97
+        };
+    }
+    (rem == 1).then_some(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(s: &str) -> Vec<(PiiClass, &str)> {
+        let mut out = Vec::new();
+        scan(s, TextContext::default(), &mut out);
+        out.iter().map(|m| (m.class, &s[m.start..m.end])).collect()
+    }
+
+    fn one(s: &str, class: PiiClass, text: &str) {
+        assert_eq!(found(s), vec![(class, text)], "in {s:?}");
+    }
+
+    fn none(s: &str) {
+        assert_eq!(found(s), vec![], "in {s:?}");
+    }
+
+    #[test]
+    fn email() {
+        one(
+            "jane.doe+tag@example.co.uk",
+            PiiClass::Email,
+            "jane.doe+tag@example.co.uk",
+        );
+        one(
+            "write to <O'Brien@Mail.Example.com>.",
+            PiiClass::Email,
+            "O'Brien@Mail.Example.com",
+        );
+        one(
+            "mailto:ops@xn--80ak6aa92e.xn--p1ai",
+            PiiClass::Email,
+            "ops@xn--80ak6aa92e.xn--p1ai",
+        );
+        for s in [
+            "root@localhost",
+            "pkg@1.2.3",
+            "logo@2x.png",
+            "@handle",
+            "a@b",
+            "see https://medium.com/@user",
+            "x@y.c0m",
+        ] {
+            none(s);
+        }
+    }
+
+    #[test]
+    fn cards() {
+        one("4111111111111111", PiiClass::CreditCard, "4111111111111111");
+        one(
+            "card 4111 1111 1111 1111 exp 12/27",
+            PiiClass::CreditCard,
+            "4111 1111 1111 1111",
+        );
+        one(
+            "amex 3782-822463-10005.",
+            PiiClass::CreditCard,
+            "3782-822463-10005",
+        );
+        one("5555555555554444", PiiClass::CreditCard, "5555555555554444");
+        none("9400 4111 1111 1111 1111 12");
+        one(
+            "6212 3456 7890 1234 57",
+            PiiClass::CreditCard,
+            "6212 3456 7890 1234 57",
+        );
+        // An EAN-13 barcode whose digits also pass Luhn with a Visa prefix.
+        none("4006381333924");
+        one("2223003122003222", PiiClass::CreditCard, "2223003122003222");
+        // Luhn fails / no issuer / joined to an identifier / mixed separators.
+        for s in [
+            "4111111111111112",
+            "1234567812345670",
+            "ORD-4111111111111111",
+            "4111 1111-1111 1111",
+            "9111111111111111",
+        ] {
+            none(s);
+        }
+    }
+
+    #[test]
+    fn ssn() {
+        one("ssn 123-45-6789", PiiClass::Ssn, "123-45-6789");
+        one("SSN: 123456789", PiiClass::Ssn, "123456789");
+        one("social security 123 45 6789", PiiClass::Ssn, "123 45 6789");
+        for s in [
+            "000-12-3456",
+            "666-12-3456",
+            "912-34-5678",
+            "123-00-4567",
+            "123-45-0000",
+            "123456789",
+            "123 45 6789",
+            "2024-11-26",
+        ] {
+            none(s);
+        }
+    }
+
+    #[test]
+    fn phones() {
+        for (s, p) in [
+            ("call me at +44 20 7946 0958 tomorrow", "+44 20 7946 0958"),
+            ("+1 (415) 555-0123", "+1 (415) 555-0123"),
+            ("+49 (0)30 1234567", "+49 (0)30 1234567"),
+            ("+33.1.23.45.67.89", "+33.1.23.45.67.89"),
+            ("(415) 555-0123", "(415) 555-0123"),
+            ("415-555-0123", "415-555-0123"),
+            ("415.555.0123", "415.555.0123"),
+            ("1-800-555-0199", "1-800-555-0199"),
+            ("1 (800) 555-0199", "1 (800) 555-0199"),
+        ] {
+            one(s, PiiClass::Phone, p);
+        }
+        for s in [
+            "4155550123",
+            "1732600000",
+            "v1.2.3",
+            "ORD-415-555-0123",
+            "115-555-0123",
+            "415-555-01234",
+            "+15%",
+            "2024-11-26 10:30",
+            "$1,299.99",
+            "415-555.0123",
+        ] {
+            none(s);
+        }
+    }
+
+    #[test]
+    fn iban() {
+        one(
+            "GB82WEST12345698765432",
+            PiiClass::Iban,
+            "GB82WEST12345698765432",
+        );
+        one(
+            "pay DE89 3704 0044 0532 0130 00 now",
+            PiiClass::Iban,
+            "DE89 3704 0044 0532 0130 00",
+        );
+        one("no9386011117947", PiiClass::Iban, "no9386011117947");
+        for s in [
+            "GB82WEST12345698765433",
+            "DE89 3704 0044 0532 0130 0",
+            "XX89370400440532013000",
+            "DE8937040044053201300012",
+        ] {
+            none(s);
+        }
+    }
+
+    #[test]
+    fn ipv4() {
+        one("client 192.168.1.20:8080", PiiClass::Ipv4, "192.168.1.20");
+        one("10.0.0.1.", PiiClass::Ipv4, "10.0.0.1");
+        for s in [
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "01.2.3.4",
+            "v10.4.22.1",
+            "version 10.4.22.1",
+            "build: 10.4.22.1",
+            "a1.2.3.4",
+        ] {
+            none(s);
+        }
+        let mut out = Vec::new();
+        scan("10.4.22.1", TextContext { version_key: true }, &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn ipv6() {
+        one(
+            "from 2001:db8::8a2e:370:7334 at",
+            PiiClass::Ipv6,
+            "2001:db8::8a2e:370:7334",
+        );
+        one("[fe80::1]:443", PiiClass::Ipv6, "fe80::1");
+        one("2001:db8::1: blocked", PiiClass::Ipv6, "2001:db8::1");
+        one("fe80::", PiiClass::Ipv6, "fe80::");
+        one("::ffff:192.0.2.128.", PiiClass::Ipv6, "::ffff:192.0.2.128");
+        one(
+            "2001:0db8:0000:0000:0000:ff00:0042:8329",
+            PiiClass::Ipv6,
+            "2001:0db8:0000:0000:0000:ff00:0042:8329",
+        );
+        for s in [
+            "12:30:45",
+            "std::fs::read",
+            "dead::beef",
+            "00:1A:2B:3C:4D:5E",
+            "2024-11-26T10:30:00Z",
+        ] {
+            none(s);
+        }
+    }
+
+    #[test]
+    fn several_in_one_text_in_order() {
+        let s = "jane@example.com, +44 20 7946 0958, 4111-1111-1111-1111 and 10.1.2.3";
+        let classes: Vec<_> = found(s).into_iter().map(|f| f.0).collect();
+        assert_eq!(
+            classes,
+            [
+                PiiClass::Email,
+                PiiClass::Phone,
+                PiiClass::CreditCard,
+                PiiClass::Ipv4
+            ]
+        );
+    }
+
+    #[test]
+    fn overlaps_keep_the_longest() {
+        let mut out = vec![
+            Match {
+                class: PiiClass::Ipv4,
+                start: 2,
+                end: 6,
+            },
+            Match {
+                class: PiiClass::Phone,
+                start: 0,
+                end: 10,
+            },
+            Match {
+                class: PiiClass::Email,
+                start: 12,
+                end: 14,
+            },
+            Match {
+                class: PiiClass::Ssn,
+                start: 9,
+                end: 13,
+            },
+        ];
+        resolve_overlaps(&mut out, 0);
+        let kept: Vec<_> = out.iter().map(|m| m.class).collect();
+        assert_eq!(kept, [PiiClass::Phone, PiiClass::Email]);
+    }
+}

@@ -1,0 +1,91 @@
+"""The sinks' pure pieces, no services: shared warehouse logic, outbound JSON, backoff, config."""
+
+from __future__ import annotations
+
+import datetime as dt
+import doctest
+import json
+from pathlib import Path
+from typing import get_args
+
+import polars as pl
+import pytest
+
+from sink_support import batch, event
+from tidegate.config import Destination, load_config
+from tidegate.errors import ConfigError
+from tidegate.sinks import SINK_TYPES, build_sink, delta, outbound, warehouse, webhook
+from tidegate.sinks.outbound import outbound_events
+from tidegate.sinks.warehouse import conform, rows_to_store, upsert_values
+
+
+@pytest.mark.parametrize("module", [warehouse, outbound, webhook], ids=lambda m: m.__name__)
+def test_docstring_examples(module: object) -> None:
+    failed, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    assert tried and not failed
+
+
+def test_conform_casts_what_fits_and_discards_the_rest() -> None:
+    df = pl.DataFrame({"id": ["a", "b", "c"], "n": ["1", "x", None], "s": [1, 2, 3], "new": [True, None, False]})
+    fitted, conflicts = conform("t", df, {"n": (pl.Int64(), "BIGINT"), "s": (pl.String(), "VARCHAR")})
+    assert fitted["n"].to_list() == [1, None, None] and fitted["s"].to_list() == ["1", "2", "3"]
+    assert fitted["new"].dtype == pl.Boolean  # not stored yet: left as it is
+    (d,) = conflicts
+    assert d.select("row_id", "column_name", "column_value").rows() == [("b", "n", "x")]
+    assert d["reason"][0] == "incompatible schema conversion from String to BIGINT"
+    assert d["received_at"].null_count() == 1  # the frame had no received_at
+
+
+def test_rows_to_store_keeps_one_row_per_id() -> None:
+    ts = pl.Series([3, 1, 2]).cast(pl.Datetime("us", "UTC"))
+    df = pl.DataFrame({"id": ["u", "u", "u"], "plan": ["pro", "free", None], "city": [None, "Oslo", "Rome"], "received_at": ts})
+    assert rows_to_store(df, upsert=True).select("id", "plan", "city").rows() == [("u", "pro", "Rome")]
+    assert rows_to_store(df, upsert=False)["plan"].to_list() == ["pro"]  # first copy wins
+
+
+def test_upsert_values_never_touches_the_key() -> None:
+    values = upsert_values("users", ["id", "plan"])
+    assert list(values) == ["plan"] and "excluded.received_at >= \"users\".received_at" in values["plan"]
+
+
+def test_event_date_falls_back_to_received_at() -> None:
+    t = pl.Series([None, 86_400_000_000 * 3, None], dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+    r = pl.Series([86_400_000_000, 0, None], dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+    out = delta.with_event_date(pl.DataFrame({"timestamp": t, "received_at": r}))
+    assert [str(d) for d in out["event_date"]] == ["1970-01-02", "1970-01-04", "1970-01-01"]
+    assert delta.with_event_date(pl.DataFrame({"id": ["a"]}))["event_date"].to_list() == [dt.date(1970, 1, 1)]
+
+
+def test_outbound_sends_each_event_once_and_no_state() -> None:
+    b = batch([event(1), event(2, "identify"), event(3, "track", event=""), event(4, "page")])
+    out = outbound_events(b)
+    assert [(e.table, e.id) for e in out] == [("order_completed", "msg-1"), ("tracks", "msg-3"),
+                                              ("identifies", "msg-2"), ("pages", "msg-4")]
+    assert "users" in b.tables
+    rows = [json.loads(e.json) for e in out]
+    assert rows[0]["total"] == 1.5 and rows[0]["context_library_name"] == "sink-tests"
+    assert all(r["tidegate_config_version"] == "test" for r in rows)
+
+
+def test_every_destination_type_has_a_sink() -> None:
+    assert set(SINK_TYPES) == set(get_args(Destination))
+
+
+@pytest.mark.parametrize("body, kind", [
+    ('type = "postgres"\ndsn = "postgresql://u@db:5432/w"\nschema = "analytics"', "PostgresSink"),
+    ('type = "delta"\npath = "lake"', "DeltaSink"),
+    ('type = "kafka"\ntopic = "governed"\nbootstrap_servers = "k:9092"\nsettings = { "compression.type" = "zstd" }', "KafkaSink"),
+    ('type = "webhook"\nurl = "https://hooks.example.com/in"\nheaders = { X-Team = "growth" }\nmax_batch_events = 100', "WebhookSink"),
+])
+def test_destination_types_load_from_toml(tmp_path: Path, body: str, kind: str) -> None:
+    p = tmp_path / "t.toml"
+    p.write_text(f'[sources.web]\nwrite_key = "k"\n[destinations.out]\n{body}\n')
+    cfg = load_config(p, env={})
+    assert type(build_sink("out", cfg.destinations["out"])).__name__ == kind
+
+
+def test_destination_field_errors_name_the_key(tmp_path: Path) -> None:
+    p = tmp_path / "t.toml"
+    p.write_text('[sources.web]\nwrite_key = "k"\n[destinations.hook]\ntype = "webhook"\nurl = "ftp://x"\n')
+    with pytest.raises(ConfigError, match=r"t.toml:5: \[destinations.hook.url\]"):
+        load_config(p, env={})
