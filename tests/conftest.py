@@ -10,6 +10,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support import Stack, kafka_bootstrap  # noqa: E402
 
+# Quix Streams and confluent-kafka are imported through tidegate, which keeps their import-time
+# deprecation noise out of the test output.
+import tidegate.pipeline  # noqa: E402,F401
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -1,4 +1,4 @@
-"""The ``tidegate`` command line: serve, run, up, validate."""
+"""The ``tidegate`` command line: serve, run, up, validate, replay, plan, apply, audit, status."""
 
 from __future__ import annotations
 
@@ -52,6 +52,53 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Check a config file; exit 0, or 2 with an error naming file, line and key.")
     p.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help="TOML config file")
     p = sub.add_parser("config-reference", help="print the configuration reference (Markdown)")
+
+    p = sub.add_parser("replay", help="re-run archived events through the current policy into destinations",
+                       description="Re-run the archived events received in [--from, --to) through the current policy "
+                                   "into the chosen destinations (all by default). Writes are keyed by event id: a row "
+                                   "already stored is kept, so a replay is safe to repeat and never overwrites newer "
+                                   "data with older data.")
+    _config_arg(p)
+    p.add_argument("--from", dest="start", required=True, metavar="TIME",
+                   help="start (inclusive): ISO 8601 (2026-11-26T05:00Z; naive = UTC), a date, or a duration back from now (2h, 3d)")
+    p.add_argument("--to", dest="end", default="now", metavar="TIME", help="end (exclusive), same forms (default: now)")
+    p.add_argument("--source", action="append", metavar="S", help="only this source (repeatable)")
+    p.add_argument("--destination", action="append", metavar="D", help="only this destination (repeatable; default: all)")
+    p.add_argument("--batch-events", type=int, default=20_000, metavar="N", help="events per batch (default 20000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("plan", help="show what `apply` would change, previewed on archived traffic",
+                       description="Diff the config on disk (TOML and plan files) against the applied one and preview "
+                                   "the effect on the most recent archived events, per destination.")
+    _config_arg(p)
+    p.add_argument("--events", type=int, default=10_000, metavar="N",
+                   help="preview on the newest N archived events (default 10000)")
+    p = sub.add_parser("apply", help="apply the config on disk and record it in the audit log",
+                       description="Validate the config on disk and append it to the hash-chained audit log (actor from "
+                                   "$TIDEGATE_ACTOR or the OS user). Running pipelines pick it up at their next checkpoint.")
+    _config_arg(p)
+    p.add_argument("-m", "--message", default="", help="why (recorded in the entry)")
+    p = sub.add_parser("audit", help="show or verify the audit log of applied configs",
+                       description="Show or verify the hash-chained audit log of applied configurations.")
+    audit_sub = p.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    q = audit_sub.add_parser("log", help="list applied versions (newest last)", description="List applied versions.")
+    _config_arg(q)
+    q.add_argument("--diff", action="store_true", help="show each entry's diff")
+    q.add_argument("-n", type=int, default=0, metavar="N", help="only the newest N entries")
+    q = audit_sub.add_parser("verify", help="check the hash chain and the stored copies",
+                             description="Check every entry's hash, the chain and the stored config copies; "
+                                         "exit 1 naming each entry that fails.")
+    _config_arg(q)
+    q.add_argument("--expect-head", metavar="HASH", help="also require the newest entry's hash to be HASH")
+
+    p = sub.add_parser("status", help="per-source and per-destination numbers from the running services",
+                       description="Scrape the collector's and the pipeline's /metrics and show events per source and "
+                                   "destination, policy actions, latency and consumer lag.")
+    _config_arg(p)
+    p.add_argument("--collector-url", metavar="URL", help="collector base URL (default from the config)")
+    p.add_argument("--pipeline-url", metavar="URL", help="pipeline metrics base URL (default from the config)")
+    p.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")
+    p.add_argument("--no-lag", action="store_true", help="do not ask Kafka for the consumer lag")
     return parser
 
 
@@ -77,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(config_reference())
             return 0
         cfg = load_config(args.config)
+        if args.command in ("replay", "plan", "apply", "audit", "status"):
+            return _OPERATIONS[args.command](cfg, args)
         if args.command == "serve":
             from .collector import serve
             serve(cfg)
@@ -95,7 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(cfg: Config) -> int:
     from .pipeline import Pipeline
 
+    from .audit import AppliedConfigWatcher, applied_config, reload_on_apply
+
+    cfg = applied_config(cfg)
     pipeline = Pipeline(cfg)
+    reload_on_apply(pipeline.sink, AppliedConfigWatcher(cfg))
     print(f"tidegate pipeline: {cfg.kafka.raw_topic} -> {', '.join(cfg.destinations)} "
           f"(group {cfg.kafka.consumer_group}; metrics on :{cfg.pipeline.metrics_port})", flush=True)
     pipeline.run()
@@ -230,3 +283,84 @@ def _metric_counts(name: str, key: str) -> dict[str, float]:
                 label = s.labels[key]
             out[label] = out.get(label, 0) + s.value
     return out
+
+
+def _replay(cfg: Config, args: argparse.Namespace) -> int:
+    from .replay import Progress, parse_time, replay
+
+    start, end = parse_time(args.start), parse_time(args.end)
+    if args.batch_events < 1:
+        raise TidegateError("--batch-events must be at least 1")
+    print(f"replaying events received {start:%Y-%m-%d %H:%M:%S} .. {end:%Y-%m-%d %H:%M:%S} UTC from {cfg.archive.path} "
+          f"into {', '.join(args.destination or cfg.destinations)}", flush=True)
+    summary = replay(cfg, start, end, sources=args.source, destinations=args.destination,
+                     batch_events=args.batch_events,
+                     progress=None if args.no_progress else (lambda total: Progress(total)))
+    print(summary.render())
+    return 0
+
+
+def _plan(cfg: Config, args: argparse.Namespace) -> int:
+    from .audit import plan
+
+    text, _changed = plan(cfg, events=args.events)
+    print(text)
+    return 0
+
+
+def _apply(cfg: Config, args: argparse.Namespace) -> int:
+    from .audit import apply
+
+    entry = apply(cfg, message=args.message)
+    if entry is None:
+        print(f"No changes: {cfg.path} is already the applied config (version {cfg.version}).")
+        return 0
+    print(entry["diff"] or "(no textual change; environment overrides differ)", end="" if entry["diff"] else "\n")
+    print(f"Applied version {entry['config_version']} as audit entry {entry['seq']} by {entry['actor']} at {entry['time']}.\n"
+          f"Audit head: {entry['hash']} (keep it to check later: tidegate audit verify --expect-head {entry['hash']}).\n"
+          "Running pipelines govern by it from their next checkpoint.")
+    return 0
+
+
+def _audit(cfg: Config, args: argparse.Namespace) -> int:
+    from .audit import AuditLog
+
+    audit = AuditLog(cfg.audit.path)
+    if args.audit_command == "verify":
+        problems = audit.verify(expect_head=args.expect_head)
+        if problems:
+            for p in problems:
+                print(f"{audit.path}: {p}", file=sys.stderr)
+            print(f"tidegate: audit log verification FAILED ({len(problems)} problems)", file=sys.stderr)
+            return 1
+        entries = audit.entries()
+        head = entries[-1]["hash"] if entries else "none"
+        print(f"{audit.path}: OK, {len(entries)} entries, chain intact, stored copies match; head {head}")
+        return 0
+    entries = audit.entries()
+    if not entries:
+        print(f"no applied configs yet ({audit.path} is empty or missing); run `tidegate apply`")
+        return 0
+    for e in entries[-args.n:] if args.n else entries:
+        msg = f" — {e['message']}" if e.get("message") else ""
+        print(f"#{e['seq']}  {e['time']}  {e['actor']}  version {e['config_version']}  sha256 {e['config_sha256'][:12]}"
+              f"  hash {e['hash'][:12]}{msg}")
+        if args.diff and e.get("diff"):
+            print("    " + e["diff"].rstrip("\n").replace("\n", "\n    "))
+    return 0
+
+
+def _status(cfg: Config, args: argparse.Namespace) -> int:
+    from .status import gather, render
+
+    while True:
+        view = gather(cfg, collector_url=args.collector_url, pipeline_url=args.pipeline_url, lag=not args.no_lag)
+        text = render(view)
+        if args.watch <= 0:
+            print(text)
+            return 0 if view.reachable else 1
+        print("\033[2J\033[H" + text, flush=True)
+        time.sleep(args.watch)
+
+
+_OPERATIONS = {"replay": _replay, "plan": _plan, "apply": _apply, "audit": _audit, "status": _status}

@@ -40,6 +40,8 @@ __all__ = [
     "KafkaDestination",
     "WebhookDestination",
     "Destination",
+    "ArchiveConfig",
+    "AuditConfig",
     "load_config",
     "config_reference",
 ]
@@ -78,6 +80,7 @@ class PipelineConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     metrics_port: Annotated[int, _doc("Port of the pipeline's /metrics, /healthz and /readyz (0: off)."), Meta(ge=0, le=65535)] = 9108
     metrics_host: Annotated[str, _doc("Address the pipeline's metrics server listens on.")] = "127.0.0.1"
     dedupe_window_s: Annotated[float, _doc("Duplicates (same idempotency key) within this many seconds are dropped and counted; 0 turns dedupe off."), Meta(ge=0)] = 86_400.0
+    allowed_lateness_s: Annotated[float, _doc("Events more than this behind the partition's event-time watermark are delivered flagged `late`, and restate the hourly aggregates."), Meta(ge=0)] = 3600.0
     session_timeout_s: Annotated[float, _doc("Kafka consumer session timeout: how soon a dead replica's partitions move to the others."), Meta(ge=6, le=300)] = 10.0
 
 
@@ -110,6 +113,12 @@ class PlanConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """A tracking plan: JSON Schema per event (see README, "Tracking plans")."""
 
     path: Annotated[str, _doc("JSON file of the plan: {id, version, events: {name: schema}, identify, page, screen, group, common}.")]
+
+
+class IdentityConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How identifiers are normalised before policy and delivery (they are always trimmed)."""
+
+    lowercase_email_ids: Annotated[bool, _doc("Lower-case userId/anonymousId/previousId/groupId values that are email addresses.")] = True
 
 
 PiiActionName = Literal["allow", "redact", "hash", "drop_field", "block_event"]
@@ -174,6 +183,21 @@ class WebhookDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     request_id_header: Annotated[str, _doc("Header carrying the request id, the same for every retry of the same events (for idempotency)."), Meta(min_length=1)] = "Idempotency-Key"
 
 
+class ArchiveConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """The raw archive: every accepted event as Parquet, partitioned by source, date and hour (see README, "Archive and replay")."""
+
+    enabled: Annotated[bool, _doc("Archive every accepted raw event (needed by `tidegate replay` and the preview of `tidegate plan`).")] = True
+    path: Annotated[str, _doc("Directory of the archive: source=<s>/date=YYYY-MM-DD/hour=HH/*.parquet, plus a crash-safe spool.")] = "data/archive"
+    flush_events: Annotated[int, _doc("A Parquet file is written once this many events are buffered..."), Meta(ge=1)] = 100_000
+    flush_seconds: Annotated[float, _doc("...or once the oldest buffered event waited this many seconds."), Meta(gt=0)] = 300.0
+
+
+class AuditConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Configuration as code: where `tidegate apply` records applied versions (see README, "Configuration as code")."""
+
+    path: Annotated[str, _doc("Directory of the hash-chained audit log (audit.jsonl) and the applied config copies.")] = "data/audit"
+
+
 # A new sink is one file plus one member here; `type = "..."` in TOML picks it.
 Destination = Union[DuckDBDestination, PostgresDestination, DeltaDestination, KafkaDestination, WebhookDestination]
 
@@ -185,7 +209,10 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     sources: Annotated[dict[str, SourceConfig], _doc("Sources by id, each with its write key.")] = {}
     plans: Annotated[dict[str, PlanConfig], _doc("Tracking plans by id.")] = {}
     pii: Annotated[PiiConfig, _doc("PII detection and actions.")] = PiiConfig()
+    identity: Annotated[IdentityConfig, _doc("Identifier normalisation.")] = IdentityConfig()
     destinations: Annotated[dict[str, Destination], _doc("Destinations by name; `type` picks the sink.")] = {}
+    archive: Annotated[ArchiveConfig, _doc("The raw archive of accepted events.")] = ArchiveConfig()
+    audit: Annotated[AuditConfig, _doc("The audit log of applied configurations.")] = AuditConfig()
     # Set by load_config, not read from the file.
     path: str = ""
     version: str = ""
@@ -208,13 +235,17 @@ def _resolve_relative(cfg: Config, base: Path) -> Config:
     }
     pipeline = msgspec.structs.replace(cfg.pipeline, state_dir=fix(cfg.pipeline.state_dir))
     plans = {name: msgspec.structs.replace(p, path=fix(p.path)) for name, p in cfg.plans.items()}
-    return msgspec.structs.replace(cfg, destinations=dests, pipeline=pipeline, plans=plans)
+    archive = msgspec.structs.replace(cfg.archive, path=fix(cfg.archive.path))
+    audit = msgspec.structs.replace(cfg.audit, path=fix(cfg.audit.path))
+    return msgspec.structs.replace(cfg, destinations=dests, pipeline=pipeline, plans=plans, archive=archive, audit=audit)
 
 
-def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,
+                base_dir: str | os.PathLike[str] | None = None) -> Config:
     """Read, decode and validate a TOML config; raise :class:`ConfigError` naming file, line, key.
 
-    Relative paths inside the file are resolved against the file's directory.
+    Relative paths inside the file are resolved against the file's directory, or ``base_dir``
+    (a stored copy of an applied config resolves them as its original did).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.toml"
@@ -259,7 +290,7 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     except msgspec.ValidationError as e:
         message, key = _split_msgspec_error(str(e))
         raise ConfigError(message, file=str(file), line=_locate(text, key), key=key or None) from None
-    cfg = _resolve_relative(cfg, file.resolve().parent)
+    cfg = _resolve_relative(cfg, Path(base_dir).resolve() if base_dir is not None else file.resolve().parent)
     version = hashlib.sha256(msgspec.json.encode(raw, order="sorted")).hexdigest()[:12]
     cfg = msgspec.structs.replace(cfg, path=str(file), version=version)
     _check(cfg, text)

@@ -20,15 +20,18 @@ from typing import Any, Callable
 with warnings.catch_warnings(record=True):
     from quixstreams import Application
     from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
+    from quixstreams.state import State
 
-from . import metrics
+from . import _core, archive, metrics
 from .config import Config
 from .errors import DeliveryError
 from .health import serve_health
 from .kafka import client_settings, ensure_raw_topic
 from .sinks import Sink, build_sink, deliver
 from .stages import build_policy, decode_messages, govern
+from .stages.decode import split_message
 from .stages.dedupe import Dedupe
+from .stages.reconcile import Reconcile
 
 __all__ = ["GovernedSink", "Pipeline"]
 
@@ -52,6 +55,7 @@ class GovernedSink(BatchingSink):
 
     def write(self, batch: SinkBatch) -> None:
         decoded = decode_messages((item.value, item.timestamp, item.headers) for item in batch)
+        archive.record(self.cfg, decoded)  # durable (spooled) before delivery and the offset commit
         governed = govern(decoded, config_version=self.cfg.version, policy=self.policy)
         metrics.pipeline.batches.inc()
         try:
@@ -63,6 +67,24 @@ class GovernedSink(BatchingSink):
             log.warning("%s; partition %s re-reads from its last commit in %.1fs", e, batch.partition, backoff)
             raise SinkBackpressureError(retry_after=backoff) from e
         self._failures = 0
+
+
+class Admission:
+    """The stateful step on each raw-topic message, before the batch stages: one Rust call
+    indexes its events (idempotency keys, event times); `dedupe` flags repeats and `reconcile`
+    measures lateness against the partition's watermark, both in the partition's state store."""
+
+    def __init__(self, cfg: Config):
+        window = cfg.pipeline.dedupe_window_s
+        self.dedupe = Dedupe(window) if window > 0 else None
+        self.reconcile = Reconcile(cfg.pipeline.allowed_lateness_s)
+
+    def __call__(self, value: bytes, key: Any, timestamp: int, headers: Any, state: State) -> tuple[bytes, bytes, bytes]:
+        source, events, _ = split_message(value, headers)
+        kafka_us = int(timestamp) * 1000
+        keys, times = _core.message_index(source, events, kafka_us)
+        duplicates = self.dedupe.flags(keys, state) if self.dedupe is not None else b""
+        return value, duplicates, self.reconcile.lateness(times, kafka_us, state)
 
 
 class Pipeline:
@@ -96,8 +118,7 @@ class Pipeline:
         )
         topic = app.topic(self.cfg.kafka.raw_topic, value_deserializer="bytes", key_deserializer="bytes")
         sdf = app.dataframe(topic)
-        if self.cfg.pipeline.dedupe_window_s > 0:
-            sdf = sdf.apply(Dedupe(self.cfg.pipeline.dedupe_window_s), stateful=True, metadata=True)
+        sdf = sdf.apply(Admission(self.cfg), stateful=True, metadata=True)
         sdf.sink(self.sink)
         self.app = app
         return app

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::govern::{Governance, Scratch, Verdict};
+use crate::govern::{normalize_ids, Governance, Scratch, Verdict};
 use crate::idempotency::{content_key, event_key, to_hex};
 use crate::ingest::{has_identifier, EventType};
 use crate::timefmt::{derive_timestamp, format_micros, parse_micros};
@@ -19,6 +19,9 @@ pub struct Message<'a> {
     /// One byte per event of the message; non-zero marks a duplicate already delivered (found by
     /// the dedupe stage), which is counted and skipped. Empty: no event is a duplicate.
     pub duplicates: &'a [u8],
+    /// Per event, how many milliseconds it arrived beyond the allowed lateness (0: in time), from
+    /// the reconcile stage. Empty: every event in time.
+    pub late_by_ms: &'a [i64],
 }
 
 /// A whole event refused by the pipeline, with the reason it was refused.
@@ -40,6 +43,8 @@ pub struct BatchOutput {
     pub accepted: usize,
     /// Events skipped as duplicates of already delivered ones.
     pub duplicates: usize,
+    /// Events that arrived beyond the allowed lateness (delivered, flagged `late`).
+    pub late: usize,
     /// Idempotency key of every accepted event, in order.
     pub keys: Vec<u128>,
     /// Policy counts: (source, violation type, action) and (PII class, action).
@@ -51,9 +56,11 @@ pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)], gov: &Governan
     let mut out = BatchOutput::default();
     let mut scratch = Scratch::default();
     for msg in messages {
-        let mut columns: Vec<(&str, Value)> = Vec::with_capacity(extra.len() + 1);
+        let mut columns: Vec<(&str, Value)> = Vec::with_capacity(extra.len() + 3);
         columns.push(("context_source_id", Value::String(msg.source.to_string())));
         columns.extend(extra.iter().cloned());
+        columns.push(("late", Value::Bool(false)));
+        columns.push(("late_by_ms", Value::Null));
         match serde_json::from_slice::<Value>(msg.events) {
             Ok(Value::Array(events)) => {
                 for (i, event) in events.into_iter().enumerate() {
@@ -62,6 +69,8 @@ pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)], gov: &Governan
                         out.duplicates += 1;
                         continue;
                     }
+                    let late = msg.late_by_ms.get(i).copied().unwrap_or(0);
+                    with_lateness(&mut columns, late, &mut out.late);
                     accept(&mut out, msg, event, &columns, gov, &mut scratch);
                 }
             }
@@ -69,7 +78,11 @@ pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)], gov: &Governan
                 out.events_in += 1;
                 out.duplicates += 1;
             }
-            Ok(event) => accept(&mut out, msg, event, &columns, gov, &mut scratch),
+            Ok(event) => {
+                let late = msg.late_by_ms.first().copied().unwrap_or(0);
+                with_lateness(&mut columns, late, &mut out.late);
+                accept(&mut out, msg, event, &columns, gov, &mut scratch)
+            }
             Err(e) => {
                 out.events_in += 1;
                 out.rejected.push(Rejected {
@@ -86,6 +99,15 @@ pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)], gov: &Governan
     out.violation_counts = scratch.violation_counts.into_iter().map(|((s, t, a), n)| (s, t, a, n)).collect();
     out.pii_counts = scratch.pii_counts.into_iter().map(|((c, a), n)| (c, a, n)).collect();
     out
+}
+
+/// Set the `late` / `late_by_ms` columns (the last two of `columns`) for the next event.
+fn with_lateness(columns: &mut [(&str, Value)], late_by_ms: i64, count: &mut usize) {
+    let n = columns.len();
+    let is_late = late_by_ms > 0;
+    columns[n - 2].1 = Value::Bool(is_late);
+    columns[n - 1].1 = if is_late { Value::from(late_by_ms) } else { Value::Null };
+    *count += usize::from(is_late);
 }
 
 fn accept(
@@ -127,7 +149,8 @@ fn accept(
         return;
     }
     stamp_direct(&mut map, key, msg.received_at_us);
-    if gov.is_empty() {
+    normalize_ids(&mut map, gov.lowercase_email_ids);
+    if gov.sources.is_empty() && gov.pii.is_none() {
         out.layout.add_event(&map, kind, extra);
     } else {
         // Keep the event as received for the discard record; policy rewrites `map`.
@@ -165,9 +188,36 @@ fn stamp_direct(map: &mut Map<String, Value>, key: u128, kafka_time_us: i64) {
         }
     };
     if map.get("timestamp").and_then(Value::as_str).and_then(parse_micros).is_none() {
-        let micros = |k: &str| map.get(k).and_then(Value::as_str).and_then(parse_micros);
-        let ts = derive_timestamp(None, micros("originalTimestamp"), micros("sentAt"), received);
+        let ts = event_time_us(map, received);
         map.insert("timestamp".into(), Value::String(format_micros(ts)));
+    }
+}
+
+/// Event time of an event as the warehouse will store it (`timestamp`, else derived by the
+/// clock-skew rule from what the event carries, else `received_fallback_us`).
+pub fn event_time_us(map: &Map<String, Value>, received_fallback_us: i64) -> i64 {
+    let micros = |k: &str| map.get(k).and_then(Value::as_str).and_then(parse_micros);
+    if let Some(ts) = micros("timestamp") {
+        return ts;
+    }
+    let received = micros("receivedAt").unwrap_or(received_fallback_us);
+    derive_timestamp(None, micros("originalTimestamp"), micros("sentAt"), received)
+}
+
+/// Idempotency key and event time of every event in a raw-topic message, for the stateful
+/// stages (dedupe, late-arrival watermark). Unparseable input yields nothing.
+pub fn message_index(source: &str, events_json: &[u8], kafka_time_us: i64) -> (Vec<u128>, Vec<i64>) {
+    let index = |e: &Value| {
+        let t = e.as_object().map(|m| event_time_us(m, kafka_time_us)).unwrap_or(kafka_time_us);
+        (event_key(source, e), t)
+    };
+    match serde_json::from_slice::<Value>(events_json) {
+        Ok(Value::Array(events)) => events.iter().map(index).unzip(),
+        Ok(event) => {
+            let (k, t) = index(&event);
+            (vec![k], vec![t])
+        }
+        Err(_) => (Vec::new(), Vec::new()),
     }
 }
 
@@ -210,9 +260,9 @@ mod tests {
                       {"type":"bogus","userId":"u"}, 5]"#;
         let single = br#"{"type":"page","anonymousId":"a","name":"Home"}"#;
         let msgs = [
-            Message { source: "web", received_at_us: 0, events: env, duplicates: b"\x00\x01" },
-            Message { source: "kafka", received_at_us: 1_767_225_600_000_000, events: single, duplicates: b"" },
-            Message { source: "kafka", received_at_us: 0, events: b"{oops", duplicates: b"" },
+            Message { source: "web", received_at_us: 0, events: env, duplicates: b"\x00\x01", late_by_ms: &[0, 0, 0, 0] },
+            Message { source: "kafka", received_at_us: 1_767_225_600_000_000, events: single, duplicates: b"", late_by_ms: &[] },
+            Message { source: "kafka", received_at_us: 0, events: b"{oops", duplicates: b"", late_by_ms: &[] },
         ];
         let out = process(&msgs, &[], &Governance::default());
         assert_eq!(out.events_in, 6);
@@ -232,7 +282,7 @@ mod tests {
     fn same_content_same_id() {
         let a = br#"{"type":"page","anonymousId":"a","name":"Home","sentAt":"2026-01-01T00:00:00Z"}"#;
         let b = br#"{"name":"Home","anonymousId":"a","type":"page","sentAt":"2026-01-01T00:00:09Z"}"#;
-        let out = process(&[Message { source: "k", received_at_us: 0, events: a, duplicates: b"" }, Message { source: "k", received_at_us: 5, events: b, duplicates: b"" }], &[], &Governance::default());
+        let out = process(&[Message { source: "k", received_at_us: 0, events: a, duplicates: b"", late_by_ms: &[] }, Message { source: "k", received_at_us: 5, events: b, duplicates: b"", late_by_ms: &[] }], &[], &Governance::default());
         assert_eq!(out.keys[0], out.keys[1]);
     }
 }

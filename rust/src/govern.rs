@@ -16,10 +16,36 @@ pub struct SourcePolicy {
     pub drop: [bool; 6],
 }
 
-#[derive(Default)]
 pub struct Governance {
     pub sources: HashMap<String, SourcePolicy>,
     pub pii: Option<(PiiScanner, PiiPolicy)>,
+    /// Lower-case `userId`/`anonymousId`/`previousId`/`groupId` values that are email addresses.
+    pub lowercase_email_ids: bool,
+}
+
+impl Default for Governance {
+    fn default() -> Self {
+        Governance { sources: HashMap::new(), pii: None, lowercase_email_ids: true }
+    }
+}
+
+/// Identifier fields normalised before anything else looks at them.
+const ID_FIELDS: [&str; 4] = ["userId", "anonymousId", "previousId", "groupId"];
+
+/// Trim identifiers, and lower-case those that are email addresses when `lowercase_emails`:
+/// `" Ana@Example.com "` and `"ana@example.com"` are one person to every destination.
+pub fn normalize_ids(event: &mut Map<String, Value>, lowercase_emails: bool) {
+    for field in ID_FIELDS {
+        if let Some(Value::String(id)) = event.get_mut(field) {
+            let trimmed = id.trim();
+            let is_email = lowercase_emails && trimmed.contains('@') && trimmed.rsplit('@').next().is_some_and(|d| d.contains('.'));
+            if is_email && trimmed.chars().any(char::is_uppercase) {
+                *id = trimmed.to_lowercase();
+            } else if trimmed.len() != id.len() {
+                *id = trimmed.to_string();
+            }
+        }
+    }
 }
 
 /// The outcome for one event.
@@ -49,10 +75,6 @@ fn violation_json(v: &Violation) -> Value {
 }
 
 impl Governance {
-    pub fn is_empty(&self) -> bool {
-        self.sources.is_empty() && self.pii.is_none()
-    }
-
     /// Check and transform one event in place.
     pub fn apply(&self, source: &str, event: &mut Map<String, Value>, scratch: &mut Scratch) -> Verdict {
         let mut lineage = Lineage::default();
@@ -204,6 +226,18 @@ mod tests {
     }
 
     #[test]
+    fn identifiers_are_trimmed_and_emails_lowercased() {
+        let mut ev = obj(json!({"userId": "  Ana@Example.COM ", "anonymousId": " a-1 ", "groupId": "Team-A"}));
+        normalize_ids(&mut ev, true);
+        assert_eq!(ev["userId"], "ana@example.com");
+        assert_eq!(ev["anonymousId"], "a-1");
+        assert_eq!(ev["groupId"], "Team-A", "only email addresses change case");
+        let mut keep = obj(json!({"userId": "Ana@Example.com"}));
+        normalize_ids(&mut keep, false);
+        assert_eq!(keep["userId"], "Ana@Example.com");
+    }
+
+    #[test]
     fn pii_actions_and_blocking() {
         let scanner = PiiScanner::new(pii::DEFAULT_SENSITIVE_KEYS);
         let policy = PiiPolicy::new(
@@ -212,7 +246,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        let gov = Governance { sources: HashMap::new(), pii: Some((scanner, policy)) };
+        let gov = Governance { pii: Some((scanner, policy)), ..Governance::default() };
         let mut s = Scratch::default();
         let mut ev = obj(json!({"type":"track","properties":{"note":"mail me at jo@example.com please"}}));
         match gov.apply("web", &mut ev, &mut s) {

@@ -56,16 +56,6 @@ pub fn event_key(source: &str, event: &Value) -> u128 {
     }
 }
 
-/// Keys of every event in a raw-topic message: an envelope's `events` array or one event.
-/// Unparseable input yields no keys (the batch stage records it as refused).
-pub fn message_keys(source: &str, events_json: &[u8]) -> Vec<u128> {
-    match serde_json::from_slice::<Value>(events_json) {
-        Ok(Value::Array(events)) => events.iter().map(|e| event_key(source, e)).collect(),
-        Ok(event) => vec![event_key(source, &event)],
-        Err(_) => Vec::new(),
-    }
-}
-
 pub fn to_hex(key: u128) -> String {
     format!("{key:032x}")
 }

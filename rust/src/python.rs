@@ -65,6 +65,8 @@ struct BatchResult {
     accepted: usize,
     #[pyo3(get)]
     duplicates: usize,
+    #[pyo3(get)]
+    late: usize,
     tables: Vec<(String, Vec<(String, &'static str)>, Vec<u8>, usize)>,
     discards: Vec<u8>,
     discard_count: usize,
@@ -134,13 +136,15 @@ struct Governance {
 #[pymethods]
 impl Governance {
     /// `plans`: `[(plan_id, spec_json)]`; `sources`: `[(source, plan_id, [violation types to drop])]`;
-    /// `pii`: `(sensitive_keys, [(class, action)], default_action, hmac_key)` or None.
+    /// `pii`: `(sensitive_keys, [(class, action)], default_action, hmac_key)` or None;
+    /// `lowercase_email_ids`: lower-case identifiers that are email addresses.
     #[new]
-    #[pyo3(signature = (plans, sources, pii=None))]
+    #[pyo3(signature = (plans, sources, pii=None, lowercase_email_ids=true))]
     fn new(
         plans: Vec<(String, Vec<u8>)>,
         sources: Vec<(String, String, Vec<String>)>,
         pii: Option<(Vec<String>, Vec<(String, String)>, String, Vec<u8>)>,
+        lowercase_email_ids: bool,
     ) -> PyResult<Self> {
         let mut compiled: HashMap<String, Arc<TrackingPlan>> = HashMap::new();
         for (id, spec) in plans {
@@ -150,7 +154,7 @@ impl Governance {
                 .map_err(|e| ConfigError::new_err(format!("tracking plan {id:?}: {e}")))?;
             compiled.insert(id, Arc::new(plan));
         }
-        let mut inner = policy::Governance::default();
+        let mut inner = policy::Governance { lowercase_email_ids, ..policy::Governance::default() };
         for (source, plan_id, drop_kinds) in sources {
             let plan = compiled.get(&plan_id).cloned().ok_or_else(|| {
                 ConfigError::new_err(format!("source {source:?} names tracking plan {plan_id:?}, which is not defined"))
@@ -182,14 +186,16 @@ impl Governance {
     }
 }
 
-/// Process a batch of raw-topic messages `[(source, kafka_time_us, events_json, duplicate_flags)]`
-/// (`duplicate_flags`: one byte per event, non-zero = skip as a duplicate; may be empty).
+/// Process a batch of raw-topic messages
+/// `[(source, kafka_time_us, events_json, duplicate_flags, late_by_ms)]`: `duplicate_flags` has
+/// one byte per event (non-zero = skip as a duplicate), `late_by_ms` one little-endian i64 per
+/// event (milliseconds beyond the allowed lateness, 0 = in time); both may be empty.
 /// `extra` columns (str or None values) are added to every row.
 #[pyfunction]
 #[pyo3(signature = (messages, extra=None, governance=None))]
 fn process_batch(
     py: Python<'_>,
-    messages: Vec<(PyBackedStr, i64, PyBackedBytes, PyBackedBytes)>,
+    messages: Vec<(PyBackedStr, i64, PyBackedBytes, PyBackedBytes, PyBackedBytes)>,
     extra: Option<Vec<(String, Option<String>)>>,
     governance: Option<PyRef<'_, Governance>>,
 ) -> BatchResult {
@@ -201,9 +207,20 @@ fn process_batch(
         .map(|(k, v)| (k, v.map(Value::String).unwrap_or(Value::Null)))
         .collect();
     py.detach(|| {
+        let late: Vec<Vec<i64>> = messages
+            .iter()
+            .map(|(.., late)| late.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+            .collect();
         let msgs: Vec<Message<'_>> = messages
             .iter()
-            .map(|(source, ts, events, duplicates)| Message { source, received_at_us: *ts, events, duplicates })
+            .zip(&late)
+            .map(|((source, ts, events, duplicates, _), late_by_ms)| Message {
+                source,
+                received_at_us: *ts,
+                events,
+                duplicates,
+                late_by_ms,
+            })
             .collect();
         let extra_refs: Vec<(&str, Value)> = extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let out = batch::process(&msgs, &extra_refs, gov);
@@ -227,6 +244,7 @@ fn process_batch(
             events_in: out.events_in,
             accepted: out.accepted,
             duplicates: out.duplicates,
+            late: out.late,
             tables,
             discards: batch::discards_ndjson(&out.layout.discards),
             discard_count: out.layout.discards.len(),
@@ -239,12 +257,14 @@ fn process_batch(
     })
 }
 
-/// Idempotency keys (16 bytes each, concatenated) of every event of one raw-topic message.
+/// `(keys, event_times)` of every event of one raw-topic message: 16-byte idempotency keys and
+/// little-endian i64 event times (µs), each concatenated, for the stateful stages.
 #[pyfunction]
-fn message_keys<'py>(py: Python<'py>, source: &str, events_json: &[u8]) -> Bound<'py, PyBytes> {
-    let keys = py.detach(|| crate::idempotency::message_keys(source, events_json));
-    let flat: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
-    PyBytes::new(py, &flat)
+fn message_index<'py>(py: Python<'py>, source: &str, events_json: &[u8], kafka_time_us: i64) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+    let (keys, times) = py.detach(|| batch::message_index(source, events_json, kafka_time_us));
+    let k: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
+    let t: Vec<u8> = times.iter().flat_map(|t| t.to_le_bytes()).collect();
+    (PyBytes::new(py, &k), PyBytes::new(py, &t))
 }
 
 /// Warehouse name of a key or event: `snake_case("Order Completed") == "order_completed"`.
@@ -280,6 +300,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(snake_case, m)?)?;
     m.add_function(wrap_pyfunction!(event_table, m)?)?;
     m.add_function(wrap_pyfunction!(idempotency_key, m)?)?;
-    m.add_function(wrap_pyfunction!(message_keys, m)?)?;
+    m.add_function(wrap_pyfunction!(message_index, m)?)?;
     Ok(())
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -121,3 +122,28 @@ def test_snake_case_binding() -> None:
     a = _core.idempotency_key("web", b'{"type":"track","userId":"u","sentAt":"1"}')
     b = _core.idempotency_key("web", b'{"userId":"u","type":"track","sentAt":"2"}')
     assert a == b and len(a) == 32
+
+
+def test_hourly_counts_update_in_place_and_restate_when_late(sink: DuckDBSink) -> None:
+    def batch(ids, late_ms=0):
+        evs = [ev(i, timestamp="2026-11-26T05:10:00.000Z") for i in ids]
+        late = np.full(len(evs), late_ms, dtype="<i8").tobytes()
+        return govern(decode_messages([((envelope(evs), b"", late), KAFKA_MS, None)]))
+
+    deliver(sink, batch([1, 2]))
+    deliver(sink, batch([3]))
+    deliver(sink, batch([3]))  # redelivered: counts must not move
+    rows = sink.con.execute("select version, event_count, restated from event_counts_hourly").fetchall()
+    assert rows == [(1, 3, False)]
+    deliver(sink, batch([4, 5], late_ms=7_200_000))  # beyond the allowed lateness
+    rows = sink.con.execute("select version, event_count, restated from event_counts_hourly order by version").fetchall()
+    assert rows == [(1, 3, False), (2, 5, True)]
+    late = sink.con.execute("select id, late, late_by_ms from order_completed where late order by id").fetchall()
+    assert late == [("m4", True, 7_200_000), ("m5", True, 7_200_000)]
+
+
+def test_batch_rows_are_in_event_time_order() -> None:
+    times = ["2026-11-26T05:10:03.000Z", "2026-11-26T05:10:01.000Z", "2026-11-26T05:10:02.000Z"]
+    g = governed([ev(i, timestamp=t) for i, t in enumerate(times)])
+    assert g.tables["order_completed"]["id"].to_list() == ["m1", "m2", "m0"]
+    assert g.tables["tracks"]["id"].to_list() == ["m1", "m2", "m0"]

@@ -116,9 +116,15 @@ class PostgresSink(WarehouseSink):
 
     @contextmanager
     def _staged(self, table: str, df: pl.DataFrame) -> Iterator[str]:
-        cols = ", ".join(quote(c) for c in df.columns)
         # Created inside the batch's transaction: a failed batch's rollback removes it too.
-        self._rows(f"CREATE TEMP TABLE {_STAGE} AS SELECT {cols} FROM {quote(self.schema)}.{quote(table)} WITH NO DATA")
+        if self._columns is not None and table in self._columns:
+            # The stored table's own column types, so COPY parses values as the table takes them
+            # (also for types the layout does not create, such as jsonb or numeric).
+            cols = ", ".join(quote(c) for c in df.columns)
+            self._rows(f"CREATE TEMP TABLE {_STAGE} AS SELECT {cols} FROM {quote(self.schema)}.{quote(table)} WITH NO DATA")
+        else:  # a frame that is not a table's rows (e.g. keys to look up)
+            cols = ", ".join(f"{quote(c)} {self.dialect.sql_type(d)}" for c, d in df.schema.items())
+            self._rows(f"CREATE TEMP TABLE {_STAGE} ({cols})")
         self._copy(df)
         yield _STAGE
         self._rows(f"DROP TABLE {_STAGE}")

@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 import polars as pl
 
 from ..stages.govern import GovernedBatch
+from . import aggregates
 from .base import Sink
 
 __all__ = ["Dialect", "WarehouseSink", "conform", "rows_to_store", "newest_per_id", "quote", "store_batch", "upsert_values"]
@@ -137,11 +138,12 @@ def store_batch(
         df, conflicts = fit(table, df.with_columns(now.alias("uuid_ts")))
         discards.extend(conflicts)
         insert(table, df, table == "users")
-    all_discards = pl.concat(discards, how="diagonal_relaxed")
-    if all_discards.height:
-        insert("discards", all_discards.with_columns(now.alias("uuid_ts")), False)
-    if batch.rejected.height:
-        insert("discarded_events", batch.rejected.with_columns(now.alias("uuid_ts")), False)
+    for table, df in (("discards", pl.concat(discards, how="diagonal_relaxed")), ("discarded_events", batch.rejected)):
+        if df.height:
+            # Fitted too, so that a column added to these frames is added to their tables; their
+            # values are text and times, which cannot conflict.
+            df, _ = fit(table, df.with_columns(now.alias("uuid_ts")))
+            insert(table, df, False)
 
 
 class WarehouseSink(Sink):
@@ -167,7 +169,8 @@ class WarehouseSink(Sink):
 
     @abc.abstractmethod
     def _staged(self, table: str, df: pl.DataFrame) -> AbstractContextManager[str]:
-        """Make ``df`` readable by SQL for the duration; yield the name to select it from."""
+        """Make ``df`` readable by SQL for the duration; yield the name to select it from.
+        ``table`` names the stored table the rows are for, or only what they are if none."""
 
     # -- shared ------------------------------------------------------------------------------
     def _create_layout(self) -> None:
@@ -194,10 +197,24 @@ class WarehouseSink(Sink):
                 with self._transaction():
                     if self._columns is None:
                         self._load_columns()
+                    hourly = self._new_hourly_counts(batch)  # before the batch's rows land
                     store_batch(batch, self._fit, self._insert)
+                    aggregates.apply_hourly_counts(hourly, self.schema, quote, self.dialect.param, self._rows,
+                                                   time.time_ns() // 1000)
             except BaseException:
                 self._columns = None  # DDL inside the failed transaction was rolled back too
                 raise
+
+    def _new_hourly_counts(self, batch: GovernedBatch) -> pl.DataFrame:
+        tracks = batch.tables.get("tracks")
+        if tracks is None or tracks.is_empty():
+            return pl.DataFrame()
+        assert self._columns is not None
+        if aggregates.HOURLY_TABLE not in self._columns:
+            self._rows(aggregates.hourly_ddl(self.schema, quote))
+            self._columns[aggregates.HOURLY_TABLE] = {}
+        return aggregates.count_new_tracks(tracks, "tracks" in self._columns, self.schema, quote,
+                                           self._rows, self._staged)
 
     def _fit(self, table: str, df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
         """Create or widen the table for ``df``; cast ``df`` to the table's column types, turning
@@ -215,7 +232,8 @@ class WarehouseSink(Sink):
         for column, dtype in df.schema.items():
             have = existing.get(column)
             if have is None:
-                self._rows(f"ALTER TABLE {s}.{t} ADD COLUMN {quote(column)} {self.dialect.sql_type(dtype)}")
+                # IF NOT EXISTS: another writer (a pipeline replica) may have added it meanwhile.
+                self._rows(f"ALTER TABLE {s}.{t} ADD COLUMN IF NOT EXISTS {quote(column)} {self.dialect.sql_type(dtype)}")
                 existing[column] = self.dialect.sql_type(dtype)
             elif have in self.dialect.polars_of:
                 targets[column] = (self.dialect.polars_of[have], have)

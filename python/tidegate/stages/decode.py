@@ -36,9 +36,10 @@ _decoder = msgspec.json.Decoder(Envelope)
 
 @dataclass
 class DecodedBatch:
-    """Messages ready for the Rust core: ``(source, kafka_time_us, events_json, duplicate_flags)``."""
+    """Messages ready for the Rust core:
+    ``(source, kafka_time_us, events_json, duplicate_flags, late_by_ms)``."""
 
-    messages: list[tuple[str, int, bytes, bytes]] = field(default_factory=list)
+    messages: list[tuple[str, int, bytes, bytes, bytes]] = field(default_factory=list)
     envelopes: int = 0
     singles: int = 0
 
@@ -65,14 +66,14 @@ def split_message(value: bytes, headers: Sequence[tuple[str, bytes]] | None) -> 
 
 def decode_messages(items: Iterable[tuple[bytes | tuple[bytes, bytes], int, Sequence[tuple[str, bytes]] | None]]) -> DecodedBatch:
     """Decode ``(value, kafka_timestamp_ms, headers)`` triples; one loop step per Kafka message
-    (an envelope carries many events). ``value`` is the message, or ``(message, duplicate_flags)``
-    after the dedupe stage."""
+    (an envelope carries many events). ``value`` is the message, or
+    ``(message, duplicate_flags, late_by_ms)`` after the pipeline's admission step."""
     started = time.perf_counter()
     out = DecodedBatch()
     for value, timestamp_ms, headers in items:
-        raw, flags = value if isinstance(value, tuple) else (value, b"")
+        raw, duplicates, late = value if isinstance(value, tuple) else (value, b"", b"")
         source, events, is_envelope = split_message(raw, headers)
-        out.messages.append((source, int(timestamp_ms) * 1000, events, flags))
+        out.messages.append((source, int(timestamp_ms) * 1000, events, duplicates, late))
         if is_envelope:
             out.envelopes += 1
         else:

@@ -1,8 +1,8 @@
 """Stage `dedupe`: drop events already delivered, by idempotency key, within a window.
 
-Runs as a Quix Streams stateful step on each raw-topic message, before the batch stages. The
-keys (``messageId`` scoped by source, or the content hash) come from the Rust core in one call
-per message; each is looked up in the partition's state store (RocksDB, backed by a changelog
+Runs inside the pipeline's stateful admission step on each raw-topic message, before the batch
+stages. The keys (``messageId`` scoped by source, or the content hash) come from the Rust core in
+one call per message; each is looked up in the partition's state store (RocksDB, backed by a changelog
 topic, so it moves with the partition on a rebalance and survives crashes) and new ones are
 stored with a TTL of the window, which keeps the state bounded. The message goes on with one
 flag byte per event; the govern stage skips flagged events and counts them.
@@ -15,12 +15,8 @@ lost, and idempotent sink writes absorb the re-delivery.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Sequence
-
 from quixstreams.state import State
 
-from .. import _core
-from .decode import split_message
 
 __all__ = ["Dedupe"]
 
@@ -29,10 +25,8 @@ class Dedupe:
     def __init__(self, window_s: float):
         self.ttl = timedelta(seconds=window_s)
 
-    def __call__(self, value: bytes, key: Any, timestamp: int, headers: Sequence[tuple[str, bytes]] | None,
-                 state: State) -> tuple[bytes, bytes]:
-        source, events, _ = split_message(value, headers)
-        keys = _core.message_keys(source, events)
+    def flags(self, keys: bytes, state: State) -> bytes:
+        """One byte per 16-byte key: 1 if already seen within the window, else 0 (and remembered)."""
         flags = bytearray(len(keys) // 16)
         # One state lookup per event key: the state store has no multi-get.
         for i in range(len(flags)):
@@ -41,4 +35,4 @@ class Dedupe:
                 flags[i] = 1
             else:
                 state.set_bytes(k, b"", ttl=self.ttl)
-        return value, bytes(flags)
+        return bytes(flags)

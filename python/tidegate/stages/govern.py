@@ -52,6 +52,9 @@ class GovernedBatch:
     duplicates: int = 0
     keys: bytes = b""
 
+    # (hour, source_id, event, events, late): which hourly aggregates this batch touches.
+    hourly_counts: pl.DataFrame = field(default_factory=lambda: hourly_counts(None))
+
     @property
     def empty(self) -> bool:
         return not self.tables and self.discards.is_empty() and self.rejected.is_empty()
@@ -65,7 +68,28 @@ def _frame(ndjson: bytes, schema: dict[str, pl.DataType] | dict[str, type[pl.Dat
     return df.with_columns(pl.col(c).cast(pl.Datetime("us", "UTC")) for c in datetimes)
 
 
-def build_policy(cfg: Config) -> _core.Governance | None:
+HOURLY_SCHEMA = {"hour": pl.Datetime("us", "UTC"), "source_id": pl.String, "event": pl.String,
+                 "events": pl.UInt32, "late": pl.Boolean}
+
+
+def hourly_counts(tracks: pl.DataFrame | None) -> pl.DataFrame:
+    """Track events of the batch per hour (of event time), source and event name, and whether
+    any of them arrived late: the keys of the `event_counts_hourly` aggregate to refresh."""
+    if tracks is None or tracks.is_empty():
+        return pl.DataFrame(schema=HOURLY_SCHEMA)
+    late = pl.col("late") if "late" in tracks.columns else pl.lit(False)
+    return (
+        tracks.group_by(
+            pl.col("timestamp").dt.truncate("1h").alias("hour"),
+            pl.col("context_source_id").alias("source_id"),
+            pl.col("event_text").alias("event"),
+        )
+        .agg(pl.len().cast(pl.UInt32).alias("events"), late.any().alias("late"))
+        .cast(HOURLY_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def build_policy(cfg: Config) -> _core.Governance:
     """Compile the config's tracking plans and PII policy once; raise ConfigError naming the plan
     file or key at fault. Reads the plan files and the hash key's environment variable."""
     plans: list[tuple[str, bytes]] = []
@@ -86,10 +110,8 @@ def build_policy(cfg: Config) -> _core.Governance | None:
                               "set it (e.g. `openssl rand -hex 32`) or choose another action", file=cfg.path, key="pii.actions")
         keys = cfg.pii.sensitive_keys if cfg.pii.sensitive_keys is not None else list(_core.DEFAULT_SENSITIVE_KEYS)
         pii = (keys, sorted(cfg.pii.actions.items()), cfg.pii.default_action, key)
-    if not plans and pii is None:
-        return None
     try:
-        return _core.Governance(plans, sources, pii)
+        return _core.Governance(plans, sources, pii, cfg.identity.lowercase_email_ids)
     except ConfigError as e:
         raise ConfigError(str(e), file=cfg.path) from None
 
@@ -101,11 +123,18 @@ def govern(decoded: DecodedBatch, *, config_version: str = "", policy: _core.Gov
                           duplicates=result.duplicates)
     for name, columns, rows, _count in result.tables:
         schema = {c: POLARS_TYPES[t] for c, t in columns}
-        batch.tables[name] = _frame(rows, schema, [c for c, t in columns if t == "datetime"])
+        df = _frame(rows, schema, [c for c, t in columns if t == "datetime"])
+        # Within the batch, events go out in event-time order (the reconcile stage's promise for
+        # events within the allowed lateness); `users` is a state table, not an event stream.
+        if name != "users" and "timestamp" in df.columns:
+            df = df.sort("timestamp", maintain_order=True, nulls_last=True)
+        batch.tables[name] = df
+    batch.hourly_counts = hourly_counts(batch.tables.get("tracks"))
     batch.discards = _frame(result.discards, DISCARDS_SCHEMA, ["received_at"])
     batch.rejected = _frame(result.rejected, REJECTED_SCHEMA, ["received_at"])
     metrics.pipeline.events.labels("govern", "accepted").inc(result.accepted)
     metrics.pipeline.events.labels("dedupe", "duplicate").inc(result.duplicates)
+    metrics.pipeline.events.labels("reconcile", "late").inc(result.late)
     for reason, n in result.rejected_reasons.items():
         metrics.pipeline.events.labels("govern", reason).inc(n)
     for source, kind, action, n in result.violation_counts:

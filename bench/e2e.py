@@ -1,0 +1,787 @@
+"""End-to-end benchmark of Tidegate against a plain Quix Streams baseline, in one run, on one
+machine, on the same corpus and Kafka. Nothing is asserted: numbers are written, ratios emphasised.
+
+    .venv/bin/python bench/e2e.py --events 300000 --mode both
+
+Mode ``kafka``:
+  1. *max rate*: the corpus, as collector envelopes, is produced straight to a fresh raw topic;
+     then ``tidegate run`` starts and drains it. Sustained events/s is the delivery rate between
+     10% and 90% of the events delivered (startup and tail excluded), read from the pipeline's
+     ``/metrics``. Peak RSS and CPU seconds per million events of the pipeline (and the broker)
+     come from /proc.
+  2. *latency vs offered load*: a fresh topic and pipeline; envelopes are produced live at
+     fractions of the measured max rate (``--load-steps``), each stamped with ``receivedAt`` at
+     send time. Latency receivedAt -> committed is read after the run from DuckDB as
+     ``uuid_ts - received_at`` of every event row (uuid_ts is stamped when the sink's write
+     transaction starts: the commit follows within that batch's write time).
+  3. *baseline*: ``baseline_app.py`` (plain Quix Streams; per-event json + fastjsonschema + re +
+     sha256 + Segment layout in Python; Tidegate's DuckDB sink) drains the same events as
+     single-event messages, and again as envelopes. Tidegate also drains the singles topic, so
+     the like-for-like ratio (same messages) is shown next to the by-design one.
+
+Mode ``collector``: ``tidegate serve`` on a fresh topic, driven by ``loadgen.py`` (separate
+process, ``--concurrency`` connections, /v1/batch bodies of 100 events, bounded by
+``--collector-seconds``). Accepted events/s counts only requests answered 200, which the
+collector sends after Kafka acknowledged (acks=all).
+
+Outputs under ``--out``: results.json, results.md (the table), throughput.png.
+All processes share this machine's cores with the broker: see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import corpus  # noqa: E402
+
+with warnings.catch_warnings(record=True):
+    from confluent_kafka import Producer  # noqa: E402
+    from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+PY = sys.executable
+# `--pipeline-command` replaces this to benchmark an experiment (e.g. a wrapper that patches
+# tidegate before running it) without touching the package.
+TIDEGATE = [PY, "-m", "tidegate"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+EVENT_TABLES = ("tracks", "identifies", "pages", "screens", "groups", "aliases")
+WRITE_KEY = "bench-write-key"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# -- processes ---------------------------------------------------------------------------------
+def proc_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def proc_mem_kb(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def broker_pid() -> int | None:
+    p = ROOT / ".cache" / "kafka" / "kafka.pid"
+    try:
+        pid = int(p.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except OSError:
+        return 0, ""
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
+        if not m:
+            continue
+        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(1) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(m.group(2))
+    return total
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    peak_rss_kb: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def sample(self) -> None:
+        self.peak_rss_kb = max(self.peak_rss_kb, proc_mem_kb(self.pid, "VmHWM"), proc_mem_kb(self.pid, "VmRSS"))
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.sample()
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+    def tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def spawn(name: str, argv: list[str], cwd: Path) -> Proc:
+    log_path = cwd / f"{name}.log"
+    with open(log_path, "ab") as f:
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=cwd,
+                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return Proc(name, p, log_path)
+
+
+# -- Kafka -------------------------------------------------------------------------------------
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])[topic].result(30)
+
+
+def delete_topics(bootstrap: str, topics: list[str]) -> None:
+    if not topics:
+        return
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.delete_topics(topics).values():
+        try:
+            f.result(30)
+        except Exception:  # noqa: BLE001 - cleanup is best effort
+            pass
+
+
+def producer(bootstrap: str) -> Producer:
+    # The collector's producer settings (acks=all, idempotent, lz4), with more batching for bulk.
+    return Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                     "compression.type": "lz4", "linger.ms": 20, "batch.size": 1_000_000,
+                     "message.max.bytes": 10_000_000, "queue.buffering.max.kbytes": 1_048_576})
+
+
+def produce_all(bootstrap: str, topic: str, messages: list[tuple[int, bytes]], received_at: str) -> float:
+    """Produce every ``(partition, payload)``; return the seconds it took until all were acked."""
+    p = producer(bootstrap)
+    started = time.perf_counter()
+    for partition, payload in messages:
+        payload = corpus.restamp(payload, received_at)
+        while True:
+            try:
+                p.produce(topic, payload, partition=partition)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    left = p.flush(120)
+    if left:
+        raise RuntimeError(f"{left} messages not acknowledged by Kafka")
+    return time.perf_counter() - started
+
+
+# -- a Tidegate deployment ---------------------------------------------------------------------
+class TidegateRun:
+    """``tidegate run`` (and optionally ``serve``) with its own config, topic, group, DuckDB."""
+
+    def __init__(self, work: Path, bootstrap: str, topic: str, partitions: int, replicas: int = 1,
+                 commit_interval: float = 1.0, dedupe_window: float | None = None):
+        self.work = work
+        self.topic = topic
+        self.group = f"bench-{uuid.uuid4().hex[:8]}"
+        self.bootstrap = bootstrap
+        self.replicas: list[tuple[Path, int, Path]] = []  # (config, metrics port, duckdb)
+        self.collector_port = free_port()
+        for r in range(replicas):
+            d = work / f"replica{r}"
+            d.mkdir(parents=True, exist_ok=True)
+            port = free_port()
+            duck = d / "warehouse.duckdb"
+            cfg = d / "tidegate.toml"
+            cfg.write_text(f"""
+[kafka]
+bootstrap_servers = "{bootstrap}"
+raw_topic = "{topic}"
+partitions = {partitions}
+consumer_group = "{self.group}"
+
+[collector]
+port = {self.collector_port}
+
+[pipeline]
+commit_interval_s = {commit_interval}
+state_dir = "state"
+metrics_port = {port}
+{"" if dedupe_window is None else f"dedupe_window_s = {dedupe_window}"}
+
+# The same governance the baseline does: the bench plan (violations forwarded) and PII
+# detection with the product's default actions.
+[sources.web]
+write_key = "{WRITE_KEY}"
+tracking_plan = "bench"
+
+[plans.bench]
+path = "{corpus.PLAN_PATH}"
+
+[destinations.warehouse]
+type = "duckdb"
+path = "warehouse.duckdb"
+""")
+            self.replicas.append((cfg, port, duck))
+        self.procs: list[Proc] = []
+
+    def start_pipeline(self) -> None:
+        for i, (cfg, port, _duck) in enumerate(self.replicas):
+            self.procs.append(spawn(f"pipeline{i}", [*TIDEGATE, "run", "-c", str(cfg)], cfg.parent))
+        for (cfg, port, _), proc in zip(self.replicas, self.procs):
+            wait_until(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200 or not proc.alive(), 90,
+                       "pipeline ready")
+            if not proc.alive():
+                raise RuntimeError(f"pipeline exited:\n{proc.tail()}")
+
+    def processed(self) -> float:
+        total = 0.0
+        for _, port, _ in self.replicas:
+            status, text = http_get(f"http://127.0.0.1:{port}/metrics")
+            if status != 200:
+                continue
+            total += metric_sum(text, "tidegate_sink_events_total", outcome="delivered")
+            for reason in ("missing_identity", "unknown_type", "not_an_object", "invalid_json"):
+                total += metric_sum(text, "tidegate_pipeline_events_total", stage="govern", outcome=reason)
+        return total
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.stop()
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        import duckdb
+
+        rows: list[tuple[Any, ...]] = []
+        for _, _, duck in self.replicas:
+            if not duck.exists():
+                continue
+            con = duckdb.connect(str(duck), read_only=True)
+            try:
+                rows.extend(con.execute(sql).fetchall())
+            finally:
+                con.close()
+        return rows
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# -- measuring a drain -------------------------------------------------------------------------
+@dataclass
+class Drain:
+    events: int
+    samples: list[tuple[float, float, float, float]] = field(default_factory=list)  # (t, processed, cpu, broker cpu)
+    peak_rss_mb: list[float] = field(default_factory=list)
+    broker_peak_rss_mb: float = 0.0
+    completed: bool = False
+
+    def _at(self, frac: float) -> tuple[float, float, float, float]:
+        target = self.events * frac
+        for s in self.samples:
+            if s[1] >= target:
+                return s
+        return self.samples[-1]
+
+    def summary(self) -> dict[str, Any]:
+        if len(self.samples) < 2 or self.samples[-1][1] <= 0:
+            return {"events": self.events, "completed": False}
+        a, b = self._at(0.10), self._at(0.90)
+        if b[0] <= a[0]:
+            a, b = self.samples[0], self.samples[-1]
+        rate = (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else 0.0
+        first = next(s for s in self.samples if s[1] > 0)
+        last = self.samples[-1]
+        cpu_window = b[2] - a[2]
+        broker_window = b[3] - a[3]
+        events_window = b[1] - a[1]
+        return {
+            "events": self.events,
+            "processed": last[1],
+            "completed": self.completed,
+            "sustained_events_per_s": rate,
+            "first_to_last_events_per_s": (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else None,
+            "wall_s_from_start": last[0] - self.samples[0][0],
+            "cpu_s_per_million_events": cpu_window / events_window * 1e6 if events_window else None,
+            "broker_cpu_s_per_million_events": broker_window / events_window * 1e6 if events_window else None,
+            "cpu_utilisation_cores": cpu_window / (b[0] - a[0]) if b[0] > a[0] else None,
+            "peak_rss_mb": self.peak_rss_mb,
+            "broker_peak_rss_mb": self.broker_peak_rss_mb,
+        }
+
+
+def drain(events: int, processed: Callable[[], float], procs: Callable[[], list[Proc]], timeout: float,
+          interval: float = 0.25) -> Drain:
+    d = Drain(events)
+    bpid = broker_pid()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ps = procs()
+        for p in ps:
+            p.sample()
+        n = processed()
+        d.samples.append((time.monotonic(), n, sum(proc_cpu_s(p.pid) for p in ps), proc_cpu_s(bpid) if bpid else 0.0))
+        if bpid:
+            d.broker_peak_rss_mb = max(d.broker_peak_rss_mb, proc_mem_kb(bpid, "VmRSS") / 1024)
+        if n >= events:
+            d.completed = True
+            break
+        if not all(p.alive() for p in ps):
+            raise RuntimeError("a process exited during the run:\n" + "\n".join(p.tail() for p in ps if not p.alive()))
+        time.sleep(interval)
+    d.peak_rss_mb = [p.peak_rss_kb / 1024 for p in procs()]
+    return d
+
+
+# -- phases ------------------------------------------------------------------------------------
+def now_iso() -> str:
+    return corpus.iso(datetime.now(timezone.utc))
+
+
+def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, events: int, label: str) -> dict[str, Any]:
+    run = TidegateRun(work / label, args.bootstrap, topic, args.partitions, args.processes, args.commit_interval,
+                      args.dedupe_window)
+    log(f"{label}: starting {args.processes} pipeline process(es) on {topic} ({events:,} events waiting)")
+    started = time.monotonic()
+    run.start_pipeline()
+    startup = time.monotonic() - started
+    try:
+        d = drain(events, run.processed, lambda: run.procs, args.timeout)
+    finally:
+        run.stop()
+    out = d.summary()
+    out["startup_s"] = startup
+    out["rows_in_event_tables"] = sum(r[0] for t in EVENT_TABLES if _has_table(run, t)
+                                      for r in run.query(f"SELECT count(*) FROM main.{t}"))
+    log(f"{label}: {out.get('sustained_events_per_s', 0):,.0f} events/s sustained, "
+        f"RSS {', '.join(f'{m:.0f}' for m in out.get('peak_rss_mb', []))} MB, "
+        f"{out.get('cpu_s_per_million_events') or 0:.0f} CPU s per M events")
+    return out
+
+
+def _has_table(run: TidegateRun, table: str) -> bool:
+    return bool(run.query(f"SELECT 1 FROM information_schema.tables WHERE table_name = '{table}'"))
+
+
+def phase_baseline(args: argparse.Namespace, work: Path, topic: str, events: int, kind: str) -> dict[str, Any]:
+    d = work / f"baseline_{kind}"
+    d.mkdir(parents=True, exist_ok=True)
+    status = d / "status.json"
+    log(f"baseline ({kind}): starting the plain Quix Streams app on {topic} ({events:,} events waiting)")
+    started = time.monotonic()
+    proc = spawn("baseline", [PY, str(HERE / "baseline_app.py"), "--bootstrap", args.bootstrap, "--topic", topic,
+                              "--group", f"bench-baseline-{uuid.uuid4().hex[:8]}", "--duckdb", str(d / "warehouse.duckdb"),
+                              "--status", str(status), "--input", kind, "--state-dir", str(d / "state"),
+                              "--commit-interval", str(args.commit_interval)], d)
+
+    def processed() -> float:
+        try:
+            s = json.loads(status.read_text())
+            return float(s["delivered"])
+        except (OSError, ValueError, KeyError):
+            return 0.0
+
+    try:
+        dr = drain(events, processed, lambda: [proc], args.timeout)
+    finally:
+        proc.stop()
+    out = dr.summary()
+    out["wall_s_including_startup"] = time.monotonic() - started
+    log(f"baseline ({kind}): {out.get('sustained_events_per_s', 0):,.0f} events/s sustained, "
+        f"RSS {', '.join(f'{m:.0f}' for m in out.get('peak_rss_mb', []))} MB")
+    return out
+
+
+def phase_latency(args: argparse.Namespace, work: Path, evs: list[dict[str, Any]], max_rate: float) -> dict[str, Any]:
+    """Live production at fractions of the max rate into one pipeline; latency per step from DuckDB."""
+    topic = f"bench.latency.{uuid.uuid4().hex[:8]}"
+    create_topic(args.bootstrap, topic, args.partitions)
+    run = TidegateRun(work / "latency", args.bootstrap, topic, args.partitions, args.processes, args.commit_interval,
+                      args.dedupe_window)
+    run.start_pipeline()
+    fractions = [float(f) for f in args.load_steps.split(",") if f.strip()]
+    envs = corpus.envelopes(evs, partitions=args.partitions)
+    per_env = len(evs) / len(envs)
+    p = producer(args.bootstrap)
+    steps: list[dict[str, Any]] = []
+    cursor = 0
+    try:
+        for frac in fractions:
+            rate = frac * max_rate
+            seconds = args.step_seconds
+            n_env = min(len(envs) - cursor, int(rate * seconds / per_env))
+            if n_env <= 0:
+                log(f"latency: corpus exhausted before step {frac:.0%}; use more --events")
+                break
+            start_wall = time.time()
+            start_processed = run.processed()
+            cpu0 = sum(proc_cpu_s(pr.pid) for pr in run.procs)
+            t0 = time.monotonic()
+            sent_events = 0
+            for i in range(n_env):
+                part, count, payload = envs[cursor + i]
+                due = t0 + (sent_events / rate)
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                p.produce(topic, corpus.restamp(payload, now_iso()), partition=part)
+                p.poll(0)
+                sent_events += count
+            cursor += n_env
+            p.flush(60)
+            send_s = time.monotonic() - t0
+            target = start_processed + sent_events
+            try:
+                wait_until(lambda: run.processed() >= target, max(30.0, seconds * 3), f"step {frac:.0%} delivered", 0.1)
+            except TimeoutError:
+                log(f"latency: step {frac:.0%} did not finish delivering in time")
+            for pr in run.procs:
+                pr.sample()
+            drain_s = time.monotonic() - t0
+            end_wall = time.time()
+            steps.append({"fraction": frac, "offered_events_per_s": sent_events / send_s if send_s else None,
+                          "target_events_per_s": rate, "events": sent_events,
+                          "delivered_events_per_s": (run.processed() - start_processed) / drain_s,
+                          "cpu_cores": (sum(proc_cpu_s(pr.pid) for pr in run.procs) - cpu0) / drain_s,
+                          "window": (start_wall, end_wall)})
+            log(f"latency: step {frac:.0%} offered {sent_events / send_s:,.0f} events/s for {send_s:.1f}s, "
+                f"delivered in {drain_s:.1f}s")
+            time.sleep(args.commit_interval * 2)
+    finally:
+        run.stop()
+        peak = [pr.peak_rss_kb / 1024 for pr in run.procs]
+    union = " UNION ALL ".join(
+        f"SELECT epoch_ms(received_at) AS r, epoch_ms(uuid_ts) - epoch_ms(received_at) AS ms FROM main.{t}"
+        for t in EVENT_TABLES if _has_table(run, t))
+    for s in steps:
+        a, b = s.pop("window")
+        rows = run.query(
+            f"SELECT count(*), quantile_cont(ms, 0.5), quantile_cont(ms, 0.95), quantile_cont(ms, 0.99), max(ms) "
+            f"FROM ({union}) WHERE r >= {int(a * 1000) - 1} AND r <= {int(b * 1000) + 1}")
+        n, p50, p95, p99, mx = rows[0] if rows else (0, None, None, None, None)
+        s.update({"rows": n, "latency_s": {k: (v / 1000 if v is not None else None)
+                                           for k, v in (("p50", p50), ("p95", p95), ("p99", p99), ("max", mx))}})
+        lat = s["latency_s"]
+        log(f"latency: step {s['fraction']:.0%}: p50 {lat['p50']}s p95 {lat['p95']}s p99 {lat['p99']}s over {n:,} rows")
+    delete_topics(args.bootstrap, [topic])
+    return {"steps": steps, "peak_rss_mb": peak, "max_rate_reference": max_rate}
+
+
+def phase_collector(args: argparse.Namespace, work: Path, evs: list[dict[str, Any]]) -> dict[str, Any]:
+    import loadgen
+
+    topic = f"bench.collector.{uuid.uuid4().hex[:8]}"
+    create_topic(args.bootstrap, topic, args.partitions)
+    run = TidegateRun(work / "collector", args.bootstrap, topic, args.partitions)
+    cfg = run.replicas[0][0]
+    proc = spawn("collector", [PY, "-m", "tidegate", "serve", "-c", str(cfg)], cfg.parent)
+    url = f"http://127.0.0.1:{run.collector_port}"
+    try:
+        wait_until(lambda: http_get(f"{url}/readyz")[0] == 200 or not proc.alive(), 60, "collector ready")
+        if not proc.alive():
+            raise RuntimeError(f"collector exited:\n{proc.tail()}")
+        bodies = corpus.batch_bodies(evs, 100)
+        counts = [min(100, len(evs) - i) for i in range(0, len(evs), 100)]
+        bodies_path = work / "collector" / "bodies.bin"
+        loadgen.write_bodies(bodies_path, bodies, counts)
+        out_path = work / "collector" / "loadgen.json"
+        log(f"collector: {args.concurrency} connections for up to {args.collector_seconds:.0f}s "
+            f"({len(bodies):,} distinct bodies of 100 events, sent round-robin)")
+        cpu0 = proc_cpu_s(proc.pid)
+        bpid = broker_pid()
+        bcpu0 = proc_cpu_s(bpid) if bpid else 0.0
+        gen = spawn("loadgen", [PY, str(HERE / "loadgen.py"), "--url", url, "--write-key", WRITE_KEY,
+                                "--bodies", str(bodies_path), "--concurrency", str(args.concurrency),
+                                "--seconds", str(args.collector_seconds), "--out", str(out_path)], work / "collector")
+        gen_cpu = 0.0
+        while gen.alive():
+            proc.sample()
+            gen.sample()
+            gen_cpu = max(gen_cpu, proc_cpu_s(gen.pid))
+            time.sleep(0.25)
+        if gen.popen.returncode != 0:
+            raise RuntimeError(f"loadgen failed:\n{gen.tail()}")
+        cpu = proc_cpu_s(proc.pid) - cpu0
+        bcpu = (proc_cpu_s(bpid) - bcpu0) if bpid else 0.0
+        result = json.loads(out_path.read_text())
+        _, text = http_get(f"{url}/metrics")
+        accepted_metric = metric_sum(text, "tidegate_collector_events_total", outcome="accepted")
+    finally:
+        proc.stop()
+    n = result["accepted_events"] or 1
+    result.update({
+        "collector_peak_rss_mb": proc.peak_rss_kb / 1024,
+        "loadgen_peak_rss_mb": gen.peak_rss_kb / 1024,
+        "collector_cpu_s_per_million_events": cpu / n * 1e6,
+        "collector_cpu_cores": cpu / result["elapsed_s"],
+        "loadgen_cpu_cores": gen_cpu / result["elapsed_s"],
+        "broker_cpu_cores": bcpu / result["elapsed_s"],
+        "accepted_by_collector_metric": accepted_metric,
+    })
+    log(f"collector: {result['accepted_events_per_s']:,.0f} accepted events/s, statuses {result['statuses']}, "
+        f"request p99 {result['request_latency_s']['p99']:.3f}s; collector {result['collector_cpu_cores']:.2f} cores, "
+        f"loadgen {result['loadgen_cpu_cores']:.2f} cores, broker {result['broker_cpu_cores']:.2f} cores")
+    delete_topics(args.bootstrap, [topic])
+    return result
+
+
+# -- report ------------------------------------------------------------------------------------
+def _f(v: Any, fmt: str = ",.0f") -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def ratio(a: Any, b: Any) -> float | None:
+    return a / b if a and b else None
+
+
+def write_report(results: dict[str, Any], out: Path) -> str:
+    k = results.get("kafka", {})
+    lines = [f"# Tidegate benchmark — {results['started']}", "",
+             f"{results['params']['events']:,} events, size mix `{results['params']['size_mix']}` "
+             f"(≈{results['corpus']['bytes_per_event']:.0f} B/event as sent), PII {results['params']['pii_rate']:.0%}, "
+             f"violations {results['params']['violation_rate']:.0%}, {results['params']['partitions']} partitions, "
+             f"{results['params']['processes']} pipeline process(es); machine: {results['machine']['cpus']} CPUs shared by "
+             f"broker, pipeline and load generator.", ""]
+    if k:
+        tg = k.get("tidegate_envelopes", {})
+        lines += ["## Kafka → pipeline → DuckDB (sustained drain of a pre-produced topic)", "",
+                  "| run | messages | events/s | ratio vs baseline (singles) | CPU s / M events | peak RSS MB | broker CPU s / M events |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        base = k.get("baseline_singles", {}).get("sustained_events_per_s")
+        for key, label, msgs in (("tidegate_envelopes", "**Tidegate**", "envelopes"),
+                                 ("tidegate_singles", "Tidegate", "single events"),
+                                 ("baseline_singles", "plain Quix + Python governance", "single events"),
+                                 ("baseline_envelopes", "plain Quix + Python governance", "envelopes")):
+            r = k.get(key)
+            if not r:
+                continue
+            rate = r.get("sustained_events_per_s")
+            rr = ratio(rate, base)
+            lines.append(f"| {label} | {msgs} | {_f(rate)} | {('**' + format(rr, '.1f') + '×**') if rr else '–'} | "
+                         f"{_f(r.get('cpu_s_per_million_events'))} | {', '.join(_f(m) for m in r.get('peak_rss_mb', []))} | "
+                         f"{_f(r.get('broker_cpu_s_per_million_events'))} |")
+        like = ratio(k.get("tidegate_singles", {}).get("sustained_events_per_s"), base)
+        env_ratio = ratio(tg.get("sustained_events_per_s"), k.get("baseline_envelopes", {}).get("sustained_events_per_s"))
+        lines += ["", f"Ratios: Tidegate on its envelopes vs the plain app on single events (the headline, issue 6 target ≥ 10×): "
+                      f"**{_f(ratio(tg.get('sustained_events_per_s'), base), '.1f')}×**; same single-event messages for both: "
+                      f"**{_f(like, '.1f')}×**; same envelopes for both: **{_f(env_ratio, '.1f')}×**.", ""]
+        lat = k.get("latency", {}).get("steps", [])
+        if lat:
+            lines += ["## Latency receivedAt → committed vs offered load (live production)", "",
+                      "| offered load | offered events/s | delivered events/s | p50 s | p95 s | p99 s | max s | pipeline cores |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
+            for s in lat:
+                L = s["latency_s"]
+                lines.append(f"| {s['fraction']:.0%} of max | {_f(s['offered_events_per_s'])} | {_f(s['delivered_events_per_s'])} | "
+                             f"{_f(L['p50'], '.3f')} | {_f(L['p95'], '.3f')} | {_f(L['p99'], '.3f')} | {_f(L['max'], '.3f')} | "
+                             f"{_f(s.get('cpu_cores'), '.2f')} |")
+            lines.append("")
+    c = results.get("collector")
+    if c:
+        lines += ["## Collector (`POST /v1/batch`, 100 events per request, 200 only after Kafka acks)", "",
+                  "| accepted events/s | requests | statuses | request p50 s | p99 s | collector cores | CPU s / M events | peak RSS MB | loadgen cores | broker cores |",
+                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+                  f"| **{_f(c['accepted_events_per_s'])}** | {c['requests']:,} | {c['statuses']} | "
+                  f"{_f(c['request_latency_s']['p50'], '.3f')} | {_f(c['request_latency_s']['p99'], '.3f')} | "
+                  f"{_f(c['collector_cpu_cores'], '.2f')} | {_f(c['collector_cpu_s_per_million_events'])} | "
+                  f"{_f(c['collector_peak_rss_mb'])} | {_f(c['loadgen_cpu_cores'], '.2f')} | {_f(c['broker_cpu_cores'], '.2f')} |", ""]
+    lines += ["Absolute numbers depend on this machine (everything shares its cores); read the ratios. "
+              "Nothing here is asserted. See bench/README.md.", ""]
+    text = "\n".join(lines)
+    (out / "results.md").write_text(text)
+    return text
+
+
+def plot(results: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = results.get("kafka", {})
+    lat = k.get("latency", {}).get("steps", [])
+    fig, axes = plt.subplots(1, 2 if lat else 1, figsize=(13 if lat else 7, 4.8), squeeze=False)
+    ax = axes[0][0]
+    bars = []
+    for key, label in (("tidegate_envelopes", "Tidegate\n(envelopes)"), ("tidegate_singles", "Tidegate\n(single events)"),
+                       ("baseline_envelopes", "plain Quix\n(envelopes)"), ("baseline_singles", "plain Quix\n(single events)")):
+        r = k.get(key, {}).get("sustained_events_per_s")
+        if r:
+            bars.append((label, r))
+    c = results.get("collector")
+    if c:
+        bars.append(("collector\n/v1/batch", c["accepted_events_per_s"]))
+    if bars:
+        colors = ["#1f77b4" if "Tidegate" in b[0] else "#2ca02c" if "collector" in b[0] else "#999999" for b in bars]
+        rects = ax.bar([b[0] for b in bars], [b[1] for b in bars], color=colors)
+        base = k.get("baseline_singles", {}).get("sustained_events_per_s")
+        for rect, (label, v) in zip(rects, bars):
+            txt = f"{v:,.0f}/s"
+            if base and "collector" not in label:
+                txt += f"\n{v / base:.1f}× baseline"
+            ax.annotate(txt, (rect.get_x() + rect.get_width() / 2, rect.get_height()), ha="center", va="bottom", fontsize=8)
+        ax.set_ylabel("events/s (sustained)")
+        ax.set_title("Throughput into DuckDB (collector: accepted)")
+        ax.tick_params(axis="x", labelsize=8)
+        ax.set_ylim(0, max(v for _, v in bars) * 1.25)
+    if lat:
+        ax2 = axes[0][1]
+        x = [s["offered_events_per_s"] for s in lat]
+        for q, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^-")):
+            ax2.plot(x, [s["latency_s"][q] for s in lat], style, label=q)
+        ax2.set_xlabel("offered load (events/s)")
+        ax2.set_ylabel("latency receivedAt → committed (s)")
+        ax2.set_title("Latency vs offered load")
+        ax2.axhline(2.0, color="red", lw=0.8, ls=":", label="2 s target (p99)")
+        ax3 = ax2.twinx()
+        ax3.plot(x, [s["delivered_events_per_s"] for s in lat], "k:", alpha=0.5, label="delivered events/s")
+        ax3.set_ylabel("delivered events/s", color="gray")
+        ax2.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Tidegate e2e — {results['params']['events']:,} events, {results['corpus']['bytes_per_event']:.0f} B/event, "
+                 f"{results['machine']['cpus']} CPUs shared with the broker", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "throughput.png", dpi=110)
+    plt.close(fig)
+
+
+# -- main --------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="bench/e2e.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=300_000, help="events in the corpus (default 300000)")
+    ap.add_argument("--size-mix", default="small", help="small (≈700 B), large (≈2 KB) or weights, e.g. small:0.8,large:0.2")
+    ap.add_argument("--pii-rate", type=float, default=0.10, help="share of events carrying PII (default 0.10)")
+    ap.add_argument("--violation-rate", type=float, default=0.05, help="share of events violating bench/plan.json (default 0.05)")
+    ap.add_argument("--partitions", type=int, default=4, help="partitions of every raw topic (default 4)")
+    ap.add_argument("--processes", type=int, default=1, help="pipeline processes in the consumer group (default 1; "
+                    "each writes its own DuckDB file, DuckDB allows one writer)")
+    ap.add_argument("--mode", choices=("collector", "kafka", "both"), default="both")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="output directory (default bench/results)")
+    ap.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    ap.add_argument("--baseline-events", type=int, default=100_000,
+                    help="events the (slow) baseline drains, capped at --events (default 100000)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the plain Quix Streams baseline")
+    ap.add_argument("--no-singles", action="store_true", help="skip Tidegate on single-event messages")
+    ap.add_argument("--load-steps", default="0.25,0.5,0.75",
+                    help="offered load steps as fractions of the measured max rate ('' to skip latency)")
+    ap.add_argument("--step-seconds", type=float, default=15.0, help="seconds of live production per load step")
+    ap.add_argument("--collector-seconds", type=float, default=20.0, help="length of the collector load (default 20)")
+    ap.add_argument("--concurrency", type=int, default=32, help="concurrent HTTP connections of the load generator")
+    ap.add_argument("--commit-interval", type=float, default=1.0, help="pipeline commit interval in seconds (default 1.0)")
+    ap.add_argument("--dedupe-window", type=float, default=None,
+                    help="pipeline.dedupe_window_s for Tidegate (default: the product default; 0 turns dedupe off)")
+    ap.add_argument("--pipeline-command", default=None,
+                    help="command that runs tidegate (default: the current python -m tidegate); for experiments")
+    ap.add_argument("--timeout", type=float, default=600.0, help="give up a drain after this many seconds")
+    args = ap.parse_args(argv)
+
+    if args.pipeline_command:
+        TIDEGATE[:] = args.pipeline_command.split()
+    args.out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="tidegate-bench-"))
+    results: dict[str, Any] = {
+        "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+    }
+    log(f"generating {args.events:,} events (size mix {args.size_mix}) ...")
+    evs = corpus.events(args.events, seed=7, size_mix=args.size_mix, pii_rate=args.pii_rate,
+                        violation_rate=args.violation_rate)
+    singles = corpus.singles(evs, partitions=args.partitions)
+    results["corpus"] = {"events": len(evs), "bytes_per_event": sum(len(s) for _, s in singles) / len(singles)}
+    topics: list[str] = []
+    try:
+        if args.mode in ("kafka", "both"):
+            k: dict[str, Any] = {}
+            results["kafka"] = k
+            envs = corpus.envelopes(evs, partitions=args.partitions)
+            results["corpus"]["envelopes"] = len(envs)
+            results["corpus"]["events_per_envelope"] = len(evs) / len(envs)
+            env_topic = f"bench.env.{uuid.uuid4().hex[:8]}"
+            create_topic(args.bootstrap, env_topic, args.partitions)
+            topics.append(env_topic)
+            secs = produce_all(args.bootstrap, env_topic, [(p, m) for p, _, m in envs], now_iso())
+            log(f"produced {len(envs):,} envelopes ({len(evs):,} events) in {secs:.1f}s")
+            k["tidegate_envelopes"] = phase_tidegate_drain(args, work, env_topic, len(evs), "tidegate_envelopes")
+            nb = min(args.baseline_events, len(evs))
+            if not (args.no_baseline and args.no_singles):
+                single_topic = f"bench.single.{uuid.uuid4().hex[:8]}"
+                create_topic(args.bootstrap, single_topic, args.partitions)
+                topics.append(single_topic)
+                secs = produce_all(args.bootstrap, single_topic, singles[:nb], now_iso())
+                log(f"produced {nb:,} single-event messages in {secs:.1f}s")
+                if not args.no_singles:
+                    k["tidegate_singles"] = phase_tidegate_drain(args, work, single_topic, nb, "tidegate_singles")
+                if not args.no_baseline:
+                    k["baseline_singles"] = phase_baseline(args, work, single_topic, nb, "singles")
+                    # The same envelopes topic, first nb events' worth: the baseline stops at nb.
+                    k["baseline_envelopes"] = phase_baseline(args, work, env_topic, nb, "envelopes")
+            max_rate = k["tidegate_envelopes"].get("sustained_events_per_s") or 0
+            if args.load_steps.strip() and max_rate:
+                lat_evs = corpus.events(args.events, seed=8, size_mix=args.size_mix, pii_rate=args.pii_rate,
+                                        violation_rate=args.violation_rate)
+                k["latency"] = phase_latency(args, work, lat_evs, max_rate)
+        if args.mode in ("collector", "both"):
+            results["collector"] = phase_collector(args, work, evs)
+    finally:
+        delete_topics(args.bootstrap, topics)
+        (args.out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    text = write_report(results, args.out)
+    plot(results, args.out)
+    print()
+    print(text)
+    log(f"written {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'throughput.png'}; work dir {work}")
+    if not os.environ.get("TIDEGATE_BENCH_KEEP"):
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""The raw archive: every accepted event, as it was accepted, in Parquet.
+
+Layout (hive style, one directory per source, UTC date and hour of ``receivedAt``)::
+
+    <archive.path>/source=<source>/date=YYYY-MM-DD/hour=HH/<yyyymmddThhmmss>-<uuid>.parquet
+
+Rows: ``message_id``, ``source``, ``received_at`` (UTC, microseconds) and ``event_json`` (the
+event exactly as the pipeline read it from the raw topic: stamped by the collector, before any
+policy). Events the dedupe stage flagged as repeats are not archived again.
+
+**Guarantee: at least once, never lost.** Parquet files are large (``flush_events`` events or
+``flush_seconds``), far larger than a checkpoint, so the events buffered for the next file are
+also appended to a *spool* — one Arrow IPC segment per checkpoint batch, fsynced and renamed into
+place — before the pipeline delivers and commits that batch's offsets. A Parquet file is written
+(to a temporary name, fsynced, renamed) before the spool segments it replaces are deleted. So:
+
+- a crash before a commit re-reads the messages: the archive may then hold a copy of the same
+  event twice (once in the spool or a file, once re-read); replay and plan previews keep one copy
+  per ``(source, message_id)``;
+- a crash after a commit leaves the events in the spool; the next writer on the same archive
+  turns every orphaned spool (its owner's lock is free) into Parquet files, and readers read
+  spools too, so nothing committed is ever missing from the archive.
+
+Building the frame does no per-event Python work: each message's ``events`` array is split into
+raw event slices by msgspec (C), joined with a separator that cannot occur in JSON text, and
+split again by polars; ids and times come from polars' JSON path expressions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import io
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import quote, unquote
+
+import msgspec
+import numpy as np
+import polars as pl
+from prometheus_client import Counter
+
+from . import metrics
+from .config import ArchiveConfig, Config
+from .errors import TidegateError
+
+__all__ = ["ARCHIVE_SCHEMA", "ArchiveWriter", "ArchiveError", "archive_frame", "record", "read_archive",
+           "partition_dir", "source_of_dir", "close_all"]
+
+log = logging.getLogger("tidegate.archive")
+
+ARCHIVE_SCHEMA: dict[str, pl.DataType] = {
+    "message_id": pl.String(),
+    "source": pl.String(),
+    "received_at": pl.Datetime("us", "UTC"),
+    "event_json": pl.String(),
+}
+SPOOL = "_spool"
+# ASCII record separator: JSON text may not contain it (control characters must be escaped in
+# strings, and only space, tab, CR and LF are whitespace), so it safely separates raw events.
+_SEP = "\x1e"
+_SEP_B = _SEP.encode()
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+
+events_archived = Counter("tidegate_archive_events", "Events appended to the raw archive (spool).",
+                          registry=metrics.REGISTRY)
+files_written = Counter("tidegate_archive_files", "Parquet files written to the raw archive.",
+                        registry=metrics.REGISTRY)
+
+
+class ArchiveError(TidegateError):
+    """The archive cannot be written or read; the message names the path."""
+
+
+# -- building the frame ---------------------------------------------------------------------
+
+def _raw_events(events: bytes) -> list[Any]:
+    """The raw slices of one message's events: an array's elements, else the message itself."""
+    if events[:1] == b"[" or events.lstrip()[:1] == b"[":
+        try:
+            return _raw_list.decode(events)
+        except msgspec.DecodeError:
+            pass
+    # Not an array: one event (possibly not even JSON; it is archived as received). A separator
+    # byte can only be in text that is not JSON anyway.
+    return [events.replace(_SEP_B, b"\\u001e") if _SEP_B in events else events]
+
+
+def archive_frame(messages: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
+    """Archive rows of decoded messages ``(source, kafka_time_us, events_json, duplicate_flags, ...)``.
+
+    >>> import json
+    >>> env = json.dumps([{"type": "track", "messageId": "m1", "receivedAt": "2026-11-26T05:30:44.000Z"},
+    ...                   {"type": "track", "messageId": "m2", "receivedAt": "2026-11-26T06:00:00.000Z"}]).encode()
+    >>> df = archive_frame([("web", 0, env, b"\\x00\\x01")])   # m2 was flagged a duplicate
+    >>> df.select("message_id", "source", "received_at").rows()
+    [('m1', 'web', datetime.datetime(2026, 11, 26, 5, 30, 44, tzinfo=zoneinfo.ZoneInfo(key='UTC')))]
+    """
+    chunks: list[bytes] = []
+    sources: list[str] = []
+    kafka_us: list[int] = []
+    counts: list[int] = []
+    flags: list[bytes] = []
+    for message in messages:
+        source, time_us, events, duplicates = message[0], message[1], message[2], message[3]
+        raws = _raw_events(bytes(events))
+        n = len(raws)
+        if n == 0:
+            continue
+        chunks.append(_SEP_B.join(raws))
+        sources.append(source)
+        kafka_us.append(int(time_us))
+        counts.append(n)
+        flags.append(duplicates if len(duplicates) == n else bytes(n))
+    if not chunks:
+        return pl.DataFrame(schema=ARCHIVE_SCHEMA)
+    text = _SEP_B.join(chunks).decode("utf-8", "replace")
+    events_col = pl.Series("event_json", [text]).str.split(_SEP).explode()
+    index = np.repeat(np.arange(len(sources), dtype=np.int64), counts)
+    if events_col.len() != index.size:  # cannot happen for JSON input; never archive misaligned rows
+        raise ArchiveError(f"internal error: {events_col.len()} event slices for {index.size} events")
+    keep = np.frombuffer(b"".join(flags), dtype=np.uint8) == 0
+    df = pl.DataFrame({
+        "source": pl.Series(sources, dtype=pl.String).gather(index),
+        "kafka_us": pl.Series(kafka_us, dtype=pl.Int64).gather(index),
+        "event_json": events_col,
+    }).filter(pl.Series(keep))
+    received = pl.col("event_json").str.json_path_match("$.receivedAt")
+    return df.select(
+        pl.col("event_json").str.json_path_match("$.messageId").alias("message_id"),
+        "source",
+        pl.coalesce(
+            received.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us", time_zone="UTC", strict=False),
+            received.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", time_zone="UTC", strict=False),
+            pl.col("kafka_us").cast(pl.Datetime("us", "UTC")),
+        ).alias("received_at"),
+        "event_json",
+    )
+
+
+# -- layout ---------------------------------------------------------------------------------
+
+def _quote_source(source: str) -> str:
+    """A source id as a safe directory name (``..`` and ``/`` cannot escape the archive)."""
+    return quote(source, safe="-_").replace(".", "%2E") or "%00"
+
+
+def partition_dir(root: Path, source: str, when: datetime) -> Path:
+    """The directory of one (source, hour) partition.
+
+    >>> partition_dir(Path("a"), "web/1", datetime(2026, 11, 26, 5, tzinfo=timezone.utc)).as_posix()
+    'a/source=web%2F1/date=2026-11-26/hour=05'
+    """
+    return root / f"source={_quote_source(source)}" / f"date={when:%Y-%m-%d}" / f"hour={when:%H}"
+
+
+def source_of_dir(name: str) -> str:
+    return unquote(name.removeprefix("source="))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        _fsync_file(path)
+    except OSError:  # some filesystems do not fsync directories
+        pass
+
+
+def _read_segment(path: Path) -> pl.DataFrame:
+    # Read into memory: the segment may be deleted by its writer's next flush.
+    return pl.read_ipc(io.BytesIO(path.read_bytes()))
+
+
+def _write_partitions(root: Path, df: pl.DataFrame) -> int:
+    """Write ``df`` as one Parquet file per (source, date, hour); return the number of files."""
+    if df.is_empty():
+        return 0
+    keyed = df.with_columns(pl.col("received_at").dt.truncate("1h").alias("_hour"))
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    written = 0
+    for (source, hour), part in keyed.partition_by(["source", "_hour"], as_dict=True, maintain_order=True).items():
+        directory = partition_dir(root, str(source), hour)  # type: ignore[arg-type]
+        directory.mkdir(parents=True, exist_ok=True)
+        final = directory / f"{stamp}-{uuid.uuid4().hex[:16]}.parquet"
+        tmp = final.with_suffix(".parquet.tmp")
+        part.drop("_hour").sort("received_at").write_parquet(tmp, compression="zstd", statistics=True)
+        _fsync_file(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(directory)
+        written += 1
+    files_written.inc(written)
+    return written
+
+
+# -- writer ---------------------------------------------------------------------------------
+
+class ArchiveWriter:
+    """Buffers archive rows, spools each batch durably, writes Parquet at N events or T seconds."""
+
+    def __init__(self, cfg: ArchiveConfig, *, start_timer: bool = True):
+        self.cfg = cfg
+        self.root = Path(cfg.path)
+        self.spool = self.root / SPOOL / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            self.spool.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(self.spool / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as e:
+            raise ArchiveError(f"cannot create the archive spool in {self.root}: {e.strerror}; "
+                               "fix archive.path or its permissions") from None
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._lock = threading.Lock()
+        self._frames: list[pl.DataFrame] = []
+        self._segments: list[Path] = []
+        self._buffered = 0
+        self._oldest: float | None = None
+        self._closed = False
+        self.recover_orphans()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        if start_timer:
+            self._timer = threading.Thread(target=self._tick, name="tidegate-archive", daemon=True)
+            self._timer.start()
+
+    def add(self, messages: Iterable[tuple[Any, ...]]) -> int:
+        """Archive a batch; returns when its events are durable (spooled). Call before committing."""
+        df = archive_frame(messages)
+        if df.is_empty():
+            return 0
+        with self._lock:
+            if self._closed:
+                raise ArchiveError("the archive writer is closed")
+            segment = self.spool / f"{time.time_ns():020d}.arrow"
+            tmp = segment.with_suffix(".tmp")
+            try:
+                df.write_ipc(tmp)
+                _fsync_file(tmp)
+                os.replace(tmp, segment)
+            except OSError as e:
+                raise ArchiveError(f"cannot write the archive spool {segment}: {e.strerror}") from None
+            self._frames.append(df)
+            self._segments.append(segment)
+            self._buffered += df.height
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+            events_archived.inc(df.height)
+            if self._buffered >= self.cfg.flush_events:
+                self._flush_locked()
+        return df.height
+
+    def flush(self) -> int:
+        """Write what is buffered as Parquet now; returns the number of files written."""
+        with self._lock:
+            return self._flush_locked()
+
+    def _flush_locked(self) -> int:
+        if not self._frames:
+            return 0
+        try:
+            written = _write_partitions(self.root, pl.concat(self._frames))
+        except OSError as e:
+            raise ArchiveError(f"cannot write Parquet files under {self.root}: {e.strerror}") from None
+        for segment in self._segments:
+            segment.unlink(missing_ok=True)
+        self._frames, self._segments, self._buffered, self._oldest = [], [], 0, None
+        return written
+
+    def _tick(self) -> None:
+        while not self._stop.wait(min(1.0, self.cfg.flush_seconds / 4)):
+            oldest = self._oldest
+            if oldest is not None and time.monotonic() - oldest >= self.cfg.flush_seconds:
+                try:
+                    self.flush()
+                except Exception as e:  # noqa: BLE001 - the spool keeps the events; retried next tick
+                    log.error("archive flush failed (events stay in the spool and are retried): %s", e)
+
+    def recover_orphans(self) -> int:
+        """Turn spools left by writers that died into Parquet; returns the events recovered."""
+        recovered = 0
+        for spool in sorted((self.root / SPOOL).glob("*")):
+            if spool == self.spool or not spool.is_dir():
+                continue
+            try:
+                fd = os.open(spool / ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+            except OSError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer owns it
+                segments = sorted(spool.glob("*.arrow"))
+                if segments:
+                    df = pl.concat([_read_segment(s) for s in segments])
+                    _write_partitions(self.root, df)
+                    recovered += df.height
+                for p in spool.iterdir():
+                    p.unlink(missing_ok=True)
+                spool.rmdir()
+            finally:
+                os.close(fd)
+        if recovered:
+            log.warning("archive: recovered %d spooled events of a writer that stopped without flushing", recovered)
+        return recovered
+
+    def close(self) -> None:
+        """Flush and release the spool (shutdown)."""
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join(timeout=5)
+        with self._lock:
+            if self._closed:
+                return
+            self._flush_locked()
+            self._closed = True
+            try:
+                for p in self.spool.iterdir():
+                    p.unlink(missing_ok=True)
+                self.spool.rmdir()
+            except OSError:
+                pass
+            os.close(self._lock_fd)
+
+
+_writers: dict[str, ArchiveWriter] = {}
+_writers_lock = threading.Lock()
+
+
+def record(cfg: Config, decoded: Any) -> None:
+    """The pipeline's hook: archive a decoded batch (``DecodedBatch``) before it is delivered."""
+    if not cfg.archive.enabled:
+        return
+    writer = _writers.get(cfg.archive.path)
+    if writer is None:
+        with _writers_lock:
+            writer = _writers.get(cfg.archive.path)
+            if writer is None:
+                writer = _writers[cfg.archive.path] = ArchiveWriter(cfg.archive)
+    writer.add(decoded.messages)
+
+
+@atexit.register
+def close_all() -> None:
+    """Flush every writer of this process (called at exit, after a graceful shutdown)."""
+    with _writers_lock:
+        for path, writer in list(_writers.items()):
+            try:
+                writer.close()
+            except Exception as e:  # noqa: BLE001 - the spool keeps the events for recovery
+                log.error("archive %s: final flush failed; the spool is recovered on the next start: %s", path, e)
+            del _writers[path]
+
+
+# -- reading --------------------------------------------------------------------------------
+
+@dataclass
+class ArchiveFiles:
+    parquet: list[Path]
+    spool: list[Path]
+
+
+def archive_files(root: Path, start: datetime | None = None, end: datetime | None = None,
+                  sources: Iterable[str] | None = None) -> ArchiveFiles:
+    """Files that may hold events received in ``[start, end)``, pruned by partition."""
+    wanted = set(sources) if sources else None
+    parquet: list[Path] = []
+    for sdir in sorted(root.glob("source=*")):
+        if wanted is not None and source_of_dir(sdir.name) not in wanted:
+            continue
+        for hdir in sorted(sdir.glob("date=*/hour=*")):
+            try:
+                hour = datetime.strptime(f"{hdir.parent.name[5:]} {hdir.name[5:]}", "%Y-%m-%d %H").replace(tzinfo=timezone.utc)
+            except ValueError:
+                continue
+            if start is not None and hour.timestamp() + 3600 <= start.timestamp():
+                continue
+            if end is not None and hour >= end:
+                continue
+            parquet.extend(sorted(hdir.glob("*.parquet")))
+    spool = sorted((root / SPOOL).glob("*/*.arrow"))
+    return ArchiveFiles(parquet, spool)
+
+
+def read_archive(root: str | os.PathLike[str], start: datetime | None = None, end: datetime | None = None,
+                 sources: Iterable[str] | None = None, *, last: int | None = None) -> pl.DataFrame:
+    """Archived events received in ``[start, end)`` (of the given sources), oldest first, one row
+    per ``(source, message_id)`` (events without an id: per identical content). ``last`` keeps
+    only the newest N."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ArchiveError(f"no archive at {root}; is [archive] enabled and has the pipeline run? "
+                           "(archive.path in the config)")
+    sources = list(sources) if sources else None
+    files = archive_files(root, start, end, sources)
+    frames: list[pl.LazyFrame] = []
+    if files.parquet:
+        frames.append(pl.scan_parquet(files.parquet, hive_partitioning=False, schema=ARCHIVE_SCHEMA))
+    for segment in files.spool:
+        try:
+            frames.append(_read_segment(segment).lazy())
+        except (OSError, pl.exceptions.ComputeError):
+            continue  # flushed and removed while we listed it: its events are in a Parquet file now
+    if not frames:
+        return pl.DataFrame(schema=ARCHIVE_SCHEMA)
+    lf = pl.concat(frames, how="vertical_relaxed")
+    if start is not None:
+        lf = lf.filter(pl.col("received_at") >= start)
+    if end is not None:
+        lf = lf.filter(pl.col("received_at") < end)
+    if sources:
+        lf = lf.filter(pl.col("source").is_in(sources))
+    df = lf.sort("received_at", "source", "message_id", nulls_last=True, maintain_order=True).collect()
+    df = (df.with_columns(pl.coalesce("message_id", "event_json").alias("_key"))
+            .unique(subset=["source", "_key"], keep="first", maintain_order=True)
+            .drop("_key"))
+    if last is not None:
+        df = df.tail(last)
+    return df

@@ -1,0 +1,483 @@
+"""Configuration as code: ``tidegate plan``, ``apply`` and the hash-chained audit log.
+
+The config file on disk (TOML plus the tracking-plan files it names) is the desired state;
+``apply`` makes it the *applied* one by appending an entry to ``<audit.path>/audit.jsonl`` and
+storing a copy of the TOML and plan files under ``<audit.path>/applied/<seq>-<version>/``.
+A running pipeline picks the newest applied copy up at its next checkpoint
+(:class:`AppliedConfigWatcher`), and ``tidegate run`` starts from it when there is one.
+
+Each entry is one JSON line::
+
+    {"seq", "time", "actor", "message", "config_path", "config_dir", "config_version",
+     "config_sha256", "plans": {id: sha256}, "snapshot", "diff", "prev_hash", "hash"}
+
+``hash`` is the SHA-256 of the entry's canonical JSON without ``hash``, and ``prev_hash`` the
+previous entry's ``hash`` (64 zeros for the first), so changing, inserting or deleting an entry
+breaks the chain from there on; ``audit verify`` also re-hashes each stored copy. Deleting the
+*newest* entries leaves a valid shorter chain: keep the head hash that ``apply`` prints somewhere
+else (a ticket, a CI log) and check it with ``audit verify --expect-head``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fcntl
+import getpass
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import msgspec
+import polars as pl
+
+from .config import Config, load_config
+from .errors import ConfigError, TidegateError
+
+__all__ = ["AuditError", "AuditLog", "Snapshot", "apply", "plan", "load_applied", "applied_config",
+           "AppliedConfigWatcher", "preview", "PreviewCounts", "GENESIS"]
+
+log = logging.getLogger("tidegate.audit")
+
+GENESIS = "0" * 64
+LOG_NAME = "audit.jsonl"
+
+
+class AuditError(TidegateError):
+    """The audit log is unreadable or fails verification; the message names the entry."""
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    return hashlib.sha256(_canonical({k: v for k, v in entry.items() if k != "hash"})).hexdigest()
+
+
+def actor() -> str:
+    """Who applies: ``$TIDEGATE_ACTOR`` (CI sets it to the person or pipeline), else the OS user."""
+    explicit = os.environ.get("TIDEGATE_ACTOR", "").strip()
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return f"uid:{os.getuid()}"
+
+
+# -- what is applied: the TOML text and the plan files it names ------------------------------
+
+@dataclass
+class Snapshot:
+    path: Path
+    text: str
+    plans: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # id -> (file path, content)
+
+    @classmethod
+    def of(cls, cfg: Config) -> "Snapshot":
+        path = Path(cfg.path)
+        plans: dict[str, tuple[str, bytes]] = {}
+        for plan_id, p in sorted(cfg.plans.items()):
+            try:
+                plans[plan_id] = (p.path, Path(p.path).read_bytes())
+            except OSError as e:
+                raise ConfigError(f"cannot read tracking plan file {p.path}: {e.strerror}", file=cfg.path,
+                                  key=f"plans.{plan_id}.path") from None
+        return cls(path, path.read_text(encoding="utf-8"), plans)
+
+    def plan_hashes(self) -> dict[str, str]:
+        return {pid: hashlib.sha256(content).hexdigest() for pid, (_, content) in self.plans.items()}
+
+    def sha256(self) -> str:
+        """Hash of everything that governs: the TOML text and every plan file."""
+        h = hashlib.sha256(self.text.encode())
+        for pid, digest in sorted(self.plan_hashes().items()):
+            h.update(b"\0" + pid.encode() + b"\0" + digest.encode())
+        return h.hexdigest()
+
+    def files(self) -> dict[str, str]:
+        """Name -> text of every file, for diffs."""
+        out = {"tidegate.toml": self.text}
+        for pid, (_, content) in self.plans.items():
+            out[f"plans/{pid}.json"] = content.decode("utf-8", "replace")
+        return out
+
+
+def unified_diff(old: Snapshot | None, new: Snapshot) -> str:
+    before = old.files() if old else {}
+    after = new.files()
+    chunks: list[str] = []
+    for name in sorted(set(before) | set(after), key=lambda n: (n != "tidegate.toml", n)):
+        a, b = before.get(name), after.get(name)
+        if a == b:
+            continue
+        chunks.extend(difflib.unified_diff(
+            (a or "").splitlines(keepends=True), (b or "").splitlines(keepends=True),
+            fromfile=f"applied/{name}" if a is not None else "/dev/null",
+            tofile=f"disk/{name}" if b is not None else "/dev/null"))
+        if chunks and not chunks[-1].endswith("\n"):
+            chunks[-1] += "\n"
+    return "".join(chunks)
+
+
+# -- the log ---------------------------------------------------------------------------------
+
+class AuditLog:
+    def __init__(self, directory: str | os.PathLike[str]):
+        self.dir = Path(directory)
+        self.path = self.dir / LOG_NAME
+
+    def entries(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        with self.path.open("rb") as f:
+            for n, line in enumerate(f, start=1):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    raise AuditError(f"{self.path}: entry {n} is not valid JSON; run `tidegate audit verify`") from None
+        return out
+
+    def last(self) -> dict[str, Any] | None:
+        entries = self.entries()
+        return entries[-1] if entries else None
+
+    def verify(self, expect_head: str | None = None) -> list[str]:
+        """Problems found, each naming the entry (1-based); empty when the log is intact."""
+        problems: list[str] = []
+        if not self.path.exists():
+            return [] if expect_head is None else [f"{self.path} does not exist, expected head {expect_head}"]
+        prev = GENESIS
+        count = 0
+        with self.path.open("rb") as f:
+            for n, line in enumerate(f, start=1):
+                count = n
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    problems.append(f"entry {n}: not valid JSON (the line was edited or truncated)")
+                    prev = ""
+                    continue
+                if not isinstance(entry, dict):
+                    problems.append(f"entry {n}: not a JSON object")
+                    prev = ""
+                    continue
+                if entry.get("seq") != n:
+                    problems.append(f"entry {n}: sequence number is {entry.get('seq')!r}, expected {n} "
+                                    "(an entry was inserted or removed)")
+                if prev and entry.get("prev_hash") != prev:
+                    problems.append(f"entry {n}: prev_hash does not match entry {n - 1}'s hash "
+                                    "(an entry before it was changed, inserted or removed)")
+                if entry_hash(entry) != entry.get("hash"):
+                    problems.append(f"entry {n}: hash mismatch (the entry was changed after it was written)")
+                snap = self.dir / str(entry.get("snapshot", ""))
+                if entry.get("snapshot") and snap.is_dir():
+                    try:
+                        stored = _stored_snapshot(snap, entry)
+                        if stored.sha256() != entry.get("config_sha256"):
+                            problems.append(f"entry {n}: the stored config copy {snap} does not match config_sha256 "
+                                            "(the copy was changed)")
+                    except (OSError, AuditError) as e:
+                        problems.append(f"entry {n}: cannot read the stored config copy: {e}")
+                else:
+                    problems.append(f"entry {n}: the stored config copy {snap} is missing")
+                prev = str(entry.get("hash", ""))
+        if expect_head is not None and prev != expect_head:
+            problems.append(f"head is {prev or 'unknown'} after {count} entries, expected {expect_head} "
+                            "(entries were removed from the end, or the log is another one)")
+        return problems
+
+    def append(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Chain ``entry`` to the last one and append it (under an exclusive lock)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_CREAT | os.O_APPEND | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            entries = self.entries()
+            problems = self.verify()
+            if problems:
+                raise AuditError(f"{self.path} fails verification, refusing to append: {problems[0]}")
+            entry = {**entry, "seq": len(entries) + 1, "prev_hash": entries[-1]["hash"] if entries else GENESIS}
+            entry["hash"] = entry_hash(entry)
+            os.write(fd, _canonical(entry) + b"\n")
+            os.fsync(fd)
+            return entry
+        finally:
+            os.close(fd)
+
+
+def _stored_snapshot(directory: Path, entry: dict[str, Any]) -> Snapshot:
+    text = (directory / "tidegate.toml").read_text(encoding="utf-8")
+    plans: dict[str, tuple[str, bytes]] = {}
+    for pid in entry.get("plans", {}):
+        p = directory / "plans" / f"{pid}.json"
+        plans[pid] = (str(p), p.read_bytes())
+    return Snapshot(directory / "tidegate.toml", text, plans)
+
+
+def load_applied(cfg: Config) -> tuple[Config, dict[str, Any]] | None:
+    """The newest applied config of ``cfg``'s audit log (and its entry), or None."""
+    entry = AuditLog(cfg.audit.path).last()
+    if entry is None:
+        return None
+    return _load_entry(cfg.audit.path, entry), entry
+
+
+def _load_entry(audit_dir: str, entry: dict[str, Any]) -> Config:
+    snap = Path(audit_dir) / entry["snapshot"]
+    applied = load_config(snap / "tidegate.toml", base_dir=entry["config_dir"])
+    # The plans that were applied, not whatever the plan files hold now.
+    plans = {pid: msgspec.structs.replace(p, path=str(snap / "plans" / f"{pid}.json")) for pid, p in applied.plans.items()}
+    return msgspec.structs.replace(applied, plans=plans)
+
+
+def applied_config(cfg: Config) -> Config:
+    """What ``tidegate run`` governs by: the newest applied config when the audit log has one
+    (with a note on stderr if the file on disk differs), else ``cfg`` itself."""
+    import sys
+
+    found = load_applied(cfg)
+    if found is None:
+        return cfg
+    applied, entry = found
+    try:
+        on_disk = Snapshot.of(cfg).sha256()
+    except ConfigError:
+        on_disk = ""
+    note = "" if on_disk == entry["config_sha256"] else \
+        f"; the config on disk differs from it (see `tidegate plan -c {cfg.path}`)"
+    print(f"tidegate: governing by applied config version {applied.version} (audit entry {entry['seq']}){note}",
+          file=sys.stderr, flush=True)
+    return applied
+
+
+def apply(cfg: Config, *, message: str = "") -> dict[str, Any] | None:
+    """Record ``cfg`` (already validated) as applied; None when it is the applied one already."""
+    from .stages import build_policy
+
+    build_policy(cfg)  # the policy must compile before it can be applied
+    audit = AuditLog(cfg.audit.path)
+    last = audit.last()
+    snap = Snapshot.of(cfg)
+    digest = snap.sha256()
+    if last is not None and last.get("config_sha256") == digest:
+        return None
+    old = _stored_snapshot(audit.dir / last["snapshot"], last) if last else None
+    seq = (last["seq"] + 1) if last else 1
+    rel = f"applied/{seq:06d}-{digest[:12]}"
+    target = audit.dir / rel
+    if target.exists():
+        shutil.rmtree(target)  # left by an apply that died before appending its entry
+    (target / "plans").mkdir(parents=True)
+    (target / "tidegate.toml").write_text(snap.text, encoding="utf-8")
+    for pid, (_, content) in snap.plans.items():
+        (target / "plans" / f"{pid}.json").write_bytes(content)
+    entry = {
+        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "actor": actor(),
+        "message": message,
+        "config_path": str(Path(cfg.path).resolve()),
+        "config_dir": str(Path(cfg.path).resolve().parent),
+        "config_version": cfg.version,
+        "config_sha256": digest,
+        "plans": snap.plan_hashes(),
+        "snapshot": rel,
+        "diff": unified_diff(old, snap),
+    }
+    return audit.append(entry)
+
+
+# -- the pipeline side -----------------------------------------------------------------------
+
+class AppliedConfigWatcher:
+    """Notices a new ``apply`` (the log's size or mtime changed) and loads what it applied.
+    ``poll()`` is cheap (one ``stat``) and meant to be called at every checkpoint."""
+
+    def __init__(self, cfg: Config, current_sha256: str | None = None):
+        self.audit = AuditLog(cfg.audit.path)
+        self.seen = self._stat()
+        last = self.audit.last() if self.seen else None
+        self.current = current_sha256 if current_sha256 is not None else (last or {}).get("config_sha256")
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.audit.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def poll(self) -> Config | None:
+        stat = self._stat()
+        if stat == self.seen:
+            return None
+        self.seen = stat
+        try:
+            problems = self.audit.verify()
+            if problems:
+                log.error("audit log %s fails verification; keeping the current policy: %s", self.audit.path, problems[0])
+                return None
+            last = self.audit.last()
+            if last is None or last.get("config_sha256") == self.current:
+                return None
+            cfg = _load_entry(str(self.audit.dir), last)
+        except (TidegateError, OSError, KeyError) as e:
+            log.error("cannot load the applied config; keeping the current policy: %s", e)
+            return None
+        self.current = last["config_sha256"]
+        return cfg
+
+
+def reload_on_apply(sink: Any, watcher: AppliedConfigWatcher) -> None:
+    """Wrap a ``GovernedSink``'s ``write`` so that, at each checkpoint and before the batch is
+    governed, a newly applied config replaces ``sink.cfg`` and ``sink.policy`` (so every row still
+    carries the version that governed it). Policy sections (sources, plans, PII) take effect at
+    once; other sections (Kafka, destinations, archive) need a restart, which the log says."""
+    from .stages import build_policy
+
+    write = sink.write
+
+    def write_with_reload(batch: Any) -> None:
+        new = watcher.poll()
+        if new is not None:
+            try:
+                policy = build_policy(new)
+            except TidegateError as e:
+                log.error("applied config %s does not compile; keeping the current policy: %s", new.version, e)
+            else:
+                restart = [s for s in ("kafka", "pipeline", "destinations", "archive", "collector")
+                           if getattr(new, s) != getattr(sink.cfg, s)]
+                log.warning("applied config %s is now governing (was %s)%s", new.version, sink.cfg.version,
+                            f"; changes to [{', '.join(restart)}] take effect after a restart" if restart else "")
+                sink.cfg, sink.policy = new, policy
+        write(batch)
+
+    sink.write = write_with_reload
+
+
+# -- plan: what would change -----------------------------------------------------------------
+
+@dataclass
+class PreviewCounts:
+    events: int = 0
+    newly_dropped: dict[str, int] = field(default_factory=dict)
+    no_longer_dropped: int = 0
+    newly_with_violations: int = 0
+    no_longer_with_violations: int = 0
+    newly_redacted: int = 0
+    pii_changed: int = 0
+    changed: int = 0
+    """Events with any difference in outcome (each counted once)."""
+
+
+_MASKING = r"(?:^|,)[a-z_0-9]+:(?:redact|hash|drop_field)"
+
+
+def _outcomes(governed: Any) -> pl.DataFrame:
+    """One row per event: id, dropped (reason or null), has_violations, pii (actions text)."""
+    parts = []
+    for table, df in governed.tables.items():
+        if table == "users" or "id" not in df.columns:
+            continue
+        parts.append(df.select(
+            pl.col("id").cast(pl.String),
+            (pl.col("context_violation_errors").is_not_null() if "context_violation_errors" in df.columns
+             else pl.lit(False)).alias("violations"),
+            (pl.col("tidegate_pii_actions").cast(pl.String) if "tidegate_pii_actions" in df.columns
+             else pl.lit(None, dtype=pl.String)).alias("pii"),
+        ))
+    kept = (pl.concat(parts) if parts else pl.DataFrame(schema={"id": pl.String, "violations": pl.Boolean, "pii": pl.String}))
+    kept = kept.group_by("id").agg(pl.col("violations").any(), pl.col("pii").drop_nulls().first())
+    dropped = governed.rejected.select(pl.col("id").cast(pl.String), pl.col("reason").alias("dropped"))
+    return pl.concat([kept.with_columns(pl.lit(None, dtype=pl.String).alias("dropped")),
+                      dropped.with_columns(pl.lit(False).alias("violations"), pl.lit(None, dtype=pl.String).alias("pii"))],
+                     how="diagonal_relaxed").unique("id", keep="first")
+
+
+def preview(old: Config | None, new: Config, rows: pl.DataFrame) -> PreviewCounts:
+    """Govern archived ``rows`` under the old and the new policy and count the events whose
+    outcome differs. ``old`` None means "no policy" (nothing applied yet)."""
+    from .replay import to_raw_messages
+    from .stages import build_policy, decode_messages, govern
+
+    counts = PreviewCounts(events=rows.height)
+    if rows.is_empty():
+        return counts
+    decoded = decode_messages(to_raw_messages(rows))
+    before = _outcomes(govern(decoded, policy=build_policy(old) if old is not None else None))
+    after = _outcomes(govern(decoded, policy=build_policy(new)))
+    both = before.join(after, on="id", how="full", suffix="_new", coalesce=True)
+    new_drop = both.filter(pl.col("dropped").is_null() & pl.col("dropped_new").is_not_null())
+    counts.newly_dropped = dict(new_drop.group_by("dropped_new").len().iter_rows())
+    kept = both.filter(pl.col("dropped_new").is_null())
+    counts.no_longer_dropped = kept.filter(pl.col("dropped").is_not_null()).height
+    stayed = kept.filter(pl.col("dropped").is_null())
+    # Includes events dropped before and now forwarded carrying their violations.
+    counts.newly_with_violations = kept.filter(
+        pl.col("violations_new") & (pl.col("dropped").is_not_null() | ~pl.col("violations").fill_null(False))).height
+    counts.no_longer_with_violations = stayed.filter(~pl.col("violations_new").fill_null(False) & pl.col("violations")).height
+    masked_old = pl.col("pii").fill_null("").str.contains(_MASKING)
+    masked_new = pl.col("pii_new").fill_null("").str.contains(_MASKING)
+    counts.newly_redacted = kept.filter(masked_new & (~masked_old | pl.col("dropped").is_not_null())).height
+    counts.pii_changed = stayed.filter(pl.col("pii").fill_null("") != pl.col("pii_new").fill_null("")).height
+    counts.changed = both.filter(
+        (pl.col("dropped").fill_null("") != pl.col("dropped_new").fill_null(""))
+        | (pl.col("violations").fill_null(False) != pl.col("violations_new").fill_null(False))
+        | (pl.col("pii").fill_null("") != pl.col("pii_new").fill_null(""))).height
+    return counts
+
+
+def plan(cfg: Config, *, events: int = 10_000) -> tuple[str, bool]:
+    """The text of ``tidegate plan`` and whether anything would change."""
+    from .archive import ArchiveError, read_archive
+
+    audit = AuditLog(cfg.audit.path)
+    last = audit.last()
+    snap = Snapshot.of(cfg)
+    old_snap = _stored_snapshot(audit.dir / last["snapshot"], last) if last else None
+    lines: list[str] = []
+    if last is not None and last["config_sha256"] == snap.sha256():
+        return (f"No changes: {cfg.path} is the applied config (version {cfg.version}, audit entry {last['seq']}, "
+                f"applied by {last['actor']} at {last['time']}).", False)
+    if last is None:
+        lines.append(f"Nothing applied yet (no entries in {audit.path}); `tidegate apply` records the first version.")
+        old_cfg = None
+    else:
+        lines.append(f"Applied: version {last['config_version']} (audit entry {last['seq']}, by {last['actor']} at {last['time']})")
+        old_cfg = _load_entry(str(audit.dir), last)
+    lines.append(f"On disk: version {cfg.version} ({cfg.path})\n")
+    diff = unified_diff(old_snap, snap)
+    lines.append(diff if diff else "(the TOML text and plan files are unchanged; environment overrides differ)\n")
+    try:
+        rows = read_archive(cfg.archive.path, last=events) if cfg.archive.enabled else None
+    except ArchiveError:
+        rows = None
+    if rows is None or rows.is_empty():
+        lines.append("Preview: no archived traffic to preview on (archive.path is empty or the archive is off).")
+        return "\n".join(lines), True
+    counts = preview(old_cfg, cfg, rows)
+    span = f"{rows['received_at'].min():%Y-%m-%d %H:%M} .. {rows['received_at'].max():%Y-%m-%d %H:%M} UTC"
+    lines.append(f"Preview on the last {counts.events} archived events ({span}), per destination:")
+    old_dests = set(old_cfg.destinations) if old_cfg is not None else set()
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(counts.newly_dropped.items())) or "0"
+    for name in cfg.destinations:
+        note = " (new destination: backfill with `tidegate replay --destination " + name + "`)" if old_cfg is not None and name not in old_dests else ""
+        lines.append(f"  {name}{note}:")
+        lines.append(f"    newly dropped: {dropped}; no longer dropped: {counts.no_longer_dropped}")
+        lines.append(f"    newly forwarded with violations: {counts.newly_with_violations}; "
+                     f"no longer with violations: {counts.no_longer_with_violations}")
+        lines.append(f"    newly redacted/hashed/dropped PII: {counts.newly_redacted}; PII handling changed: {counts.pii_changed}")
+    for name in sorted(old_dests - set(cfg.destinations)):
+        lines.append(f"  {name}: removed (receives nothing after apply)")
+    lines.append(f"  events whose outcome changes: {counts.changed} of {counts.events}")
+    return "\n".join(lines), True
+
+
+def iter_log(cfg: Config) -> Iterator[dict[str, Any]]:
+    yield from AuditLog(cfg.audit.path).entries()
