@@ -42,6 +42,9 @@ __all__ = [
     "Destination",
     "ArchiveConfig",
     "AuditConfig",
+    "ConsentConfig",
+    "RegulationsConfig",
+    "DeliveryConfig",
     "load_config",
     "config_reference",
 ]
@@ -135,9 +138,22 @@ class PiiConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     hash_key_env: Annotated[str, _doc("Environment variable holding the HMAC key for `hash` (at least 16 bytes).")] = "TIDEGATE_PII_HASH_KEY"
 
 
+ResolutionStrategy = Literal["and", "or"]
+
+
+class ConsentConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Consent requirements of a destination (see README, "Consent and regulations"). The workspace's
+    `[consent]` applies to every destination without a `consent` table of its own."""
+
+    consents: Annotated[list[str], _doc("RudderStack consent ids (context.consentManagement.deniedConsentIds vocabulary) this destination needs.")] = []
+    resolution_strategy: Annotated[ResolutionStrategy, _doc("For provider `custom` (or no provider): `and` drops an event if any of `consents` is denied, `or` only if all are; other providers' events carry their own strategy (default `and`).")] = "and"
+    categories: Annotated[list[str], _doc("Segment consent categories (context.consent.categoryPreferences keys) the user must have granted, all of them; events without a consent object are not filtered.")] = []
+
+
 class DuckDBDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="duckdb", tag_field="type"):
     """The embedded DuckDB warehouse (the default destination)."""
 
+    consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
     path: Annotated[str, _doc("DuckDB database file; created with its directory if missing.")] = "data/tidegate.duckdb"
     schema: Annotated[str, _doc("Schema the tables are written to."), Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "main"
 
@@ -145,6 +161,7 @@ class DuckDBDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only
 class PostgresDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="postgres", tag_field="type"):
     """A PostgreSQL warehouse: the DuckDB layout and semantics, loaded with COPY."""
 
+    consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
     dsn: Annotated[str, _doc("libpq connection string or URI, e.g. postgresql://user@host:5432/db (the password may come from PGPASSWORD)."), Meta(min_length=1)] = "postgresql://tidegate:tidegate@127.0.0.1:55432/tidegate"
     schema: Annotated[str, _doc("Schema the tables are written to; created if missing."), Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "public"
     connect_timeout_s: Annotated[int, _doc("Seconds to wait for a connection before the batch is retried later."), Meta(ge=1)] = 10
@@ -153,12 +170,14 @@ class PostgresDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_on
 class DeltaDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="delta", tag_field="type"):
     """Delta Lake tables (one per warehouse table) partitioned by event date, for the data lake."""
 
+    consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
     path: Annotated[str, _doc("Local directory holding one Delta table per warehouse table; created if missing.")] = "data/delta"
 
 
 class KafkaDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="kafka", tag_field="type"):
     """A Kafka topic of governed events for downstream consumers: one JSON message per event, keyed by id."""
 
+    consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
     topic: Annotated[str, _doc("Topic the governed events are written to; created if missing."), Meta(min_length=1)] = "tidegate.governed"
     bootstrap_servers: Annotated[str, _doc("Kafka bootstrap servers of the destination cluster, comma separated.")] = "127.0.0.1:9092"
     partitions: Annotated[int, _doc("Partitions of the topic when Tidegate creates it."), Meta(ge=1)] = 4
@@ -170,6 +189,7 @@ class KafkaDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 class WebhookDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="webhook", tag_field="type"):
     """An HTTP endpoint that receives governed events as batched JSON POSTs."""
 
+    consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
     url: Annotated[str, _doc("URL the batches are POSTed to."), Meta(pattern=r"^https?://")]
     headers: Annotated[dict[str, str], _doc("Extra HTTP headers sent with every request.")] = {}
     username: Annotated[str, _doc("HTTP Basic auth user name (empty: no Basic auth).")] = ""
@@ -198,6 +218,21 @@ class AuditConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True)
     path: Annotated[str, _doc("Directory of the hash-chained audit log (audit.jsonl) and the applied config copies.")] = "data/audit"
 
 
+class RegulationsConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Suppression and deletion regulations (`tidegate regulate`; see README, "Consent and regulations")."""
+
+    path: Annotated[str, _doc("Directory of the suppression list (suppressions.json, re-read by running pipelines when it changes) and the append-only deletion log (deletions.jsonl).")] = "data/regulations"
+
+
+class DeliveryConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Per-destination retries and dead letters (see README, "Dead letters")."""
+
+    max_attempts: Annotated[int, _doc("Attempts of a destination's write within one checkpoint before its share of the batch is dead-lettered."), Meta(ge=1)] = 4
+    backoff_initial_s: Annotated[float, _doc("Upper bound of the first retry's jittered delay; doubles per retry."), Meta(ge=0)] = 0.5
+    backoff_max_s: Annotated[float, _doc("Largest delay between two attempts."), Meta(ge=0)] = 5.0
+    dead_letter: Annotated[bool, _doc("Park a batch that exhausted its attempts in `<raw_topic>.dlq.<destination>` and go on; false: the whole partition backs off and re-reads instead.")] = True
+
+
 # A new sink is one file plus one member here; `type = "..."` in TOML picks it.
 Destination = Union[DuckDBDestination, PostgresDestination, DeltaDestination, KafkaDestination, WebhookDestination]
 
@@ -213,6 +248,9 @@ class Config(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     destinations: Annotated[dict[str, Destination], _doc("Destinations by name; `type` picks the sink.")] = {}
     archive: Annotated[ArchiveConfig, _doc("The raw archive of accepted events.")] = ArchiveConfig()
     audit: Annotated[AuditConfig, _doc("The audit log of applied configurations.")] = AuditConfig()
+    consent: Annotated[ConsentConfig, _doc("Workspace consent requirements, inherited by every destination without its own `consent`.")] = ConsentConfig()
+    regulations: Annotated[RegulationsConfig, _doc("Suppression list and deletion log.")] = RegulationsConfig()
+    delivery: Annotated[DeliveryConfig, _doc("Per-destination retries and dead letters.")] = DeliveryConfig()
     # Set by load_config, not read from the file.
     path: str = ""
     version: str = ""
@@ -237,7 +275,9 @@ def _resolve_relative(cfg: Config, base: Path) -> Config:
     plans = {name: msgspec.structs.replace(p, path=fix(p.path)) for name, p in cfg.plans.items()}
     archive = msgspec.structs.replace(cfg.archive, path=fix(cfg.archive.path))
     audit = msgspec.structs.replace(cfg.audit, path=fix(cfg.audit.path))
-    return msgspec.structs.replace(cfg, destinations=dests, pipeline=pipeline, plans=plans, archive=archive, audit=audit)
+    regulations = msgspec.structs.replace(cfg.regulations, path=fix(cfg.regulations.path))
+    return msgspec.structs.replace(cfg, destinations=dests, pipeline=pipeline, plans=plans, archive=archive, audit=audit,
+                                   regulations=regulations)
 
 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None,

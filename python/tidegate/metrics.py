@@ -36,6 +36,8 @@ class _Pipeline:
     events = Counter("tidegate_pipeline_events", "Events by stage and outcome.", ["stage", "outcome"], registry=REGISTRY)
     batch_events = Histogram("tidegate_pipeline_batch_events", "Events per processed batch.",
                              buckets=_BATCH_BUCKETS, registry=REGISTRY)
+    dedupe_recoveries = Counter("tidegate_pipeline_dedupe_recoveries",
+                                "Times a partition's dedupe index was rebuilt from its state store.", registry=REGISTRY)
     stage_seconds = Histogram("tidegate_pipeline_stage_seconds", "Time per batch in each stage.", ["stage"],
                               buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 
@@ -45,6 +47,10 @@ class _Policy:
                          ["source", "type", "action"], registry=REGISTRY)
     pii_actions = Counter("tidegate_pii_actions", "PII actions taken by class and action.", ["class", "action"],
                           registry=REGISTRY)
+    consent_drops = Counter("tidegate_consent_drops", "Events not delivered to a destination for lack of consent.",
+                            ["destination"], registry=REGISTRY)
+    suppressed = Counter("tidegate_suppressed_events", "Events of suppressed users (regulations), delivered nowhere.",
+                         registry=REGISTRY)
 
 
 class _Sink:
@@ -56,6 +62,13 @@ class _Sink:
                        ["destination"], registry=REGISTRY)
     write_seconds = Histogram("tidegate_sink_write_seconds", "Time per batch write.", ["destination"],
                               buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+    retries = Counter("tidegate_sink_retries", "Retried destination writes within a checkpoint.", ["destination"],
+                      registry=REGISTRY)
+    dead_lettered = Counter("tidegate_sink_dead_lettered_events",
+                            "Events parked in a destination's dead-letter topic after the retry budget.",
+                            ["destination"], registry=REGISTRY)
+    dlq_replayed = Counter("tidegate_sink_dlq_replayed_events", "Events re-delivered from a dead-letter topic.",
+                           ["destination"], registry=REGISTRY)
     latency_seconds = Histogram("tidegate_end_to_end_latency_seconds",
                                 "From receivedAt to committed at the destination.", ["destination"],
                                 buckets=_LATENCY_BUCKETS, registry=REGISTRY)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 # confluent-kafka pulls in authlib, whose import forces a deprecation warning on every run.
 with warnings.catch_warnings(record=True):
-    from quixstreams import Application
+    from quixstreams import Application, message_context
     from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
     from quixstreams.state import State
 
@@ -83,7 +83,10 @@ class Admission:
         source, events, _ = split_message(value, headers)
         kafka_us = int(timestamp) * 1000
         keys, times = _core.message_index(source, events, kafka_us)
-        duplicates = self.dedupe.flags(keys, state) if self.dedupe is not None else b""
+        duplicates = b""
+        if self.dedupe is not None:
+            ctx = message_context()
+            duplicates = self.dedupe.flags(keys, kafka_us, state, (ctx.partition, key or b""))
         return value, duplicates, self.reconcile.lateness(times, kafka_us, state)
 
 

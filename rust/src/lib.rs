@@ -4,6 +4,7 @@
 //! `#[pymodule]` lives in [`python`], compiled with the `python` feature that maturin enables.
 
 pub mod batch;
+pub mod dedupe;
 pub mod govern;
 pub mod idempotency;
 pub mod ingest;

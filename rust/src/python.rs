@@ -267,6 +267,41 @@ fn message_index<'py>(py: Python<'py>, source: &str, events_json: &[u8], kafka_t
     (PyBytes::new(py, &k), PyBytes::new(py, &t))
 }
 
+/// The dedupe index of one partition (see `stages/dedupe.py`).
+#[pyclass(module = "tidegate._core")]
+struct DedupeIndex {
+    inner: crate::dedupe::DedupeIndex,
+}
+
+fn keys_of(raw: &[u8]) -> Vec<u128> {
+    raw.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes"))).collect()
+}
+
+#[pymethods]
+impl DedupeIndex {
+    #[new]
+    fn new(window_us: i64) -> Self {
+        DedupeIndex { inner: crate::dedupe::DedupeIndex::new(window_us) }
+    }
+
+    /// `(flags, new_keys)` for concatenated 16-byte keys seen at `now_us`: one flag byte per key
+    /// (1 = repeat within the window) and the new keys, concatenated, to persist.
+    fn check<'py>(&mut self, py: Python<'py>, keys: &[u8], now_us: i64) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+        let (flags, new) = self.inner.check(&keys_of(keys), now_us);
+        let new: Vec<u8> = new.iter().flat_map(|k| k.to_le_bytes()).collect();
+        (PyBytes::new(py, &flags), PyBytes::new(py, &new))
+    }
+
+    /// Re-add persisted keys seen at `seen_at_us`.
+    fn load(&mut self, keys: &[u8], seen_at_us: i64, now_us: i64) {
+        self.inner.load(&keys_of(keys), seen_at_us, now_us);
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
 /// Warehouse name of a key or event: `snake_case("Order Completed") == "order_completed"`.
 #[pyfunction]
 fn snake_case(name: &str) -> String {
@@ -295,6 +330,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SUPPORTED_KEYWORDS", crate::plan::SUPPORTED_KEYWORDS.to_vec())?;
     m.add_class::<BatchResult>()?;
     m.add_class::<Governance>()?;
+    m.add_class::<DedupeIndex>()?;
     m.add_function(wrap_pyfunction!(ingest_request, m)?)?;
     m.add_function(wrap_pyfunction!(process_batch, m)?)?;
     m.add_function(wrap_pyfunction!(snake_case, m)?)?;

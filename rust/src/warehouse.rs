@@ -8,8 +8,9 @@
 //! a later value that cannot be stored as that type becomes NULL in its row and a row in the
 //! `discards` output with the reason, as RudderStack's `rudder_discards` does.
 
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 use crate::ingest::EventType;
 use crate::timefmt::parse_micros;
@@ -54,12 +55,12 @@ impl ColumnType {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-enum Cell {
+enum Cell<'a> {
     Null,
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
+    Str(Cow<'a, str>),
     Micros(i64),
 }
 
@@ -115,13 +116,138 @@ pub fn event_table(event_name: &str) -> String {
     }
 }
 
-/// Rows of one table in one batch, columns in first-seen order.
+/// The columns the layout writes itself, interned first so that their ids are constants.
+const FIXED_COLUMNS: [&str; 13] = [
+    "id", "anonymous_id", "user_id", "sent_at", "timestamp", "received_at", "original_timestamp", "channel",
+    "event", "event_text", "name", "group_id", "previous_id",
+];
+const ID: u32 = 0;
+const ANONYMOUS_ID: u32 = 1;
+const USER_ID: u32 = 2;
+const SENT_AT: u32 = 3;
+const TIMESTAMP: u32 = 4;
+const RECEIVED_AT: u32 = 5;
+const ORIGINAL_TIMESTAMP: u32 = 6;
+const CHANNEL: u32 = 7;
+const EVENT: u32 = 8;
+const EVENT_TEXT: u32 = 9;
+const NAME: u32 = 10;
+const GROUP_ID: u32 = 11;
+const PREVIOUS_ID: u32 = 12;
+
+/// Roots of the flattening trie: `properties`/`traits` (guarded against the layout's own
+/// columns) and `context`.
+const OBJECT_ROOT: u32 = 0;
+const CONTEXT_ROOT: u32 = 1;
+
+/// Column names of one batch, interned: a key path is snake-cased and flattened once per batch,
+/// not once per event, and a row names its columns by id.
+#[derive(Debug, Default)]
+struct Names {
+    names: Vec<Box<str>>,
+    is_timestamp: Vec<bool>,
+    ids: FxHashMap<Box<str>, u32>,
+    paths: Vec<PathNode>,
+    event_tables: FxHashMap<Box<str>, Box<str>>,
+}
+
+#[derive(Debug)]
+struct PathNode {
+    /// The flattened name before guarding: the prefix of nested keys.
+    prefix: Box<str>,
+    /// The column a value at this path lands in.
+    column: u32,
+    guarded: bool,
+    children: FxHashMap<Box<str>, u32>,
+}
+
+impl Names {
+    fn init(&mut self) {
+        if !self.names.is_empty() {
+            return;
+        }
+        for name in FIXED_COLUMNS {
+            self.intern(name);
+        }
+        for (prefix, guarded) in [("", true), ("context", false)] {
+            self.paths.push(PathNode { prefix: prefix.into(), column: u32::MAX, guarded, children: FxHashMap::default() });
+        }
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).expect("fewer than 2^32 columns");
+        self.names.push(name.into());
+        self.is_timestamp.push(TIMESTAMP_COLUMNS.contains(&name));
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    /// The trie node of `key` under `node`: its flattened name is `<prefix>_<snake_case(key)>`.
+    fn child(&mut self, node: u32, key: &str) -> u32 {
+        if let Some(&child) = self.paths[node as usize].children.get(key) {
+            return child;
+        }
+        let parent = &self.paths[node as usize];
+        let part = snake_case(key);
+        let prefix = if parent.prefix.is_empty() { part } else { truncate_identifier(format!("{}_{part}", parent.prefix)) };
+        let guarded = parent.guarded;
+        let column = if guarded && COMMON_COLUMNS.contains(&prefix.as_str()) {
+            self.intern(&truncate_identifier(format!("_{prefix}")))
+        } else {
+            self.intern(&prefix)
+        };
+        let child = u32::try_from(self.paths.len()).expect("fewer than 2^32 key paths");
+        self.paths.push(PathNode { prefix: prefix.into(), column, guarded, children: FxHashMap::default() });
+        self.paths[node as usize].children.insert(key.into(), child);
+        child
+    }
+
+    /// Nested objects flattened with `_`; arrays stored as their JSON text; nulls left out.
+    fn flatten<'a>(&mut self, row: &mut Row<'a>, node: u32, map: &'a Map<String, Value>) {
+        for (key, value) in map {
+            match value {
+                Value::Null => {}
+                Value::Object(inner) => {
+                    let child = self.child(node, key);
+                    self.flatten(row, child, inner);
+                }
+                Value::Array(_) => {
+                    let child = self.child(node, key);
+                    let column = self.paths[child as usize].column;
+                    row.push((column, Cow::Owned(Value::String(value.to_string()))));
+                }
+                scalar => {
+                    let child = self.child(node, key);
+                    let column = self.paths[child as usize].column;
+                    row.push((column, Cow::Borrowed(scalar)));
+                }
+            }
+        }
+    }
+
+    fn event_table(&mut self, event_name: &str) -> &str {
+        if !self.event_tables.contains_key(event_name) {
+            self.event_tables.insert(event_name.into(), event_table(event_name).into());
+        }
+        &self.event_tables[event_name]
+    }
+}
+
+/// One row being laid out: (interned column, value), borrowing from the event where it can.
+type Row<'a> = Vec<(u32, Cow<'a, Value>)>;
+
+/// Rows of one table in one batch, stored by column, columns in first-seen order.
 #[derive(Debug, Default)]
 pub struct Table {
     pub name: String,
     columns: Vec<(String, ColumnType)>,
-    index: HashMap<String, usize>,
-    rows: Vec<Vec<(usize, Cell)>>,
+    data: Vec<Column>,
+    /// Interned column name -> index in `columns` (`u32::MAX`: not in this table).
+    index: Vec<u32>,
+    rows: usize,
 }
 
 /// A value that could not be stored, in RudderStack's `rudder_discards` shape.
@@ -135,6 +261,118 @@ pub struct Discard {
     pub received_at_us: i64,
 }
 
+/// The values of one column; rows past its length are null.
+#[derive(Debug)]
+struct Column {
+    valid: Vec<bool>,
+    values: Values,
+}
+
+#[derive(Debug)]
+enum Values {
+    Bool(Vec<bool>),
+    /// Integers, and datetimes as microseconds since the epoch.
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+    Str { offsets: Vec<i64>, bytes: Vec<u8> },
+}
+
+impl Column {
+    fn new(kind: ColumnType) -> Column {
+        let values = match kind {
+            ColumnType::Boolean => Values::Bool(Vec::new()),
+            ColumnType::Int | ColumnType::Datetime => Values::Int(Vec::new()),
+            ColumnType::Float => Values::Float(Vec::new()),
+            ColumnType::String => Values::Str { offsets: vec![0], bytes: Vec::new() },
+        };
+        Column { valid: Vec::new(), values }
+    }
+
+    fn len(&self) -> usize {
+        self.valid.len()
+    }
+
+    fn push_null(&mut self) {
+        self.valid.push(false);
+        match &mut self.values {
+            Values::Bool(v) => v.push(false),
+            Values::Int(v) => v.push(0),
+            Values::Float(v) => v.push(0.0),
+            Values::Str { offsets, bytes } => offsets.push(bytes.len() as i64),
+        }
+    }
+
+    /// Store `cell` as row `row`; the rows in between are null.
+    fn set(&mut self, row: usize, cell: Cell<'_>) {
+        while self.len() < row {
+            self.push_null();
+        }
+        match (&mut self.values, cell) {
+            (Values::Bool(v), Cell::Bool(b)) => v.push(b),
+            (Values::Int(v), Cell::Int(i) | Cell::Micros(i)) => v.push(i),
+            (Values::Float(v), Cell::Float(f)) if f.is_finite() => v.push(f),
+            (Values::Str { offsets, bytes }, Cell::Str(s)) => {
+                bytes.extend_from_slice(s.as_bytes());
+                offsets.push(bytes.len() as i64);
+            }
+            // Null, a non-finite float, or (never: `coerce` follows the column type) a mismatch.
+            _ => return self.push_null(),
+        }
+        self.valid.push(true);
+    }
+
+    fn widen_to_float(&mut self) {
+        if let Values::Int(v) = &self.values {
+            self.values = Values::Float(v.iter().map(|&i| i as f64).collect());
+        }
+    }
+
+    fn is_valid(&self, row: usize) -> bool {
+        self.valid.get(row).copied().unwrap_or(false)
+    }
+
+    fn text(&self, row: usize) -> &str {
+        match &self.values {
+            Values::Str { offsets, bytes } => {
+                let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+                std::str::from_utf8(&bytes[start..end]).expect("stored from a str")
+            }
+            _ => "",
+        }
+    }
+}
+
+/// One column as Arrow buffers, for a zero-parse hand-over to a columnar reader.
+#[derive(Debug)]
+pub struct ArrowColumn {
+    /// LSB-first validity bitmap; `None` when no value is null.
+    pub validity: Option<Vec<u8>>,
+    /// Bit-packed booleans; little-endian i64 (datetimes: microseconds since the epoch) or f64;
+    /// or, for strings, the `rows + 1` little-endian i64 offsets into `bytes`.
+    pub values: Vec<u8>,
+    /// The UTF-8 bytes of a string column.
+    pub bytes: Option<Vec<u8>>,
+}
+
+fn bitmap(bits: impl Iterator<Item = bool>, rows: usize) -> Vec<u8> {
+    let mut out = vec![0u8; rows.div_ceil(8)];
+    for (i, bit) in bits.enumerate() {
+        if bit {
+            out[i / 8] |= 1 << (i % 8);
+        }
+    }
+    out
+}
+
+fn le_bytes<const N: usize>(values: impl Iterator<Item = [u8; N]>, rows: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows * N);
+    for v in values {
+        out.extend_from_slice(&v);
+    }
+    out.resize(rows * N, 0);
+    out
+}
+
 impl Table {
     fn new(name: String) -> Table {
         Table { name, ..Default::default() }
@@ -145,64 +383,115 @@ impl Table {
     }
 
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.rows
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows == 0
     }
 
-    fn push(&mut self, row: Vec<(String, Value)>, row_id: &str, received_at_us: i64, discards: &mut Vec<Discard>) {
-        let mut cells = Vec::with_capacity(row.len());
-        for (column, value) in row {
-            let is_ts = TIMESTAMP_COLUMNS.contains(&column.as_str());
-            let Some(kind) = infer(&value, is_ts) else { continue };
+    fn column_index(&mut self, id: u32, kind: ColumnType, names: &Names) -> usize {
+        let id = id as usize;
+        if id >= self.index.len() {
+            self.index.resize(names.names.len().max(id + 1), u32::MAX);
+        }
+        if self.index[id] == u32::MAX {
+            self.index[id] = self.columns.len() as u32;
+            self.columns.push((names.names[id].to_string(), kind));
+            self.data.push(Column::new(kind));
+        }
+        self.index[id] as usize
+    }
+
+    fn push(&mut self, row: &[(u32, Cow<'_, Value>)], names: &Names, row_id: &str, received_at_us: i64, discards: &mut Vec<Discard>) {
+        let r = self.rows;
+        self.rows += 1;
+        for (id, value) in row {
+            let value: &Value = value;
+            let is_ts = names.is_timestamp[*id as usize];
+            let Some(kind) = infer(value, is_ts) else { continue };
             // The layout's time columns are datetimes whatever the first value looks like.
             let kind = if is_ts { ColumnType::Datetime } else { kind };
-            let idx = match self.index.get(&column) {
-                Some(&i) => i,
-                None => {
-                    self.columns.push((column.clone(), kind));
-                    self.index.insert(column.clone(), self.columns.len() - 1);
-                    self.columns.len() - 1
-                }
-            };
+            let idx = self.column_index(*id, kind, names);
             let declared = self.columns[idx].1;
-            match coerce(&value, declared, is_ts) {
-                Ok(cell) => cells.push((idx, cell)),
+            // A row naming a column twice keeps the first stored value, as a JSON reader does.
+            let taken = self.data[idx].len() > r;
+            match coerce(value, declared, is_ts) {
+                Ok(cell) => {
+                    if !taken {
+                        self.data[idx].set(r, cell);
+                    }
+                }
                 Err(widen_to_float) if widen_to_float => {
                     self.columns[idx].1 = ColumnType::Float;
-                    cells.push((idx, Cell::Float(value.as_f64().unwrap_or_default())));
+                    self.data[idx].widen_to_float();
+                    if !taken {
+                        self.data[idx].set(r, Cell::Float(value.as_f64().unwrap_or_default()));
+                    }
                 }
                 Err(_) => {
                     discards.push(Discard {
                         table_name: self.name.clone(),
                         row_id: row_id.to_string(),
-                        column_name: column,
-                        column_value: scalar_text(&value),
-                        reason: format!("incompatible schema conversion from {} to {}", json_kind(&value), declared.as_str()),
+                        column_name: names.names[*id as usize].to_string(),
+                        column_value: scalar_text(value),
+                        reason: format!("incompatible schema conversion from {} to {}", json_kind(value), declared.as_str()),
                         received_at_us,
                     });
                 }
             }
         }
-        self.rows.push(cells);
+    }
+
+    /// Column `i` as Arrow buffers (see [`ArrowColumn`]).
+    pub fn arrow_column(&self, i: usize) -> ArrowColumn {
+        let col = &self.data[i];
+        let rows = self.rows;
+        let validity = if col.len() == rows && col.valid.iter().all(|v| *v) {
+            None
+        } else {
+            Some(bitmap(col.valid.iter().copied(), rows))
+        };
+        let (values, bytes) = match &col.values {
+            Values::Bool(v) => (bitmap(v.iter().copied(), rows), None),
+            Values::Int(v) => (le_bytes(v.iter().map(|x| x.to_le_bytes()), rows), None),
+            Values::Float(v) => (le_bytes(v.iter().map(|x| x.to_le_bytes()), rows), None),
+            Values::Str { offsets, bytes } => {
+                let end = *offsets.last().expect("starts at 0");
+                let padded = offsets.iter().copied().chain(std::iter::repeat_n(end, rows + 1 - offsets.len()));
+                (le_bytes(padded.map(i64::to_le_bytes), rows + 1), Some(bytes.clone()))
+            }
+        };
+        ArrowColumn { validity, values, bytes }
     }
 
     /// The rows as newline-delimited JSON with one type per column (datetimes as integer
-    /// microseconds since the epoch), ready for a columnar reader.
+    /// microseconds since the epoch); null values are left out.
     pub fn to_ndjson(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.rows.len() * 256);
-        for row in &self.rows {
+        use std::io::Write;
+        let mut out = Vec::with_capacity(self.rows * 256);
+        for r in 0..self.rows {
             out.push(b'{');
-            for (n, (idx, cell)) in row.iter().enumerate() {
-                if n > 0 {
+            let mut first = true;
+            for ((name, _), col) in self.columns.iter().zip(&self.data) {
+                if !col.is_valid(r) {
+                    continue;
+                }
+                if !first {
                     out.push(b',');
                 }
-                let (name, kind) = &self.columns[*idx];
+                first = false;
                 write_json_str(&mut out, name);
                 out.push(b':');
-                write_cell(&mut out, cell, *kind);
+                match &col.values {
+                    Values::Bool(v) => out.extend_from_slice(if v[r] { b"true" } else { b"false" }),
+                    Values::Int(v) => write!(out, "{}", v[r]).expect("vec write"),
+                    Values::Float(v) => {
+                        let n = serde_json::Number::from_f64(v[r]).map(Value::Number).unwrap_or(Value::Null);
+                        serde_json::to_writer(&mut out, &n).expect("vec write");
+                    }
+                    Values::Str { .. } => write_json_str(&mut out, col.text(r)),
+                }
             }
             out.extend_from_slice(b"}\n");
         }
@@ -212,22 +501,6 @@ impl Table {
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
-}
-
-fn write_cell(out: &mut Vec<u8>, cell: &Cell, kind: ColumnType) {
-    use std::io::Write;
-    match cell {
-        Cell::Null => out.extend_from_slice(b"null"),
-        Cell::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Cell::Int(i) if kind == ColumnType::Float => write!(out, "{}.0", i).expect("vec write"),
-        Cell::Int(i) | Cell::Micros(i) => write!(out, "{i}").expect("vec write"),
-        Cell::Float(f) if f.is_finite() => {
-            let v = serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null);
-            serde_json::to_writer(&mut *out, &v).expect("vec write");
-        }
-        Cell::Float(_) => out.extend_from_slice(b"null"),
-        Cell::Str(s) => write_json_str(out, s),
-    }
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -261,7 +534,7 @@ fn infer(v: &Value, is_timestamp_column: bool) -> Option<ColumnType> {
 }
 
 /// `Err(true)`: an integer column met a float and should widen; `Err(false)`: not storable.
-fn coerce(v: &Value, declared: ColumnType, is_timestamp_column: bool) -> Result<Cell, bool> {
+fn coerce(v: &Value, declared: ColumnType, is_timestamp_column: bool) -> Result<Cell<'_>, bool> {
     match (declared, v) {
         (_, Value::Null) => Ok(Cell::Null),
         (ColumnType::Boolean, Value::Bool(b)) => Ok(Cell::Bool(*b)),
@@ -269,8 +542,8 @@ fn coerce(v: &Value, declared: ColumnType, is_timestamp_column: bool) -> Result<
         (ColumnType::Float, Value::Number(n)) => n.as_f64().map(Cell::Float).ok_or(false),
         (ColumnType::Datetime, Value::String(s)) if is_timestamp_column => parse_micros(s).map(Cell::Micros).ok_or(false),
         // A text column takes any scalar as its text, as RudderStack converts to string.
-        (ColumnType::String, Value::String(s)) => Ok(Cell::Str(s.clone())),
-        (ColumnType::String, other) => Ok(Cell::Str(scalar_text(other))),
+        (ColumnType::String, Value::String(s)) => Ok(Cell::Str(Cow::Borrowed(s))),
+        (ColumnType::String, other) => Ok(Cell::Str(Cow::Owned(scalar_text(other)))),
         _ => Err(false),
     }
 }
@@ -279,7 +552,8 @@ fn coerce(v: &Value, declared: ColumnType, is_timestamp_column: bool) -> Result<
 #[derive(Debug, Default)]
 pub struct Layout {
     tables: Vec<Table>,
-    by_name: HashMap<String, usize>,
+    by_name: FxHashMap<String, usize>,
+    names: Names,
     pub discards: Vec<Discard>,
 }
 
@@ -288,106 +562,117 @@ impl Layout {
         &self.tables
     }
 
-    fn table(&mut self, name: &str) -> &mut Table {
-        let idx = match self.by_name.get(name) {
+    fn push_row(&mut self, table: &str, row: &[(u32, Cow<'_, Value>)], row_id: &str, received_at_us: i64) {
+        let idx = match self.by_name.get(table) {
             Some(&i) => i,
             None => {
-                self.tables.push(Table::new(name.to_string()));
-                self.by_name.insert(name.to_string(), self.tables.len() - 1);
+                self.tables.push(Table::new(table.to_string()));
+                self.by_name.insert(table.to_string(), self.tables.len() - 1);
                 self.tables.len() - 1
             }
         };
-        &mut self.tables[idx]
-    }
-
-    fn push_row(&mut self, table: &str, row: Vec<(String, Value)>, row_id: &str, received_at_us: i64) {
-        let mut discards = std::mem::take(&mut self.discards);
-        self.table(table).push(row, row_id, received_at_us, &mut discards);
-        self.discards = discards;
+        self.tables[idx].push(row, &self.names, row_id, received_at_us, &mut self.discards);
     }
 
     /// Add one stamped event (it has `type`, `messageId`, `receivedAt`).
     /// `extra` are columns the pipeline adds (source, config version, lineage ...).
     pub fn add_event(&mut self, event: &Map<String, Value>, kind: EventType, extra: &[(&str, Value)]) {
+        self.names.init();
         let id = id_text(event.get("messageId"));
         let received_at_us = event.get("receivedAt").and_then(Value::as_str).and_then(parse_micros).unwrap_or(0);
-        let mut common: Vec<(String, Value)> = Vec::with_capacity(32);
-        common.push(("id".into(), Value::String(id.clone())));
-        for (field, column) in [("anonymousId", "anonymous_id"), ("userId", "user_id")] {
+        let mut row: Row<'_> = Vec::with_capacity(48);
+        row.push((ID, Cow::Owned(Value::String(id.clone()))));
+        for (field, column) in [("anonymousId", ANONYMOUS_ID), ("userId", USER_ID)] {
             if let Some(v) = event.get(field).filter(|v| !v.is_null()) {
-                common.push((column.into(), Value::String(id_text(Some(v)))));
+                row.push((column, id_value(v)));
             }
         }
         for (field, column) in [
-            ("sentAt", "sent_at"),
-            ("timestamp", "timestamp"),
-            ("receivedAt", "received_at"),
-            ("originalTimestamp", "original_timestamp"),
-            ("channel", "channel"),
+            ("sentAt", SENT_AT),
+            ("timestamp", TIMESTAMP),
+            ("receivedAt", RECEIVED_AT),
+            ("originalTimestamp", ORIGINAL_TIMESTAMP),
+            ("channel", CHANNEL),
         ] {
             if let Some(v) = event.get(field) {
-                common.push((column.into(), v.clone()));
+                row.push((column, Cow::Borrowed(v)));
             }
         }
         if let Some(Value::Object(ctx)) = event.get("context") {
-            flatten_into(&mut common, "context", ctx, &[]);
+            self.names.flatten(&mut row, CONTEXT_ROOT, ctx);
         }
         for (k, v) in extra {
-            common.push(((*k).to_string(), v.clone()));
+            row.push((self.names.intern(k), Cow::Borrowed(v)));
         }
 
         match kind {
             EventType::Track => {
-                let name = event.get("event").map(scalar_text).unwrap_or_default();
-                let mut row = common.clone();
-                row.push(("event".into(), Value::String(event_table(&name))));
-                row.push(("event_text".into(), Value::String(name.clone())));
-                self.push_row("tracks", row.clone(), &id, received_at_us);
-                if !name.is_empty() {
-                    add_object(&mut row, event.get("properties"));
-                    self.push_row(&event_table(&name), row, &id, received_at_us);
+                let name = match event.get("event") {
+                    Some(v @ Value::String(_)) => Cow::Borrowed(v),
+                    Some(other) => Cow::Owned(Value::String(scalar_text(other))),
+                    None => Cow::Owned(Value::String(String::new())),
+                };
+                let text = name.as_str().unwrap_or_default();
+                let table = self.names.event_table(text).to_string();
+                let has_name = !text.is_empty();
+                row.push((EVENT, Cow::Owned(Value::String(table.clone()))));
+                row.push((EVENT_TEXT, name));
+                self.push_row("tracks", &row, &id, received_at_us);
+                if has_name {
+                    self.add_object(&mut row, event.get("properties"));
+                    self.push_row(&table, &row, &id, received_at_us);
                 }
             }
             EventType::Identify => {
                 let traits = event.get("traits").or_else(|| event.get("context").and_then(|c| c.get("traits")));
-                let mut row = common;
-                add_object(&mut row, traits);
-                self.push_row("identifies", row, &id, received_at_us);
+                self.add_object(&mut row, traits);
+                self.push_row("identifies", &row, &id, received_at_us);
                 if let Some(user) = event.get("userId").filter(|v| crate::ingest::has_identifier(Some(v))) {
-                    let mut user_row: Vec<(String, Value)> = vec![("id".into(), Value::String(id_text(Some(user))))];
-                    add_object(&mut user_row, traits);
-                    user_row.push(("received_at".into(), event.get("receivedAt").cloned().unwrap_or(Value::Null)));
+                    let mut user_row: Row<'_> = vec![(ID, id_value(user))];
+                    self.add_object(&mut user_row, traits);
+                    user_row.push((RECEIVED_AT, event.get("receivedAt").map(Cow::Borrowed).unwrap_or(Cow::Owned(Value::Null))));
                     for (k, v) in extra {
-                        user_row.push(((*k).to_string(), v.clone()));
+                        user_row.push((self.names.intern(k), Cow::Borrowed(v)));
                     }
-                    self.push_row("users", user_row, &id, received_at_us);
+                    self.push_row("users", &user_row, &id, received_at_us);
                 }
             }
             EventType::Page | EventType::Screen => {
-                let mut row = common;
                 if let Some(name) = event.get("name") {
-                    row.push(("name".into(), name.clone()));
+                    row.push((NAME, Cow::Borrowed(name)));
                 }
-                add_object(&mut row, event.get("properties"));
+                self.add_object(&mut row, event.get("properties"));
                 let table = if kind == EventType::Page { "pages" } else { "screens" };
-                self.push_row(table, row, &id, received_at_us);
+                self.push_row(table, &row, &id, received_at_us);
             }
             EventType::Group => {
-                let mut row = common;
                 if let Some(g) = event.get("groupId") {
-                    row.push(("group_id".into(), Value::String(id_text(Some(g)))));
+                    row.push((GROUP_ID, id_value(g)));
                 }
-                add_object(&mut row, event.get("traits"));
-                self.push_row("groups", row, &id, received_at_us);
+                self.add_object(&mut row, event.get("traits"));
+                self.push_row("groups", &row, &id, received_at_us);
             }
             EventType::Alias => {
-                let mut row = common;
                 if let Some(p) = event.get("previousId") {
-                    row.push(("previous_id".into(), Value::String(id_text(Some(p)))));
+                    row.push((PREVIOUS_ID, id_value(p)));
                 }
-                self.push_row("aliases", row, &id, received_at_us);
+                self.push_row("aliases", &row, &id, received_at_us);
             }
         }
+    }
+
+    fn add_object<'a>(&mut self, row: &mut Row<'a>, obj: Option<&'a Value>) {
+        if let Some(Value::Object(map)) = obj {
+            self.names.flatten(row, OBJECT_ROOT, map);
+        }
+    }
+}
+
+/// An identifier as stored: [`id_text`], borrowed when it needs no change.
+fn id_value(v: &Value) -> Cow<'_, Value> {
+    match v {
+        Value::String(s) if s.trim().len() == s.len() => Cow::Borrowed(v),
+        other => Cow::Owned(Value::String(id_text(Some(other)))),
     }
 }
 
@@ -396,33 +681,6 @@ fn id_text(v: Option<&Value>) -> String {
         Some(Value::String(s)) => s.trim().to_string(),
         Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
-    }
-}
-
-fn add_object(row: &mut Vec<(String, Value)>, obj: Option<&Value>) {
-    if let Some(Value::Object(map)) = obj {
-        flatten_into(row, "", map, COMMON_COLUMNS);
-    }
-}
-
-fn flatten_into(row: &mut Vec<(String, Value)>, prefix: &str, map: &Map<String, Value>, reserved: &[&str]) {
-    for (key, value) in map {
-        let part = snake_case(key);
-        let column = if prefix.is_empty() { part } else { truncate_identifier(format!("{prefix}_{part}")) };
-        match value {
-            Value::Object(inner) => flatten_into(row, &column, inner, reserved),
-            Value::Array(_) => row.push((guard(column, reserved), Value::String(value.to_string()))),
-            Value::Null => {}
-            scalar => row.push((guard(column, reserved), scalar.clone())),
-        }
-    }
-}
-
-fn guard(column: String, reserved: &[&str]) -> String {
-    if reserved.contains(&column.as_str()) {
-        truncate_identifier(format!("_{column}"))
-    } else {
-        column
     }
 }
 

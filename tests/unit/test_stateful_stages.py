@@ -32,34 +32,66 @@ def late_ms(raw: bytes) -> list[int]:
     return np.frombuffer(raw, dtype="<i8").tolist()
 
 
+def index(source: str, events: list[dict]) -> bytes:
+    keys, _ = _core.message_index(source, json.dumps(events).encode(), NOW_US)
+    return keys
+
+
+def ev(i: int) -> dict:
+    return {"type": "track", "userId": "u", "messageId": f"m{i}"}
+
+
+def commit(tx) -> None:
+    tx.prepare()
+    tx.flush()
+
+
 def test_dedupe_flags_repeats_within_and_across_checkpoints(partition) -> None:
     dedupe = Dedupe(window_s=3600)
-    events = [{"type": "track", "userId": "u", "messageId": f"m{i}"} for i in (1, 2, 1, 3)]
-    keys, _ = _core.message_index("web", json.dumps(events).encode(), NOW_US)
+    scope = (0, b"web")
     tx = partition.begin()
     state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
-    assert dedupe.flags(keys, state) == b"\x00\x00\x01\x00"
-    tx.prepare()
-    tx.flush()
-    # after the checkpoint committed, the same ids are duplicates; a new one is not
-    keys2, _ = _core.message_index("web", json.dumps(events[:1] + [{"type": "track", "userId": "u", "messageId": "m9"}]).encode(), NOW_US)
+    assert dedupe.flags(index("web", [ev(1), ev(2), ev(1), ev(3)]), NOW_US, state, scope) == b"\x00\x00\x01\x00"
+    commit(tx)
     tx = partition.begin()
-    assert dedupe.flags(keys2, tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)) == b"\x01\x00"
+    state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
+    assert dedupe.flags(index("web", [ev(1), ev(9)]), NOW_US + 1, state, scope) == b"\x01\x00"
     # the key is scoped by source: the same messageId from another source is new
-    keys3, _ = _core.message_index("ios", json.dumps(events[:1]).encode(), NOW_US)
-    assert dedupe.flags(keys3, tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)) == b"\x00"
+    assert dedupe.flags(index("ios", [ev(1)]), NOW_US + 2, state, scope) == b"\x00"
 
 
-def test_dedupe_forgets_after_the_window(partition) -> None:
+def test_dedupe_state_survives_a_restart(partition) -> None:
+    tx = partition.begin()
+    state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
+    Dedupe(window_s=3600).flags(index("web", [ev(1), ev(2)]), NOW_US, state, (0, b"web"))
+    Dedupe(window_s=3600).flags(index("web", [ev(3)]), NOW_US, state, (0, b"web"))
+    commit(tx)
+    # a new process (empty memory) rebuilds its index from the committed segments
+    fresh = Dedupe(window_s=3600)
+    tx = partition.begin()
+    state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
+    assert fresh.flags(index("web", [ev(3), ev(2), ev(4)]), NOW_US + 5, state, (0, b"web")) == b"\x01\x01\x00"
+
+
+def test_dedupe_rebuilds_when_another_replica_wrote(partition) -> None:
+    a, b = Dedupe(window_s=3600), Dedupe(window_s=3600)
+    tx = partition.begin()
+    state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
+    a.flags(index("web", [ev(1)]), NOW_US, state, (0, b"web"))
+    b.flags(index("web", [ev(2)]), NOW_US, state, (0, b"web"))  # the partition moved to b, then back
+    assert a.flags(index("web", [ev(2)]), NOW_US + 1, state, (0, b"web")) == b"\x01"
+
+
+def test_dedupe_forgets_after_the_window_and_prunes_state(partition) -> None:
     dedupe = Dedupe(window_s=60)
-    keys, _ = _core.message_index("web", b'{"type":"track","userId":"u","messageId":"m1"}', NOW_US)
     tx = partition.begin()
-    assert dedupe.flags(keys, tx.as_state(prefix=b"k", timestamp=NOW_US // 1000)) == b"\x00"
-    tx.prepare()
-    tx.flush()
-    tx = partition.begin()
-    later = NOW_US // 1000 + 61_000
-    assert dedupe.flags(keys, tx.as_state(prefix=b"k", timestamp=later)) == b"\x00", "expired by TTL"
+    state = tx.as_state(prefix=b"k", timestamp=NOW_US // 1000)
+    assert dedupe.flags(index("web", [ev(1)]), NOW_US, state, (0, b"k")) == b"\x00"
+    later = NOW_US + 61_000_000
+    state = tx.as_state(prefix=b"k", timestamp=later // 1000)
+    assert dedupe.flags(index("web", [ev(1)]), later, state, (0, b"k")) == b"\x00", "expired"
+    assert state.get(b"dd:tail") == 1, "the expired segment was deleted"
+    assert state.get_bytes(b"dd:seg:0") is None
 
 
 def test_reconcile_flags_only_beyond_allowed_lateness(partition) -> None:

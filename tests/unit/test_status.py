@@ -82,6 +82,7 @@ def test_status_scrapes_a_live_metrics_endpoint(tmp_path: Path, capsys: pytest.C
         assert "collector not reachable" in out
     finally:
         server.shutdown()
+        server.server_close()
 
 
 def test_status_exits_1_when_nothing_answers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,7 +106,7 @@ def test_dashboard_uses_only_metrics_that_exist() -> None:
     assert used and used <= known, used - known
     families = {f.name for f in metrics.REGISTRY.collect()}
     covered = {re.sub(r"_(total|bucket|count|sum)$", "", m) for m in used}
-    assert families <= covered, f"metrics without a panel: {families - covered}"
+    assert families <= covered, f"add a panel to deploy/grafana/tidegate-dashboard.json for {families - covered}"
 
 
 @pytest.mark.parametrize("argv", [["replay"], ["plan"], ["apply"], ["audit"], ["audit", "log"], ["audit", "verify"], ["status"]])

@@ -1,11 +1,16 @@
 """Stage `dedupe`: drop events already delivered, by idempotency key, within a window.
 
 Runs inside the pipeline's stateful admission step on each raw-topic message, before the batch
-stages. The keys (``messageId`` scoped by source, or the content hash) come from the Rust core in
-one call per message; each is looked up in the partition's state store (RocksDB, backed by a changelog
-topic, so it moves with the partition on a rebalance and survives crashes) and new ones are
-stored with a TTL of the window, which keeps the state bounded. The message goes on with one
-flag byte per event; the govern stage skips flagged events and counts them.
+stages. The keys (``messageId`` scoped by source, or the content hash) come from the Rust core
+in one call per message, and one more call into the partition's in-memory index
+(``_core.DedupeIndex``) flags the repeats and remembers the new keys: no Python loop per event.
+
+Durability lives in the partition's Quix Streams state store (RocksDB plus a changelog topic, so
+it moves with the partition and survives crashes). Each message's new keys are written as one
+*segment* (``seg:<n>``, a TTL of the window), with the segment counters ``head``/``tail``; a
+process that gets a partition (after a restart or a rebalance, detected because ``head`` is not
+what it last wrote) rebuilds the index from the live segments. Segments older than the window
+are deleted as the window slides, which bounds the state.
 
 State changes commit together with the consumer offsets at each checkpoint, after every sink
 flushed: a crash before the commit forgets the keys *and* re-reads the messages, so nothing is
@@ -14,25 +19,73 @@ lost, and idempotent sink writes absorb the re-delivery.
 
 from __future__ import annotations
 
+import struct
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import timedelta
+
 from quixstreams.state import State
 
+from .. import _core, metrics
 
 __all__ = ["Dedupe"]
+
+_HEAD, _TAIL, _SEG = b"dd:head", b"dd:tail", b"dd:seg:"
+_SEEN_AT = struct.Struct("<q")
+
+
+@dataclass
+class _Partition:
+    index: _core.DedupeIndex
+    head: int
+    tail: int
+    # (segment number, seen_at_us) of the live segments, oldest first
+    segments: deque[tuple[int, int]] = field(default_factory=deque)
 
 
 class Dedupe:
     def __init__(self, window_s: float):
+        self.window_us = int(window_s * 1_000_000)
         self.ttl = timedelta(seconds=window_s)
+        self._partitions: dict[tuple[object, bytes], _Partition] = {}
 
-    def flags(self, keys: bytes, state: State) -> bytes:
-        """One byte per 16-byte key: 1 if already seen within the window, else 0 (and remembered)."""
-        flags = bytearray(len(keys) // 16)
-        # One state lookup per event key: the state store has no multi-get.
-        for i in range(len(flags)):
-            k = keys[16 * i:16 * i + 16]
-            if state.exists(k):
-                flags[i] = 1
-            else:
-                state.set_bytes(k, b"", ttl=self.ttl)
-        return bytes(flags)
+    def flags(self, keys: bytes, now_us: int, state: State, scope: tuple[object, bytes]) -> bytes:
+        """One byte per 16-byte key: 1 if already seen within the window, else 0 (and remembered).
+        ``scope`` names the state partition and key prefix the index belongs to."""
+        part = self._partitions.get(scope)
+        head = state.get(_HEAD, 0)
+        if part is None or part.head != head:
+            part = self._recover(state, head, now_us)
+            self._partitions[scope] = part
+        flags, new = part.index.check(keys, now_us)
+        if new:
+            state.set_bytes(_SEG + str(part.head).encode(), _SEEN_AT.pack(now_us) + new, ttl=self.ttl)
+            part.segments.append((part.head, now_us))
+            part.head += 1
+            state.set(_HEAD, part.head)
+            self._slide(part, now_us, state)
+        return flags
+
+    def _slide(self, part: _Partition, now_us: int, state: State) -> None:
+        moved = False
+        while part.segments and part.segments[0][1] + self.window_us <= now_us:
+            n, _ = part.segments.popleft()
+            state.delete(_SEG + str(n).encode())
+            part.tail = n + 1
+            moved = True
+        if moved:
+            state.set(_TAIL, part.tail)
+
+    def _recover(self, state: State, head: int, now_us: int) -> _Partition:
+        tail = state.get(_TAIL, 0)
+        part = _Partition(_core.DedupeIndex(self.window_us), head=head, tail=tail)
+        # One state read per segment (a message's worth of keys), not per event.
+        for n in range(tail, head):
+            blob = state.get_bytes(_SEG + str(n).encode())
+            if blob is None:
+                continue
+            (seen_at,) = _SEEN_AT.unpack_from(blob)
+            part.index.load(blob[_SEEN_AT.size:], seen_at, now_us)
+            part.segments.append((n, seen_at))
+        metrics.pipeline.dedupe_recoveries.inc()
+        return part

@@ -1,0 +1,377 @@
+"""Per-destination delivery: isolation, retries with backoff, dead letters, and their replay.
+
+At each checkpoint the pipeline hands the governed batch to :class:`Fanout`, which, for every
+destination at once (one thread each, so a slow destination does not add its time to the
+others'), takes the destination's share (suppression list, then its consent requirements) and
+writes it, retrying a failed write up to ``delivery.max_attempts`` times with exponential backoff
+and full jitter. A destination still failing after that gets the batch *parked* in its
+dead-letter topic ``<raw_topic>.dlq.<destination>`` and the checkpoint commits for everybody.
+A destination that failed its previous batch gets one attempt per batch until it recovers, so a
+dead destination costs the others no more than one timeout per checkpoint.
+
+What is parked is the raw messages of the batch — source, Kafka time and the events JSON as they
+came, plus the admission step's duplicate and lateness flags — so re-delivery re-runs the
+*current* policy. Each parked message carries headers: destination, reason, when, how many of
+its events were bound for the destination, and the config version that failed.
+
+``tidegate dlq list DESTINATION`` shows what waits (messages, events, oldest/newest, reasons);
+``tidegate dlq replay DESTINATION`` re-delivers it through the current policy to that destination
+only and commits its own consumer group's offsets (``<consumer_group>.dlq.<destination>``) after
+each delivered batch. Warehouse writes are keyed by event id, so a replay repeated (or cut short
+and run again) adds nothing twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+with warnings.catch_warnings(record=True):
+    from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+from . import metrics
+from .config import Config, DeliveryConfig
+from .errors import ConfigError, DeliveryError, TidegateError
+from .kafka import client_settings
+from .regulations import SuppressionFilter
+from .stages.consent import destination_batch
+from .stages.govern import GovernedBatch
+
+__all__ = ["Fanout", "dlq_topic", "deliver_with_retries", "DeadLetters", "list_dlq", "replay_dlq", "DlqSummary",
+           "RawItem"]
+
+log = logging.getLogger("tidegate.dlq")
+
+RawItem = tuple[Any, int, Any]
+"""``(value, kafka_timestamp_ms, headers)`` as the pipeline's sink receives it; ``value`` is the
+message or ``(message, duplicate_flags, late_by_ms)`` after the admission step."""
+
+H = "tidegate-dlq-"
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def dlq_topic(cfg: Config, destination: str) -> str:
+    return f"{cfg.kafka.raw_topic}.dlq.{destination}"
+
+
+def replay_group(cfg: Config, destination: str) -> str:
+    return f"{cfg.kafka.consumer_group}.dlq.{destination}"
+
+
+def backoff_delays(cfg: DeliveryConfig, attempts: int, rng: random.Random | None = None) -> list[float]:
+    """The jittered sleeps between ``attempts`` attempts (full jitter, doubling, capped)."""
+    r = rng or random
+    return [r.uniform(0, min(cfg.backoff_max_s, cfg.backoff_initial_s * 2 ** i)) for i in range(attempts - 1)]
+
+
+def deliver_with_retries(sink: Any, batch: GovernedBatch, cfg: DeliveryConfig, *, attempts: int | None = None,
+                         sleep: Callable[[float], None] = time.sleep) -> DeliveryError | None:
+    """Write ``batch`` to ``sink``, retrying; None on success, else the last error."""
+    from .sinks import deliver
+
+    attempts = attempts or cfg.max_attempts
+    delays = backoff_delays(cfg, attempts)
+    for attempt in range(attempts):
+        try:
+            deliver(sink, batch)
+            return None
+        except DeliveryError as e:
+            last = e
+            if attempt + 1 < attempts:
+                metrics.sink.retries.labels(sink.name).inc()
+                log.warning("%s (attempt %d of %d); retrying in %.2fs", e, attempt + 1, attempts, delays[attempt])
+                sleep(delays[attempt])
+    return last
+
+
+class DeadLetters:
+    """Parks raw messages in per-destination dead-letter topics (created on first use)."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self._producer: Producer | None = None
+        self._topics: set[str] = set()
+
+    def _ensure(self, topic: str) -> None:
+        if topic in self._topics:
+            return
+        admin = AdminClient(client_settings(self.cfg))
+        fut = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=self.cfg.kafka.replication_factor,
+                                            config={"max.message.bytes": str(MAX_MESSAGE_BYTES)})])[topic]
+        try:
+            fut.result(30)
+        except KafkaException as e:
+            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise DeliveryError(f"cannot create dead-letter topic {topic!r}: {e.args[0]}") from None
+        self._topics.add(topic)
+
+    def park(self, destination: str, items: Sequence[RawItem], *, reason: str, events: int, timeout: float = 30.0) -> None:
+        """Write the batch's raw messages to the destination's DLQ; raise DeliveryError unless
+        Kafka acknowledged all of them."""
+        topic = dlq_topic(self.cfg, destination)
+        self._ensure(topic)
+        if self._producer is None:
+            self._producer = Producer({**client_settings(self.cfg), "acks": "all", "enable.idempotence": True,
+                                       "linger.ms": 5, "compression.type": "lz4",
+                                       "message.max.bytes": MAX_MESSAGE_BYTES})
+        errors: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            if err is not None:
+                errors.append(err.str())
+
+        parked_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+        # The destination's event count goes on the first message, so that sums are exact.
+        for i, (value, ts, headers) in enumerate(items):
+            raw, dups, late = value if isinstance(value, tuple) else (value, b"", b"")
+            hdrs = [(k, v) for k, v in (headers or ()) if not k.startswith(H)]
+            hdrs += [(H + "destination", destination.encode()), (H + "reason", reason.encode()[:2000]),
+                     (H + "parked-at", parked_at), (H + "config-version", self.cfg.version.encode()),
+                     (H + "events", str(events if i == 0 else 0).encode()),
+                     (H + "duplicates", bytes(dups)), (H + "late", bytes(late))]
+            self._producer.produce(topic, value=raw, timestamp=int(ts), headers=hdrs, on_delivery=on_delivery)
+            self._producer.poll(0)
+        left = self._producer.flush(timeout)
+        if left or errors:
+            raise DeliveryError(f"cannot park {len(items)} messages in {topic!r}: "
+                                f"{errors[0] if errors else f'{left} unacknowledged after {timeout}s'}")
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(10)
+            self._producer = None
+
+
+class Fanout:
+    """Per-destination delivery for the pipeline; see the module docstring."""
+
+    def __init__(self, cfg: Config, destinations: Mapping[str, Any]):
+        self.destinations = destinations
+        self.suppression = SuppressionFilter(cfg)
+        self.dead_letters = DeadLetters(cfg)
+        self._failing: set[str] = set()
+        self._pool = ThreadPoolExecutor(max_workers=max(len(destinations), 1), thread_name_prefix="tidegate-dest")
+
+    def shares(self, cfg: Config, governed: GovernedBatch) -> dict[str, GovernedBatch]:
+        """Every destination's share of the batch (suppression, then consent)."""
+        if self.suppression.refresh():
+            warehouses = {n: s for n, s in self.destinations.items() if hasattr(s, "dialect")}
+            self.suppression.run_pending(warehouses)
+        common = self.suppression.apply(governed)
+        return {name: destination_batch(cfg, name, common) for name in self.destinations}
+
+    def deliver(self, cfg: Config, governed: GovernedBatch, items: Sequence[RawItem]) -> dict[str, str]:
+        """Deliver to every destination; park what fails. Return {destination: reason} of the
+        parked ones. Raise DeliveryError only if something could be neither delivered nor parked
+        (then the whole partition backs off and re-reads, and nothing is lost)."""
+        shares = self.shares(cfg, governed)
+
+        def one(name: str) -> DeliveryError | None:
+            attempts = 1 if name in self._failing else cfg.delivery.max_attempts
+            return deliver_with_retries(self.destinations[name], shares[name], cfg.delivery, attempts=attempts)
+
+        if len(shares) == 1:
+            results = {name: one(name) for name in shares}
+        else:
+            futures = {name: self._pool.submit(one, name) for name in shares}
+            results = {name: f.result() for name, f in futures.items()}
+        parked: dict[str, str] = {}
+        for name, error in results.items():
+            if error is None:
+                if name in self._failing:
+                    log.warning("destination %r recovered; `tidegate dlq replay %s` re-delivers what was parked", name, name)
+                self._failing.discard(name)
+                continue
+            self._failing.add(name)
+            if not cfg.delivery.dead_letter:
+                raise error
+            n = shares[name].accepted
+            self.dead_letters.park(name, items, reason=str(error), events=n)
+            metrics.sink.dead_lettered.labels(name).inc(n)
+            log.error("destination %r: %s; parked %d events (%d messages) in %s", name, error, n, len(items),
+                      dlq_topic(cfg, name))
+            parked[name] = str(error)
+        return parked
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.dead_letters.close()
+
+
+# -- list and replay ----------------------------------------------------------------------------
+
+@dataclass
+class DlqSummary:
+    destination: str
+    topic: str
+    pending_messages: int = 0
+    pending_events: int = 0
+    total_messages: int = 0
+    oldest: str = ""
+    newest: str = ""
+    reasons: collections.Counter[str] = field(default_factory=collections.Counter)
+    replayed_events: int = 0
+    delivered_events: int = 0
+
+    def render(self) -> str:
+        if not self.total_messages:
+            return f"dead-letter topic {self.topic}: empty (nothing was ever parked for {self.destination!r})"
+        lines = [f"dead-letter topic {self.topic} (destination {self.destination!r}):",
+                 f"  waiting: {self.pending_messages} messages, {self.pending_events} events"
+                 f" (of {self.total_messages} messages ever parked)"]
+        if self.pending_messages:
+            lines.append(f"  oldest parked {self.oldest}, newest {self.newest}")
+            lines.append("  reasons:")
+            for reason, n in self.reasons.most_common():
+                lines.append(f"    {n:>6} × {reason}")
+            lines.append(f"  re-deliver with: tidegate dlq replay {self.destination}")
+        return "\n".join(lines)
+
+
+def _check_destination(cfg: Config, destination: str) -> None:
+    if destination not in cfg.destinations:
+        raise ConfigError(f"unknown destination {destination!r}; configured: {', '.join(cfg.destinations) or 'none'}",
+                          file=cfg.path, key="destinations")
+
+
+def _consumer(cfg: Config, destination: str) -> tuple[Consumer, list[TopicPartition], dict[int, int]]:
+    """A consumer of the DLQ assigned at its group's committed offsets; and the high watermarks."""
+    topic = dlq_topic(cfg, destination)
+    consumer = Consumer({**client_settings(cfg), "group.id": replay_group(cfg, destination),
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "fetch.message.max.bytes": MAX_MESSAGE_BYTES})
+    try:
+        meta = consumer.list_topics(topic, timeout=15)
+    except KafkaException as e:
+        consumer.close()
+        raise TidegateError(f"cannot reach Kafka at {cfg.kafka.bootstrap_servers} ({e.args[0]})") from None
+    t = meta.topics.get(topic)
+    if t is None or t.error is not None or not t.partitions:
+        consumer.close()
+        return consumer, [], {}
+    parts = [TopicPartition(topic, p) for p in sorted(t.partitions)]
+    committed = consumer.committed(parts, timeout=15)
+    assign: list[TopicPartition] = []
+    highs: dict[int, int] = {}
+    for tp in committed:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, tp.partition), timeout=15)
+        start = tp.offset if tp.offset != OFFSET_INVALID and tp.offset >= 0 else low
+        highs[tp.partition] = high
+        assign.append(TopicPartition(topic, tp.partition, max(start, low)))
+    consumer.assign(assign)
+    return consumer, assign, highs
+
+
+def _read_pending(consumer: Consumer, assign: list[TopicPartition], highs: dict[int, int],
+                  max_messages: int) -> Iterable[list[Any]]:
+    """The messages from the assigned offsets up to the high watermarks, in chunks."""
+    position = {tp.partition: tp.offset for tp in assign}
+    chunk: list[Any] = []
+    idle_deadline = time.monotonic() + 30
+    while any(position[p] < highs[p] for p in position):
+        msg = consumer.poll(1.0)
+        if msg is None:
+            if time.monotonic() > idle_deadline:
+                raise TidegateError("timed out reading the dead-letter topic")
+            continue
+        if msg.error():
+            raise TidegateError(f"cannot read the dead-letter topic: {msg.error()}")
+        idle_deadline = time.monotonic() + 30
+        position[msg.partition()] = msg.offset() + 1
+        if msg.offset() >= highs[msg.partition()]:
+            continue
+        chunk.append(msg)
+        if len(chunk) >= max_messages:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _headers(msg: Any) -> dict[str, bytes]:
+    return {k: v for k, v in (msg.headers() or ()) if k.startswith(H)}
+
+
+def list_dlq(cfg: Config, destination: str) -> DlqSummary:
+    _check_destination(cfg, destination)
+    summary = DlqSummary(destination, dlq_topic(cfg, destination))
+    consumer, assign, highs = _consumer(cfg, destination)
+    if not assign:
+        return summary
+    try:
+        for tp in assign:
+            low, _ = consumer.get_watermark_offsets(TopicPartition(summary.topic, tp.partition), timeout=15)
+            summary.total_messages += highs[tp.partition] - low
+        for chunk in _read_pending(consumer, assign, highs, 10_000):
+            for msg in chunk:
+                h = _headers(msg)
+                summary.pending_messages += 1
+                summary.pending_events += int(h.get(H + "events", b"0") or 0)
+                at = h.get(H + "parked-at", b"").decode()
+                summary.oldest = min(summary.oldest or at, at)
+                summary.newest = max(summary.newest, at)
+                if int(h.get(H + "events", b"0") or 0) or summary.pending_messages == 1:
+                    summary.reasons[h.get(H + "reason", b"?").decode(errors="replace")] += 1
+    finally:
+        consumer.close()
+    return summary
+
+
+def _as_items(chunk: Sequence[Any]) -> list[RawItem]:
+    """DLQ messages back into the pipeline's ``(value, ts, headers)`` items."""
+    out: list[RawItem] = []
+    for msg in chunk:
+        all_headers = msg.headers() or []
+        h = {k: v for k, v in all_headers if k.startswith(H)}
+        original = [(k, v) for k, v in all_headers if not k.startswith(H)]
+        value = (msg.value(), h.get(H + "duplicates", b""), h.get(H + "late", b""))
+        out.append((value, msg.timestamp()[1], original or None))
+    return out
+
+
+def replay_dlq(cfg: Config, destination: str, *, batch_messages: int = 500) -> DlqSummary:
+    """Re-deliver what waits in the destination's DLQ through the current policy; see the module
+    docstring. Raises DeliveryError (offsets of what was delivered so far are committed) if the
+    destination still fails after the retry budget."""
+    from .sinks import build_sink
+    from .stages import build_policy, decode_messages, govern
+
+    _check_destination(cfg, destination)
+    summary = DlqSummary(destination, dlq_topic(cfg, destination))
+    consumer, assign, highs = _consumer(cfg, destination)
+    if not assign:
+        return summary
+    policy = build_policy(cfg)
+    suppression = SuppressionFilter(cfg)
+    suppression.refresh()
+    sink = build_sink(destination, cfg.destinations[destination])
+    try:
+        sink.setup()
+        for chunk in _read_pending(consumer, assign, highs, batch_messages):
+            items = _as_items(chunk)
+            governed = govern(decode_messages(items), config_version=cfg.version, policy=policy)
+            share = destination_batch(cfg, destination, suppression.apply(governed))
+            error = deliver_with_retries(sink, share, cfg.delivery)
+            if error is not None:
+                raise DeliveryError(f"{error}; {summary.replayed_events} events were re-delivered before this, "
+                                    f"the rest stays in {summary.topic} — run `tidegate dlq replay {destination}` again later")
+            last: dict[int, int] = {}
+            for msg in chunk:
+                last[msg.partition()] = msg.offset() + 1
+            consumer.commit(offsets=[TopicPartition(summary.topic, p, o) for p, o in last.items()], asynchronous=False)
+            summary.pending_messages += len(chunk)
+            summary.replayed_events += governed.accepted
+            summary.delivered_events += share.accepted
+            metrics.sink.dlq_replayed.labels(destination).inc(share.accepted)
+    finally:
+        consumer.close()
+        sink.close()
+    return summary
