@@ -24,10 +24,11 @@ with warnings.catch_warnings(record=True):
 
 from . import _core, archive, metrics
 from .config import Config
+from .dlq import Fanout
 from .errors import DeliveryError
 from .health import serve_health
 from .kafka import client_settings, ensure_raw_topic
-from .sinks import Sink, build_sink, deliver
+from .sinks import Sink, build_sink
 from .stages import build_policy, decode_messages, govern
 from .stages.decode import split_message
 from .stages.dedupe import Dedupe
@@ -46,6 +47,7 @@ class GovernedSink(BatchingSink):
         self.cfg = cfg
         self.destinations = destinations
         self.policy = build_policy(cfg)
+        self.fanout = Fanout(cfg, destinations)
         self._failures = 0
         self._max_backoff_s = max_backoff_s
 
@@ -54,13 +56,14 @@ class GovernedSink(BatchingSink):
             sink.setup()
 
     def write(self, batch: SinkBatch) -> None:
-        decoded = decode_messages((item.value, item.timestamp, item.headers) for item in batch)
+        items = [(item.value, item.timestamp, item.headers) for item in batch]
+        decoded = decode_messages(items)
         archive.record(self.cfg, decoded)  # durable (spooled) before delivery and the offset commit
         governed = govern(decoded, config_version=self.cfg.version, policy=self.policy)
         metrics.pipeline.batches.inc()
         try:
-            for sink in self.destinations.values():
-                deliver(sink, governed)
+            # Per destination: suppression, consent, retries; what still fails is dead-lettered.
+            self.fanout.deliver(self.cfg, governed, items)
         except DeliveryError as e:
             self._failures += 1
             backoff = min(self._max_backoff_s, 0.5 * 2 ** min(self._failures, 10))
@@ -111,6 +114,7 @@ class Pipeline:
             consumer_group=self.cfg.kafka.consumer_group,
             auto_offset_reset=self.cfg.kafka.auto_offset_reset,
             commit_interval=self.cfg.pipeline.commit_interval_s,
+            commit_every=self.cfg.pipeline.max_batch_messages,
             processing_guarantee=self.cfg.pipeline.processing_guarantee,
             state_dir=self.cfg.pipeline.state_dir,
             consumer_extra_config={**extra, "fetch.max.bytes": 64 * 1024 * 1024,
@@ -142,6 +146,7 @@ class Pipeline:
         try:
             app.run()
         finally:
+            self.sink.fanout.close()
             for sink in self.destinations.values():
                 sink.close()
 

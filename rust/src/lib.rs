@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod pii;
 pub mod plan;
+mod pointer;
 pub mod timefmt;
 pub mod warehouse;
 

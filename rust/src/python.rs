@@ -56,6 +56,9 @@ fn ingest_request<'py>(
         .collect())
 }
 
+/// One column's Arrow buffers as handed to Python: `(validity, values, bytes)`.
+type ColumnBuffers<'py> = (Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>, Option<Bound<'py, PyBytes>>);
+
 /// The result of one batch, as columns and buffers rather than a Python object per event.
 #[pyclass(frozen, module = "tidegate._core")]
 struct BatchResult {
@@ -67,7 +70,7 @@ struct BatchResult {
     duplicates: usize,
     #[pyo3(get)]
     late: usize,
-    tables: Vec<(String, Vec<(String, &'static str)>, Vec<u8>, usize)>,
+    tables: Vec<(String, Vec<(String, &'static str)>, Vec<warehouse::ArrowColumn>, usize)>,
     discards: Vec<u8>,
     discard_count: usize,
     rejected: Vec<u8>,
@@ -83,12 +86,26 @@ struct BatchResult {
 
 #[pymethods]
 impl BatchResult {
-    /// `[(table, [(column, type)], ndjson_rows, row_count)]`.
+    /// `[(table, [(column, type)], [(validity, values, bytes)], row_count)]`: each column as
+    /// Arrow buffers (see `warehouse::ArrowColumn`): validity bitmap or None, values (bit-packed
+    /// booleans, little-endian i64/f64, datetimes as i64 µs, i64 offsets for strings), and
+    /// the UTF-8 bytes of a string column or None.
     #[getter]
-    fn tables<'py>(&self, py: Python<'py>) -> Vec<(String, Vec<(String, &'static str)>, Bound<'py, PyBytes>, usize)> {
+    #[allow(clippy::type_complexity)]
+    fn tables<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> Vec<(String, Vec<(String, &'static str)>, Vec<ColumnBuffers<'py>>, usize)> {
+        let bytes = |b: &[u8]| PyBytes::new(py, b);
         self.tables
             .iter()
-            .map(|(name, cols, rows, n)| (name.clone(), cols.clone(), PyBytes::new(py, rows), *n))
+            .map(|(name, cols, arrays, n)| {
+                let arrays = arrays
+                    .iter()
+                    .map(|a| (a.validity.as_deref().map(bytes), bytes(&a.values), a.bytes.as_deref().map(bytes)))
+                    .collect();
+                (name.clone(), cols.clone(), arrays, *n)
+            })
             .collect()
     }
 
@@ -230,7 +247,8 @@ fn process_batch(
             .iter()
             .map(|t| {
                 let cols = t.columns().iter().map(|(c, k)| (c.clone(), k.as_str())).collect();
-                (t.name.clone(), cols, t.to_ndjson(), t.len())
+                let arrays = (0..t.columns().len()).map(|i| t.arrow_column(i)).collect();
+                (t.name.clone(), cols, arrays, t.len())
             })
             .collect();
         let mut reasons: Vec<(&'static str, usize)> = Vec::new();

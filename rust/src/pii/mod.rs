@@ -274,36 +274,7 @@ impl Default for PiiScanner {
     }
 }
 
-/// Where a value sits in the event: a stack-allocated path, rendered only for findings.
-#[derive(Clone, Copy)]
-enum At<'a> {
-    Root,
-    Key(&'a At<'a>, &'a str),
-    Index(&'a At<'a>, usize),
-}
-
-impl At<'_> {
-    fn pointer(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out);
-        out
-    }
-
-    fn write(&self, out: &mut String) {
-        match self {
-            At::Root => {}
-            At::Key(parent, key) => {
-                parent.write(out);
-                crate::plan::push_pointer_segment(out, key);
-            }
-            At::Index(parent, i) => {
-                parent.write(out);
-                out.push('/');
-                out.push_str(&i.to_string());
-            }
-        }
-    }
-}
+use crate::pointer::At;
 
 impl PiiScanner {
     /// A scanner whose key-name rule uses exactly `sensitive_key_names` (pass

@@ -174,17 +174,7 @@ pub enum PlanError {
     InvalidPlan { pointer: String, message: String },
 }
 
-/// Escapes one JSON pointer segment (RFC 6901).
-pub(crate) fn push_pointer_segment(out: &mut String, segment: &str) {
-    out.push('/');
-    for c in segment.chars() {
-        match c {
-            '~' => out.push_str("~0"),
-            '/' => out.push_str("~1"),
-            c => out.push(c),
-        }
-    }
-}
+pub(crate) use crate::pointer::push_pointer_segment;
 
 /// A versioned set of schemas, one per track event name plus one per other event type.
 pub struct TrackingPlan {

@@ -10,6 +10,7 @@ use regex::Regex;
 use serde_json::{Map, Number, Value};
 
 use super::format::Format;
+use crate::pointer::At;
 use super::{
     json_equal, push_pointer_segment, PlanError, Violation, ViolationKind, SUPPORTED_KEYWORDS,
 };
@@ -505,45 +506,6 @@ fn ecma_to_rust_regex(source: &str) -> String {
         }
     }
     out
-}
-
-/// Where in the instance a check runs: a stack-allocated list, rendered only for violations.
-#[derive(Clone, Copy)]
-enum At<'a> {
-    Root,
-    Key(&'a At<'a>, &'a str),
-    Index(&'a At<'a>, usize),
-}
-
-impl At<'_> {
-    fn pointer(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out);
-        out
-    }
-
-    fn write(&self, out: &mut String) {
-        match self {
-            At::Root => {}
-            At::Key(parent, key) => {
-                parent.write(out);
-                push_pointer_segment(out, key);
-            }
-            At::Index(parent, i) => {
-                parent.write(out);
-                out.push('/');
-                out.push_str(&i.to_string());
-            }
-        }
-    }
-
-    fn last(&self) -> String {
-        match self {
-            At::Root => String::new(),
-            At::Key(_, key) => (*key).to_owned(),
-            At::Index(_, i) => i.to_string(),
-        }
-    }
 }
 
 fn violation(
