@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 
 from .. import _core, metrics
 from ..config import Config
 from ..errors import ConfigError
+from ..plans import load_plan
 from .decode import DecodedBatch
 
 __all__ = ["GovernedBatch", "govern", "build_policy", "POLARS_TYPES"]
@@ -28,6 +30,15 @@ POLARS_TYPES: dict[str, pl.DataType] = {
     "float": pl.Float64(),
     "string": pl.String(),
     "datetime": pl.Int64(),  # microseconds from the core, cast below
+}
+
+# How the core's column buffers read as Arrow arrays (strings: i64 offsets).
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "boolean": pa.bool_(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "string": pa.large_string(),
+    "datetime": pa.timestamp("us", tz="UTC"),
 }
 
 DISCARDS_SCHEMA = {
@@ -68,6 +79,23 @@ def _frame(ndjson: bytes, schema: dict[str, pl.DataType] | dict[str, type[pl.Dat
     return df.with_columns(pl.col(c).cast(pl.Datetime("us", "UTC")) for c in datetimes)
 
 
+def _table_frame(columns: list[tuple[str, str]], buffers: list[tuple[bytes | None, bytes, bytes | None]],
+                 rows: int) -> pl.DataFrame:
+    """A table of the core's result as a frame: its columns arrive as Arrow buffers, so this is
+    one array per column and no parsing."""
+    arrays = [
+        pa.Array.from_buffers(ARROW_TYPES[kind], rows, [
+            None if validity is None else pa.py_buffer(validity),
+            pa.py_buffer(values),
+            *([] if data is None else [pa.py_buffer(data)]),
+        ])
+        for (_, kind), (validity, values, data) in zip(columns, buffers, strict=True)
+    ]
+    df = pl.from_arrow(pa.Table.from_arrays(arrays, names=[name for name, _ in columns]))
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
 HOURLY_SCHEMA = {"hour": pl.Datetime("us", "UTC"), "source_id": pl.String, "event": pl.String,
                  "events": pl.UInt32, "late": pl.Boolean}
 
@@ -92,13 +120,10 @@ def hourly_counts(tracks: pl.DataFrame | None) -> pl.DataFrame:
 def build_policy(cfg: Config) -> _core.Governance:
     """Compile the config's tracking plans and PII policy once; raise ConfigError naming the plan
     file or key at fault. Reads the plan files and the hash key's environment variable."""
-    plans: list[tuple[str, bytes]] = []
-    for plan_id, plan in cfg.plans.items():
-        try:
-            plans.append((plan_id, Path(plan.path).read_bytes()))
-        except OSError as e:
-            raise ConfigError(f"cannot read tracking plan file {plan.path}: {e.strerror}; fix plans.{plan_id}.path",
-                              file=cfg.path, key=f"plans.{plan_id}.path") from None
+    try:
+        plans = [(plan_id, load_plan(plan.path, plan_id)) for plan_id, plan in cfg.plans.items()]
+    except ConfigError as e:
+        raise ConfigError(e.message, file=cfg.path, key=e.key) from None
     sources = [(name, s.tracking_plan, s.violations.dropped())
                for name, s in cfg.sources.items() if s.tracking_plan is not None]
     pii = None
@@ -121,9 +146,8 @@ def govern(decoded: DecodedBatch, *, config_version: str = "", policy: _core.Gov
     result = _core.process_batch(decoded.messages, [("tidegate_config_version", config_version or None)], policy)
     batch = GovernedBatch(events_in=result.events_in, accepted=result.accepted, keys=result.keys,
                           duplicates=result.duplicates)
-    for name, columns, rows, _count in result.tables:
-        schema = {c: POLARS_TYPES[t] for c, t in columns}
-        df = _frame(rows, schema, [c for c, t in columns if t == "datetime"])
+    for name, columns, buffers, count in result.tables:
+        df = _table_frame(columns, buffers, count)
         # Within the batch, events go out in event-time order (the reconcile stage's promise for
         # events within the allowed lateness); `users` is a state table, not an event stream.
         if name != "users" and "timestamp" in df.columns:
