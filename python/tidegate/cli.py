@@ -1,4 +1,4 @@
-"""The ``tidegate`` command line: serve, run, up, validate, replay, plan, apply, audit, status."""
+"""The ``tidegate`` command line: serve, run, up, validate, replay, plan, apply, audit, status, regulate, dlq, dry-run."""
 
 from __future__ import annotations
 
@@ -99,6 +99,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline-url", metavar="URL", help="pipeline metrics base URL (default from the config)")
     p.add_argument("--watch", type=float, default=0, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")
     p.add_argument("--no-lag", action="store_true", help="do not ask Kafka for the consumer lag")
+
+    p = sub.add_parser("regulate", help="suppress, unsuppress or delete a user (regulations)",
+                       description="Manage the suppression list that every running pipeline checks at each "
+                                   "checkpoint. `delete` also suppresses the user and deletes their rows from the "
+                                   "warehouse destinations (DuckDB, PostgreSQL), recording what was deleted.")
+    reg_sub = p.add_subparsers(dest="regulate_command", metavar="ACTION", required=True)
+    for action, text in (("suppress", "drop the user's events before every destination from now on"),
+                         ("unsuppress", "take the user off the suppression list (deleted rows stay deleted)"),
+                         ("delete", "suppress the user and delete their rows from the warehouse destinations")):
+        q = reg_sub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
+        q.add_argument("user_id", metavar="USER_ID", help="the userId (also matched against anonymousId)")
+        _config_arg(q)
+    q = reg_sub.add_parser("list", help="show the suppression list and the deletion log",
+                           description="Show the suppression list (with pending deletions) and the deletion log.")
+    _config_arg(q)
+
+    p = sub.add_parser("dlq", help="show or re-deliver a destination's dead letters",
+                       description="Batches a destination could not take within its retry budget are parked in "
+                                   "the dead-letter topic <raw_topic>.dlq.<destination>.")
+    dlq_sub = p.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    q = dlq_sub.add_parser("list", help="what waits: messages, events, oldest/newest, reasons",
+                           description="Show what waits in a destination's dead-letter topic.")
+    q.add_argument("destination", metavar="DESTINATION", help="destination name ([destinations.<name>])")
+    _config_arg(q)
+    q = dlq_sub.add_parser("replay", help="re-deliver through the current policy to that destination only",
+                           description="Re-deliver what waits in the destination's dead-letter topic through the "
+                                       "current policy, to that destination only. Writes are keyed by event id, and "
+                                       "the replay's own consumer group commits after each delivered batch, so it is "
+                                       "safe to repeat or to run again after a failure.")
+    q.add_argument("destination", metavar="DESTINATION", help="destination name ([destinations.<name>])")
+    _config_arg(q)
+    q.add_argument("--batch-messages", type=int, default=500, metavar="N", help="Kafka messages per batch (default 500)")
+
+    p = sub.add_parser("dry-run", help="run the policy over an NDJSON file, without Kafka or sinks",
+                       description="Run exactly the streaming policy (collector normalisation, dedupe, tracking "
+                                   "plans, PII, identity, suppression, per-destination consent) over a file of "
+                                   "events, one JSON object per line, and write DIR/<destination>.ndjson, "
+                                   "DIR/discards.ndjson and DIR/summary.json.")
+    _config_arg(p)
+    p.add_argument("--input", required=True, metavar="FILE", help="NDJSON file of events")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (created if missing)")
+    p.add_argument("--source", metavar="SOURCE", help="source the events come from (default: the first enabled one)")
+    p.add_argument("--received-at", metavar="TIME", help="receivedAt to stamp, ISO 8601 (default: now)")
     return parser
 
 
@@ -124,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(config_reference())
             return 0
         cfg = load_config(args.config)
-        if args.command in ("replay", "plan", "apply", "audit", "status"):
+        if args.command in ("replay", "plan", "apply", "audit", "status", "regulate", "dlq", "dry-run"):
             return _OPERATIONS[args.command](cfg, args)
         if args.command == "serve":
             from .collector import serve
@@ -363,4 +406,73 @@ def _status(cfg: Config, args: argparse.Namespace) -> int:
         time.sleep(args.watch)
 
 
-_OPERATIONS = {"replay": _replay, "plan": _plan, "apply": _apply, "audit": _audit, "status": _status}
+def _regulate(cfg: Config, args: argparse.Namespace) -> int:
+    from . import regulations
+
+    action = args.regulate_command
+    if action == "list":
+        store = regulations.RegulationStore(cfg.regulations.path)
+        users = store.users()
+        print(f"suppression list {store.list_path}: {len(users)} users")
+        for user, e in sorted(users.items()):
+            pending = f"  deletion pending in: {', '.join(e['pending'])}" if e.get("pending") else ""
+            print(f"  {user}  {e.get('regulation')}  since {e.get('at')} by {e.get('by')}{pending}")
+        entries = store.log_entries()
+        print(f"deletion log {store.log_path}: {len(entries)} entries")
+        for e in entries:
+            print(f"  {e['time']}  {e['user_id']}  {e['destination']}.{e['table']}: {e['rows']} rows (by {e['actor']})")
+        return 0
+    if action == "suppress":
+        added = regulations.suppress(cfg, args.user_id)
+        print(f"user {args.user_id!r} {'suppressed' if added else 'was already suppressed'}; running pipelines drop "
+              "their events from their next checkpoint")
+        return 0
+    if action == "unsuppress":
+        removed = regulations.unsuppress(cfg, args.user_id)
+        print(f"user {args.user_id!r} " + ("unsuppressed" if removed else "was not on the suppression list"))
+        return 0
+    result = regulations.delete(cfg, args.user_id)
+    print(f"user {args.user_id!r} suppressed (regulation delete)")
+    for name, tables in result.deleted.items():
+        rows = ", ".join(f"{t} {n}" for t, n in sorted(tables.items())) or "no rows"
+        print(f"  {name}: deleted {rows}")
+    for name, why in result.pending.items():
+        print(f"  {name}: pending ({why}); the pipeline that owns it deletes at its next checkpoint")
+    for name in result.skipped:
+        print(f"  {name}: not a warehouse, nothing stored to delete")
+    print(f"recorded in {regulations.RegulationStore(cfg.regulations.path).log_path}")
+    return 0
+
+
+def _dlq(cfg: Config, args: argparse.Namespace) -> int:
+    from .dlq import list_dlq, replay_dlq
+
+    if args.dlq_command == "list":
+        print(list_dlq(cfg, args.destination).render())
+        return 0
+    if args.batch_messages < 1:
+        raise TidegateError("--batch-messages must be at least 1")
+    from .audit import applied_config
+
+    summary = replay_dlq(applied_config(cfg), args.destination, batch_messages=args.batch_messages)
+    if not summary.pending_messages:
+        print(f"nothing waits in {summary.topic}")
+    else:
+        print(f"re-delivered {summary.pending_messages} parked messages from {summary.topic}: {summary.replayed_events} "
+              f"events accepted by the current policy, {summary.delivered_events} delivered to {args.destination!r}")
+    return 0
+
+
+def _dry_run(cfg: Config, args: argparse.Namespace) -> int:
+    from .dryrun import dry_run
+    from .replay import parse_time
+
+    received = parse_time(args.received_at) if args.received_at else None
+    summary = dry_run(cfg, args.input, args.out, source=args.source, received_at=received)
+    print(summary.render())
+    print(f"wrote {args.out}/<destination>.ndjson, discards.ndjson, summary.json")
+    return 0
+
+
+_OPERATIONS = {"replay": _replay, "plan": _plan, "apply": _apply, "audit": _audit, "status": _status,
+               "regulate": _regulate, "dlq": _dlq, "dry-run": _dry_run}

@@ -231,7 +231,7 @@ class DlqSummary:
             lines.append(f"  oldest parked {self.oldest}, newest {self.newest}")
             lines.append("  reasons:")
             for reason, n in self.reasons.most_common():
-                lines.append(f"    {n:>6} × {reason}")
+                lines.append(f"    {n:>6} batch{'es' if n != 1 else ''}: {reason}")
             lines.append(f"  re-deliver with: tidegate dlq replay {self.destination}")
         return "\n".join(lines)
 
@@ -310,6 +310,7 @@ def list_dlq(cfg: Config, destination: str) -> DlqSummary:
         for tp in assign:
             low, _ = consumer.get_watermark_offsets(TopicPartition(summary.topic, tp.partition), timeout=15)
             summary.total_messages += highs[tp.partition] - low
+        parks: dict[str, set[str]] = {}  # reason -> parked-at stamps (one per parked batch)
         for chunk in _read_pending(consumer, assign, highs, 10_000):
             for msg in chunk:
                 h = _headers(msg)
@@ -318,8 +319,8 @@ def list_dlq(cfg: Config, destination: str) -> DlqSummary:
                 at = h.get(H + "parked-at", b"").decode()
                 summary.oldest = min(summary.oldest or at, at)
                 summary.newest = max(summary.newest, at)
-                if int(h.get(H + "events", b"0") or 0) or summary.pending_messages == 1:
-                    summary.reasons[h.get(H + "reason", b"?").decode(errors="replace")] += 1
+                parks.setdefault(h.get(H + "reason", b"?").decode(errors="replace"), set()).add(at)
+        summary.reasons.update({reason: len(stamps) for reason, stamps in parks.items()})
     finally:
         consumer.close()
     return summary

@@ -278,6 +278,61 @@ mod tests {
         assert_eq!(row["context_source_id"], "kafka");
     }
 
+    /// Hostile messages are each refused with a reason (or, when they are valid JSON, laid out)
+    /// without a crash, and the good message of the same batch goes through untouched.
+    #[test]
+    fn hostile_messages_are_classified_and_the_rest_of_the_batch_is_unaffected() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let deep_object = format!(
+            r#"{{"type":"page","anonymousId":"a","properties":{}1{}}}"#,
+            r#"{"a":"#.repeat(10_000),
+            "}".repeat(10_000)
+        );
+        let big = "x".repeat(10 * 1024 * 1024);
+        let big_event = format!(r#"{{"type":"page","anonymousId":"a","messageId":"big","name":"{big}"}}"#);
+        let big_invalid = format!(r#"{{"type":"page","name":"{big}""#);
+        let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+            ("deep array", deep.into_bytes(), Some("invalid_json")),
+            ("deep object", deep_object.into_bytes(), Some("invalid_json")),
+            ("invalid utf-8", b"{\"type\":\"page\",\"anonymousId\":\"a\",\"name\":\"\xff\xfe\"}".to_vec(), Some("invalid_json")),
+            ("NaN", br#"{"type":"page","anonymousId":"a","properties":{"x":NaN}}"#.to_vec(), Some("invalid_json")),
+            ("Infinity", br#"[{"type":"page","anonymousId":"a","properties":{"x":Infinity}}]"#.to_vec(), Some("invalid_json")),
+            ("overflowing number", br#"{"type":"page","anonymousId":"a","properties":{"x":1e400}}"#.to_vec(), Some("invalid_json")),
+            ("number at top level", b"5".to_vec(), Some("not_an_object")),
+            ("string at top level", br#""page""#.to_vec(), Some("not_an_object")),
+            ("null at top level", b"null".to_vec(), Some("not_an_object")),
+            ("truncated 10 MB string", big_invalid.into_bytes(), Some("invalid_json")),
+            ("10 MB string", big_event.into_bytes(), None),
+            // Duplicate keys are valid JSON: the last value wins, as in every mainstream parser.
+            ("duplicate keys", br#"{"type":"track","type":"page","anonymousId":"a","messageId":"dup","name":"A","name":"B"}"#.to_vec(), None),
+        ];
+        let good = br#"{"type":"track","event":"Signed Up","userId":"u","messageId":"good","receivedAt":"2026-01-01T00:00:00.000Z"}"#;
+        let mut msgs: Vec<Message<'_>> = cases
+            .iter()
+            .map(|(_, bytes, _)| Message { source: "web", received_at_us: 0, events: bytes, duplicates: b"", late_by_ms: &[] })
+            .collect();
+        msgs.push(Message { source: "web", received_at_us: 0, events: good, duplicates: b"", late_by_ms: &[] });
+        let out = process(&msgs, &[], &Governance::default());
+
+        let expected: Vec<&str> = cases.iter().filter_map(|(_, _, reason)| *reason).collect();
+        let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason).collect();
+        assert_eq!(reasons, expected, "{:?}", out.rejected.iter().map(|r| &r.detail).collect::<Vec<_>>());
+        assert!(out.rejected.iter().all(|r| r.event.len() <= 64 * 1024 + 3), "a refused message is kept truncated");
+        assert!(out.rejected[0].detail.contains("recursion limit"), "{}", out.rejected[0].detail);
+        assert_eq!(out.events_in, cases.len() + 1);
+        assert_eq!(out.accepted, 3);
+
+        let tracks = out.layout.tables().iter().find(|t| t.name == "tracks").unwrap();
+        let row: Value = serde_json::from_slice(&tracks.to_ndjson()).unwrap();
+        assert_eq!(row["id"], "good");
+        assert_eq!(row["event_text"], "Signed Up");
+        let pages = out.layout.tables().iter().find(|t| t.name == "pages").unwrap();
+        let rows: Vec<Value> = pages.to_ndjson().split(|b| *b == b'\n').filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap()).collect();
+        assert_eq!(rows[0]["name"].as_str().unwrap().len(), 10 * 1024 * 1024);
+        assert_eq!((rows[1]["id"].as_str(), rows[1]["name"].as_str()), (Some("dup"), Some("B")));
+    }
+
     #[test]
     fn same_content_same_id() {
         let a = br#"{"type":"page","anonymousId":"a","name":"Home","sentAt":"2026-01-01T00:00:00Z"}"#;

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod dedupe;
 pub mod govern;
 pub mod idempotency;
+pub mod identity;
 pub mod ingest;
 pub mod pii;
 pub mod plan;

@@ -1,0 +1,237 @@
+"""``tidegate dry-run``: the streaming policy over a file, without Kafka or sinks.
+
+The events of an NDJSON file (one event object per line) go through exactly the code the stream
+runs: the collector's normalisation (``_core.ingest``, as a ``/v1/batch`` request of the chosen
+source: messageId, receivedAt, timestamp), dedupe by the same idempotency keys (within the file),
+``govern`` with the compiled policy (tracking plans, PII, identity), the suppression list, and
+per destination its consent requirements (:func:`tidegate.stages.consent.destination_batch`).
+Nothing is written anywhere but ``--out``:
+
+* ``<destination>.ndjson`` — one object per event row the destination would receive (``_table``
+  names the table: the per-event table for a track, else identifies, pages, ...);
+* ``discards.ndjson`` — refused events (``kind: "event"`` with reason and detail; a request the
+  collector would answer 4xx to is ``kind: "request"``) and values that cannot be stored
+  (``kind: "value"``);
+* ``summary.json`` — counts per destination, refusals by reason, violations by type, PII actions
+  by class, consent drops and suppressions.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import polars as pl
+
+from . import _core, metrics
+from .config import Config
+from .errors import ConfigError, RequestRejected, TidegateError
+from .regulations import SuppressionFilter
+from .stages import build_policy, decode_messages, govern
+from .stages.consent import EVENT_TABLES, destination_batch
+from .stages.decode import split_message
+
+__all__ = ["dry_run", "DryRunSummary", "delivered_rows"]
+
+CHUNK_EVENTS = 500
+
+
+@dataclass
+class DryRunSummary:
+    config_version: str = ""
+    input_lines: int = 0
+    events: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    suppressed: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    violations: dict[str, int] = field(default_factory=dict)
+    pii_actions: dict[str, dict[str, int]] = field(default_factory=dict)
+    destinations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    value_discards: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def render(self) -> str:
+        lines = [f"dry run under config version {self.config_version}: {self.events} events read "
+                 f"({self.input_lines} lines), {self.accepted} accepted, {self.duplicates} duplicates, "
+                 f"{self.suppressed} of suppressed users"]
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items())) or "none"
+        lines.append(f"  refused: {refused}")
+        lines.append("  violations: " + (", ".join(f"{k} {v}" for k, v in sorted(self.violations.items())) or "none"))
+        pii = ", ".join(f"{c}:{a} {n}" for c, acts in sorted(self.pii_actions.items()) for a, n in sorted(acts.items()))
+        lines.append(f"  PII actions: {pii or 'none'}")
+        for name, d in self.destinations.items():
+            lines.append(f"  destination {name!r}: {d['events']} events ({d['consent_dropped']} dropped for consent)")
+        return "\n".join(lines)
+
+
+def _counter_values(name: str, *labels: str) -> Counter[tuple[str, ...]]:
+    out: Counter[tuple[str, ...]] = Counter()
+    for metric in metrics.REGISTRY.collect():
+        if metric.name != name:
+            continue
+        for s in metric.samples:
+            if s.name.endswith("_total"):
+                out[tuple(s.labels[label] for label in labels)] += s.value
+    return out
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise TidegateError(f"cannot read --input {path}: {e.strerror or e}") from None
+    return [line for line in (raw.strip() for raw in data.splitlines()) if line]
+
+
+def _ingest(lines: list[bytes], source: str, received_us: int, cfg: Config,
+            refused_requests: list[dict[str, Any]]) -> Iterator[bytes]:
+    """Envelopes, as the collector makes them from ``/v1/batch`` requests of CHUNK_EVENTS lines. A
+    chunk the collector would refuse is retried line by line, so each refusal names its line."""
+    limits = cfg.collector
+
+    def one(chunk: list[bytes]) -> list[bytes]:
+        body = b'{"batch":[' + b",".join(chunk) + b"]}"
+        return [payload for _p, _n, payload in _core.ingest(body, "batch", source, received_us, 1, limits.max_event_bytes,
+                                                              limits.max_request_bytes, limits.max_batch_events)]
+
+    for start in range(0, len(lines), CHUNK_EVENTS):
+        chunk = lines[start:start + CHUNK_EVENTS]
+        try:
+            yield from one(chunk)
+        except RequestRejected:
+            for n, line in enumerate(chunk, start=start + 1):
+                try:
+                    yield from one([line])
+                except RequestRejected as e:
+                    refused_requests.append({"kind": "request", "line": n, "reason": e.code, "status": e.status,
+                                             "detail": e.message, "event": line.decode("utf-8", "replace")})
+
+
+def _duplicate_flags(items: list[tuple[bytes, int, None]]) -> list[tuple[tuple[bytes, bytes, bytes], int, None]]:
+    """Flag repeats of an idempotency key within the file (the stream's dedupe, window = file)."""
+    keys: list[bytes] = []
+    counts: list[int] = []
+    for value, ts, headers in items:
+        source, events, _ = split_message(value, headers)
+        k, _times = _core.message_index(source, events, ts * 1000)
+        keys.append(k)
+        counts.append(len(k) // 16)
+    all_keys = np.frombuffer(b"".join(keys), dtype="V16")
+    flags = np.ones(len(all_keys), dtype=np.uint8)
+    if len(all_keys):
+        _, first = np.unique(all_keys, return_index=True)
+        flags[first] = 0
+    out = []
+    offset = 0
+    for (value, ts, headers), n in zip(items, counts):
+        out.append(((value, flags[offset:offset + n].tobytes(), b""), ts, headers))
+        offset += n
+    return out
+
+
+def delivered_rows(batch: Any) -> Iterator[tuple[str, pl.DataFrame]]:
+    """The event rows of a destination's batch, one per event: a track's per-event table row
+    (tracks columns plus properties), else its type's table row."""
+    per_event = [t for t in batch.tables if t not in EVENT_TABLES and t != "users"]
+    covered = pl.concat([batch.tables[t].select(pl.col("id").cast(pl.String)) for t in per_event]) if per_event else None
+    for table in EVENT_TABLES:
+        df = batch.tables.get(table)
+        if df is None or df.is_empty():
+            continue
+        if table == "tracks":
+            if covered is not None:
+                df = df.filter(~pl.col("id").is_in(covered["id"].implode()))
+            if df.is_empty():
+                continue
+        yield table, df
+    for table in per_event:
+        yield table, batch.tables[table]
+
+
+def _ndjson(frames: list[tuple[str, pl.DataFrame]]) -> bytes:
+    buf = io.BytesIO()
+    for table, df in frames:
+        if df.height:
+            df.select(pl.lit(table).alias("_table"), pl.all()).write_ndjson(buf)
+    return buf.getvalue()
+
+
+def dry_run(cfg: Config, input_path: str | Path, out_dir: str | Path, *, source: str | None = None,
+            received_at: datetime | None = None) -> DryRunSummary:
+    """Run the policy over the file; write the outputs; return the summary (see module docstring)."""
+    if source is None:
+        enabled = [n for n, s in cfg.sources.items() if s.enabled]
+        if not enabled:
+            raise ConfigError("no enabled source to attribute the events to", file=cfg.path, key="sources")
+        source = enabled[0]
+    elif source not in cfg.sources:
+        raise ConfigError(f"unknown source {source!r}; configured: {', '.join(cfg.sources)}", file=cfg.path, key="sources")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TidegateError(f"cannot create --out directory {out}: {e.strerror or e}") from None
+    policy = build_policy(cfg)
+    received = received_at or datetime.now(timezone.utc)
+    received_us = int(received.timestamp() * 1_000_000)
+    lines = _read_lines(Path(input_path))
+    summary = DryRunSummary(config_version=cfg.version, input_lines=len(lines))
+
+    before_v = _counter_values("tidegate_policy_violations", "type")
+    before_p = _counter_values("tidegate_pii_actions", "class", "action")
+    before_c = _counter_values("tidegate_consent_drops", "destination")
+    before_s = _counter_values("tidegate_suppressed_events")
+
+    refused_requests: list[dict[str, Any]] = []
+    items = [(payload, received_us // 1000, None) for payload in _ingest(lines, source, received_us, cfg, refused_requests)]
+    governed = govern(decode_messages(_duplicate_flags(items)), config_version=cfg.version, policy=policy)
+    suppression = SuppressionFilter(cfg)
+    suppression.refresh()
+    common = suppression.apply(governed)
+
+    summary.events = governed.events_in + len(refused_requests)
+    summary.accepted = governed.accepted
+    summary.duplicates = governed.duplicates
+    refused = Counter(r["reason"] for r in refused_requests)
+    for reason, n in governed.rejected.group_by("reason").len().iter_rows():
+        refused[reason] += n
+    summary.refused = dict(refused)
+    summary.value_discards = governed.discards.height
+
+    for name in cfg.destinations:
+        share = destination_batch(cfg, name, common)
+        frames = list(delivered_rows(share))
+        (out / f"{name}.ndjson").write_bytes(_ndjson(frames))
+        summary.destinations[name] = {"type": cfg.destinations[name].__struct_config__.tag,
+                                      "events": sum(df.height for _, df in frames),
+                                      "rows": {t: df.height for t, df in share.tables.items()},
+                                      "consent_dropped": 0}
+
+    with open(out / "discards.ndjson", "wb") as f:
+        for r in refused_requests:
+            f.write(json.dumps(r).encode() + b"\n")
+        if governed.rejected.height:
+            governed.rejected.select(pl.lit("event").alias("kind"), pl.all()).write_ndjson(f)
+        if governed.discards.height:
+            governed.discards.select(pl.lit("value").alias("kind"), pl.all()).write_ndjson(f)
+
+    after_v = _counter_values("tidegate_policy_violations", "type")
+    for (kind,), n in (after_v - before_v).items():
+        summary.violations[kind] = int(n)
+    for (cls, action), n in (_counter_values("tidegate_pii_actions", "class", "action") - before_p).items():
+        summary.pii_actions.setdefault(cls, {})[action] = int(n)
+    for (name,), n in (_counter_values("tidegate_consent_drops", "destination") - before_c).items():
+        if name in summary.destinations:
+            summary.destinations[name]["consent_dropped"] = int(n)
+    summary.suppressed = int(sum((_counter_values("tidegate_suppressed_events") - before_s).values()))
+    (out / "summary.json").write_text(json.dumps(summary.as_json(), indent=2, sort_keys=True) + "\n")
+    return summary
