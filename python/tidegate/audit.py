@@ -336,18 +336,16 @@ class AppliedConfigWatcher:
 
 def reload_on_apply(sink: Any, watcher: AppliedConfigWatcher) -> None:
     """Wrap a ``GovernedSink``'s ``write`` so that, at each checkpoint and before the batch is
-    governed, a newly applied config replaces ``sink.cfg`` and ``sink.policy`` (so every row still
+    governed, a newly applied config replaces ``sink.cfg`` and the policy of ``sink.path`` (so every row still
     carries the version that governed it). Policy sections (sources, plans, PII) take effect at
     once; other sections (Kafka, destinations, archive) need a restart, which the log says."""
-    from .stages import build_policy
-
     write = sink.write
 
     def write_with_reload(batch: Any) -> None:
         new = watcher.poll()
         if new is not None:
             try:
-                policy = build_policy(new)
+                sink.path.reload(new)
             except TidegateError as e:
                 log.error("applied config %s does not compile; keeping the current policy: %s", new.version, e)
             else:
@@ -355,7 +353,7 @@ def reload_on_apply(sink: Any, watcher: AppliedConfigWatcher) -> None:
                            if getattr(new, s) != getattr(sink.cfg, s)]
                 log.warning("applied config %s is now governing (was %s)%s", new.version, sink.cfg.version,
                             f"; changes to [{', '.join(restart)}] take effect after a restart" if restart else "")
-                sink.cfg, sink.policy = new, policy
+                sink.cfg = new
         write(batch)
 
     sink.write = write_with_reload

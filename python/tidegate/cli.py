@@ -234,11 +234,10 @@ class _CollectorThread(threading.Thread):
 
 
 def _accounted(destinations: int) -> float:
-    """Events the pipeline is done with: delivered (to every destination) or refused by policy."""
-    delivered = _metric_counts("tidegate_sink_events", "outcome").get("delivered", 0.0) / max(destinations, 1)
-    refused = _metric_counts("tidegate_pipeline_events", "outcome")
-    refused.pop("accepted", None)
-    return delivered + sum(refused.values())
+    """Events the pipeline has taken through its stages (delivered, refused, duplicate or
+    filtered per destination)."""
+    return sum(s.value for m in metrics.REGISTRY.collect() if m.name == "tidegate_pipeline_batch_events"
+               for s in m.samples if s.name.endswith("_sum"))
 
 
 def _up(cfg: Config, args: argparse.Namespace) -> int:
@@ -268,6 +267,11 @@ def _up(cfg: Config, args: argparse.Namespace) -> int:
                     break
                 time.sleep(0.2)
             else:
+                # Taken through the stages; the checkpoint that stores them follows within one interval.
+                delivered = -1.0
+                while delivered != (now := _metric_counts("tidegate_sink_events", "outcome").get("delivered", 0.0)):
+                    delivered = now
+                    time.sleep(cfg.pipeline.commit_interval_s + 0.5)
                 print(f"all {sent} events processed in {time.monotonic() - started:.1f}s", flush=True)
             _print_counts(pipeline)
         except Exception as e:  # noqa: BLE001 - reported at exit
@@ -299,12 +303,14 @@ def _print_counts(pipeline: "Pipeline") -> None:  # type: ignore[name-defined]  
             print(f"  {table:<{width}}  {n:>8}")
 
     print("\npolicy (this run):")
-    for label, metric, key in (("refused", "tidegate_pipeline_events", "outcome"),
-                               ("plan violations", "tidegate_policy_violations", "type_action"),
+    stages = _metric_counts("tidegate_pipeline_events", "stage_outcome")
+    print("  refused: " + (", ".join(f"{k.split(':')[1]} {v:.0f}" for k, v in sorted(stages.items())
+                                     if k.startswith("govern:") and not k.endswith(":accepted")) or "none"))
+    print(f"  duplicates dropped: {stages.get('dedupe:duplicate', 0):.0f}; "
+          f"late (delivered, flagged): {stages.get('reconcile:late', 0):.0f}")
+    for label, metric, key in (("plan violations", "tidegate_policy_violations", "type_action"),
                                ("PII actions", "tidegate_pii_actions", "class_action")):
         counts = _metric_counts(metric, key)
-        if metric == "tidegate_pipeline_events":
-            counts.pop("accepted", None)
         shown = ", ".join(f"{k} {v:.0f}" for k, v in sorted(counts.items())) or "none"
         print(f"  {label}: {shown}")
     print(flush=True)
@@ -320,6 +326,8 @@ def _metric_counts(name: str, key: str) -> dict[str, float]:
                 continue
             if key == "class_action":
                 label = f"{s.labels['class']}:{s.labels['action']}"
+            elif key == "stage_outcome":
+                label = f"{s.labels['stage']}:{s.labels['outcome']}"
             elif key == "type_action":
                 label = f"{s.labels['type']} ({s.labels['action']})"
             else:

@@ -120,9 +120,10 @@ class PlanConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
 
 class IdentityConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """How identifiers are normalised before policy and delivery (they are always trimmed)."""
+    """Identifier normalisation and the identity graph (ids are always trimmed)."""
 
     lowercase_email_ids: Annotated[bool, _doc("Lower-case userId/anonymousId/previousId/groupId values that are email addresses.")] = True
+    share_across_replicas: Annotated[bool, _doc("Share identity merges between pipeline replicas through the `<raw_topic>.identity` topic.")] = True
 
 
 PiiActionName = Literal["allow", "redact", "hash", "drop_field", "block_event"]

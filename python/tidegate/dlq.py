@@ -41,8 +41,7 @@ from . import metrics
 from .config import Config, DeliveryConfig
 from .errors import ConfigError, DeliveryError, TidegateError
 from .kafka import client_settings
-from .regulations import SuppressionFilter
-from .stages.consent import destination_batch
+from .stages import PolicyPath
 from .stages.govern import GovernedBatch
 
 __all__ = ["Fanout", "dlq_topic", "deliver_with_retries", "DeadLetters", "list_dlq", "replay_dlq", "DlqSummary",
@@ -153,20 +152,17 @@ class DeadLetters:
 class Fanout:
     """Per-destination delivery for the pipeline; see the module docstring."""
 
-    def __init__(self, cfg: Config, destinations: Mapping[str, Any]):
+    def __init__(self, cfg: Config, destinations: Mapping[str, Any], path: PolicyPath):
         self.destinations = destinations
-        self.suppression = SuppressionFilter(cfg)
+        self.path = path
         self.dead_letters = DeadLetters(cfg)
         self._failing: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=max(len(destinations), 1), thread_name_prefix="tidegate-dest")
 
     def shares(self, cfg: Config, governed: GovernedBatch) -> dict[str, GovernedBatch]:
         """Every destination's share of the batch (suppression, then consent)."""
-        if self.suppression.refresh():
-            warehouses = {n: s for n, s in self.destinations.items() if hasattr(s, "dialect")}
-            self.suppression.run_pending(warehouses)
-        common = self.suppression.apply(governed)
-        return {name: destination_batch(cfg, name, common) for name in self.destinations}
+        warehouses = {n: s for n, s in self.destinations.items() if hasattr(s, "dialect")}
+        return self.path.shares(governed, list(self.destinations), warehouses)
 
     def deliver(self, cfg: Config, governed: GovernedBatch, items: Sequence[RawItem]) -> dict[str, str]:
         """Deliver to every destination; park what fails. Return {destination: reason} of the
@@ -343,23 +339,21 @@ def replay_dlq(cfg: Config, destination: str, *, batch_messages: int = 500) -> D
     docstring. Raises DeliveryError (offsets of what was delivered so far are committed) if the
     destination still fails after the retry budget."""
     from .sinks import build_sink
-    from .stages import build_policy, decode_messages, govern
+    from .stages import decode_messages
 
     _check_destination(cfg, destination)
     summary = DlqSummary(destination, dlq_topic(cfg, destination))
     consumer, assign, highs = _consumer(cfg, destination)
     if not assign:
         return summary
-    policy = build_policy(cfg)
-    suppression = SuppressionFilter(cfg)
-    suppression.refresh()
+    path = PolicyPath(cfg)
     sink = build_sink(destination, cfg.destinations[destination])
     try:
         sink.setup()
         for chunk in _read_pending(consumer, assign, highs, batch_messages):
             items = _as_items(chunk)
-            governed = govern(decode_messages(items), config_version=cfg.version, policy=policy)
-            share = destination_batch(cfg, destination, suppression.apply(governed))
+            governed = path.govern(decode_messages(items))
+            share = path.shares(governed, [destination])[destination]
             error = deliver_with_retries(sink, share, cfg.delivery)
             if error is not None:
                 raise DeliveryError(f"{error}; {summary.replayed_events} events were re-delivered before this, "

@@ -4,7 +4,7 @@ The events of an NDJSON file (one event object per line) go through exactly the 
 runs: the collector's normalisation (``_core.ingest``, as a ``/v1/batch`` request of the chosen
 source: messageId, receivedAt, timestamp), dedupe by the same idempotency keys (within the file),
 ``govern`` with the compiled policy (tracking plans, PII, identity), the suppression list, and
-per destination its consent requirements (:func:`tidegate.stages.consent.destination_batch`).
+per destination its consent requirements (:class:`tidegate.stages.PolicyPath`, as the stream).
 Nothing is written anywhere but ``--out``:
 
 * ``<destination>.ndjson`` — one object per event row the destination would receive (``_table``
@@ -32,9 +32,8 @@ import polars as pl
 from . import _core, metrics
 from .config import Config
 from .errors import ConfigError, RequestRejected, TidegateError
-from .regulations import SuppressionFilter
-from .stages import build_policy, decode_messages, govern
-from .stages.consent import EVENT_TABLES, destination_batch
+from .stages import PolicyPath, decode_messages
+from .sinks.outbound import event_frames
 from .stages.decode import split_message
 
 __all__ = ["dry_run", "DryRunSummary", "delivered_rows"]
@@ -138,23 +137,9 @@ def _duplicate_flags(items: list[tuple[bytes, int, None]]) -> list[tuple[tuple[b
     return out
 
 
-def delivered_rows(batch: Any) -> Iterator[tuple[str, pl.DataFrame]]:
-    """The event rows of a destination's batch, one per event: a track's per-event table row
-    (tracks columns plus properties), else its type's table row."""
-    per_event = [t for t in batch.tables if t not in EVENT_TABLES and t != "users"]
-    covered = pl.concat([batch.tables[t].select(pl.col("id").cast(pl.String)) for t in per_event]) if per_event else None
-    for table in EVENT_TABLES:
-        df = batch.tables.get(table)
-        if df is None or df.is_empty():
-            continue
-        if table == "tracks":
-            if covered is not None:
-                df = df.filter(~pl.col("id").is_in(covered["id"].implode()))
-            if df.is_empty():
-                continue
-        yield table, df
-    for table in per_event:
-        yield table, batch.tables[table]
+def delivered_rows(batch: Any) -> list[tuple[str, pl.DataFrame]]:
+    """The event rows a destination receives, one per event, as the outbound sinks send them."""
+    return event_frames(batch)
 
 
 def _ndjson(frames: list[tuple[str, pl.DataFrame]]) -> bytes:
@@ -180,7 +165,7 @@ def dry_run(cfg: Config, input_path: str | Path, out_dir: str | Path, *, source:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise TidegateError(f"cannot create --out directory {out}: {e.strerror or e}") from None
-    policy = build_policy(cfg)
+    path = PolicyPath(cfg)
     received = received_at or datetime.now(timezone.utc)
     received_us = int(received.timestamp() * 1_000_000)
     lines = _read_lines(Path(input_path))
@@ -193,10 +178,8 @@ def dry_run(cfg: Config, input_path: str | Path, out_dir: str | Path, *, source:
 
     refused_requests: list[dict[str, Any]] = []
     items = [(payload, received_us // 1000, None) for payload in _ingest(lines, source, received_us, cfg, refused_requests)]
-    governed = govern(decode_messages(_duplicate_flags(items)), config_version=cfg.version, policy=policy)
-    suppression = SuppressionFilter(cfg)
-    suppression.refresh()
-    common = suppression.apply(governed)
+    governed = path.govern(decode_messages(_duplicate_flags(items)))
+    shares = path.shares(governed, list(cfg.destinations))
 
     summary.events = governed.events_in + len(refused_requests)
     summary.accepted = governed.accepted
@@ -207,8 +190,7 @@ def dry_run(cfg: Config, input_path: str | Path, out_dir: str | Path, *, source:
     summary.refused = dict(refused)
     summary.value_discards = governed.discards.height
 
-    for name in cfg.destinations:
-        share = destination_batch(cfg, name, common)
+    for name, share in shares.items():
         frames = list(delivered_rows(share))
         (out / f"{name}.ndjson").write_bytes(_ndjson(frames))
         summary.destinations[name] = {"type": cfg.destinations[name].__struct_config__.tag,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 import asyncio
 import threading
+import time
 from typing import Any
 
 # confluent-kafka pulls in authlib, whose import forces a deprecation warning on every run.
@@ -16,7 +17,7 @@ with warnings.catch_warnings(record=True):
 from .config import Config
 from .errors import DeliveryError, TidegateError
 
-__all__ = ["client_settings", "ensure_raw_topic", "partition_count", "AsyncProducer"]
+__all__ = ["client_settings", "ensure_raw_topic", "ensure_topic", "partition_count", "AsyncProducer"]
 
 
 def client_settings(cfg: Config) -> dict[str, Any]:
@@ -25,19 +26,24 @@ def client_settings(cfg: Config) -> dict[str, Any]:
 
 def ensure_raw_topic(cfg: Config, timeout: float = 30.0) -> int:
     """Create the raw topic if it does not exist; return its partition count."""
-    admin = AdminClient(client_settings(cfg))
-    topic = cfg.kafka.raw_topic
+    return ensure_topic(client_settings(cfg), cfg.kafka.raw_topic, cfg.kafka.partitions,
+                        cfg.kafka.replication_factor, timeout)
+
+
+def ensure_topic(settings: dict[str, Any], topic: str, partitions: int, replication_factor: int = 1,
+                 timeout: float = 30.0) -> int:
+    """Create ``topic`` if it does not exist (a concurrent creator is fine); return its partition
+    count."""
+    admin = AdminClient(settings)
     try:
         meta = admin.list_topics(timeout=timeout)
     except KafkaException as e:
         raise TidegateError(
-            f"cannot reach Kafka at {cfg.kafka.bootstrap_servers} ({e.args[0]}); "
+            f"cannot reach Kafka at {settings.get('bootstrap.servers')} ({e.args[0]}); "
             "start one with `scripts/kafka-local start` or set kafka.bootstrap_servers"
         ) from None
     if topic not in meta.topics:
-        futures = admin.create_topics(
-            [NewTopic(topic, num_partitions=cfg.kafka.partitions, replication_factor=cfg.kafka.replication_factor)]
-        )
+        futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor)])
         try:
             futures[topic].result(timeout)
         except KafkaException as e:
@@ -47,11 +53,16 @@ def ensure_raw_topic(cfg: Config, timeout: float = 30.0) -> int:
 
 
 def partition_count(client: AdminClient | Producer, topic: str, timeout: float = 10.0) -> int:
-    meta = client.list_topics(topic, timeout=timeout)
-    t = meta.topics.get(topic)
-    if t is None or t.error is not None or not t.partitions:
-        raise TidegateError(f"topic {topic!r} has no partitions yet ({getattr(t, 'error', None)})")
-    return len(t.partitions)
+    """Partitions of ``topic``; waits up to ``timeout`` for a just-created topic's metadata."""
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = client.list_topics(topic, timeout=timeout)
+        t = meta.topics.get(topic)
+        if t is not None and t.error is None and t.partitions:
+            return len(t.partitions)
+        if time.monotonic() > deadline:
+            raise TidegateError(f"topic {topic!r} has no partitions yet ({getattr(t, 'error', None)}); is the broker healthy?")
+        time.sleep(0.2)
 
 
 class AsyncProducer:

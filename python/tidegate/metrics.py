@@ -36,6 +36,8 @@ class _Pipeline:
     events = Counter("tidegate_pipeline_events", "Events by stage and outcome.", ["stage", "outcome"], registry=REGISTRY)
     batch_events = Histogram("tidegate_pipeline_batch_events", "Events per processed batch.",
                              buckets=_BATCH_BUCKETS, registry=REGISTRY)
+    identity_merges = Counter("tidegate_pipeline_identity_merges",
+                              "Ids whose canonical id changed because identities merged.", registry=REGISTRY)
     dedupe_recoveries = Counter("tidegate_pipeline_dedupe_recoveries",
                                 "Times a partition's dedupe index was rebuilt from its state store.", registry=REGISTRY)
     stage_seconds = Histogram("tidegate_pipeline_stage_seconds", "Time per batch in each stage.", ["stage"],

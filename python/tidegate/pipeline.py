@@ -27,11 +27,12 @@ from .config import Config
 from .dlq import Fanout
 from .errors import DeliveryError
 from .health import serve_health
-from .kafka import client_settings, ensure_raw_topic
+from .kafka import client_settings, ensure_raw_topic, ensure_topic
 from .sinks import Sink, build_sink
-from .stages import build_policy, decode_messages, govern
+from .stages import PolicyPath, decode_messages
 from .stages.decode import split_message
 from .stages.dedupe import Dedupe
+from .stages.identity import IdentityResolver, identity_topic
 from .stages.reconcile import Reconcile
 
 __all__ = ["GovernedSink", "Pipeline"]
@@ -46,8 +47,10 @@ class GovernedSink(BatchingSink):
         super().__init__()
         self.cfg = cfg
         self.destinations = destinations
-        self.policy = build_policy(cfg)
-        self.fanout = Fanout(cfg, destinations)
+        self.identity = IdentityResolver(
+            client_settings(cfg) if cfg.identity.share_across_replicas else None, identity_topic(cfg.kafka.raw_topic))
+        self.path = PolicyPath(cfg, self.identity)
+        self.fanout = Fanout(cfg, destinations, self.path)
         self._failures = 0
         self._max_backoff_s = max_backoff_s
 
@@ -59,7 +62,7 @@ class GovernedSink(BatchingSink):
         items = [(item.value, item.timestamp, item.headers) for item in batch]
         decoded = decode_messages(items)
         archive.record(self.cfg, decoded)  # durable (spooled) before delivery and the offset commit
-        governed = govern(decoded, config_version=self.cfg.version, policy=self.policy)
+        governed = self.path.govern(decoded)
         metrics.pipeline.batches.inc()
         try:
             # Per destination: suppression, consent, retries; what still fails is dead-lettered.
@@ -106,6 +109,9 @@ class Pipeline:
 
     def build(self) -> Application:
         ensure_raw_topic(self.cfg)
+        if self.cfg.identity.share_across_replicas:
+            ensure_topic(client_settings(self.cfg), identity_topic(self.cfg.kafka.raw_topic), 1,
+                         self.cfg.kafka.replication_factor)
         os.makedirs(self.cfg.pipeline.state_dir, exist_ok=True)
         settings = client_settings(self.cfg)
         extra = {k: v for k, v in settings.items() if k != "bootstrap.servers"}

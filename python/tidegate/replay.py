@@ -28,7 +28,7 @@ import polars as pl
 from .archive import read_archive
 from .config import Config
 from .errors import ConfigError, TidegateError
-from .stages import build_policy, decode_messages, govern
+from .stages import PolicyPath, decode_messages
 from .stages.decode import SOURCE_HEADER
 
 __all__ = ["parse_time", "replay", "ReplaySummary", "to_raw_messages", "Progress"]
@@ -167,7 +167,7 @@ def replay(cfg: Config, start: datetime, end: datetime, *, sources: Sequence[str
             raise ConfigError(f"unknown source {', '.join(map(repr, unknown))}; configured: {', '.join(cfg.sources)}",
                               file=cfg.path, key="sources")
     started = time.monotonic()
-    policy = build_policy(cfg)
+    path = PolicyPath(cfg)
     rows = read_archive(cfg.archive.path, start, end, sources)
     summary = ReplaySummary(read=rows.height, config_version=cfg.version)
     sinks = {name: build_sink(name, cfg.destinations[name]) for name in names}
@@ -177,10 +177,12 @@ def replay(cfg: Config, start: datetime, end: datetime, *, sources: Sequence[str
             sink.setup()
         before = {name: _total_rows(s) for name, s in sinks.items()}
         for chunk in _chunks(rows, batch_events):
-            governed = govern(decode_messages(to_raw_messages(chunk)), config_version=cfg.version, policy=policy)
-            for sink in sinks.values():
-                deliver(sink, governed)
-                summary.delivered[sink.name] = summary.delivered.get(sink.name, 0) + governed.accepted
+            governed = path.govern(decode_messages(to_raw_messages(chunk)))
+            # The same per-destination policy as the stream: suppression, then consent.
+            warehouses = {n: s for n, s in sinks.items() if hasattr(s, "dialect")}
+            for name, share in path.shares(governed, list(sinks), warehouses).items():
+                deliver(sinks[name], share)
+                summary.delivered[name] = summary.delivered.get(name, 0) + share.accepted
             summary.accepted += governed.accepted
             for reason, n in governed.rejected.group_by("reason").len().iter_rows():
                 summary.refused[reason] = summary.refused.get(reason, 0) + n

@@ -43,7 +43,8 @@ def sample_events(n: int, *, seed: int = 7, users: int | None = None) -> Iterato
         anon = str(uuid.UUID(int=rng.getrandbits(128)))
         user_id = f"user-{u:05d}"
         mobile = rng.random() < 0.3
-        t = now - timedelta(minutes=rng.randrange(0, 600))
+        # Recent sessions; a few from devices that come back online hours later (late arrivals).
+        t = now - timedelta(minutes=rng.randrange(0, 20) if rng.random() < 0.98 else rng.randrange(180, 600))
         if mobile:
             context: dict[str, Any] = {
                 "library": {"name": "rudder-ios-library", "version": "1.31.0"},
@@ -103,14 +104,14 @@ def sample_events(n: int, *, seed: int = 7, users: int | None = None) -> Iterato
                 session.append({"type": "group", "userId": user_id, "groupId": f"team-{u % 7}",
                                 "traits": {"name": f"Running Club {u % 7}", "employees": 10 + u % 50}})
             if rng.random() < 0.05:
-                session.append({"type": "alias", "userId": user_id, "previousId": anon})
+                session.append({"type": "alias", "userId": user_id, "previousId": f"legacy-{u:05d}"})
         for i, ev in enumerate(session):
             if produced >= n:
                 return
             event = {**base, **ev}
             if "userId" not in ev and rng.random() < 0.5 and len(session) > 2:
                 event["userId"] = user_id
-            event["messageId"] = str(uuid.UUID(int=rng.getrandbits(128)))
+            event["messageId"] = str(uuid.uuid4())  # unique per run: a re-run is new traffic, not a retry
             event["originalTimestamp"] = _iso(t + timedelta(seconds=5 * i))
             # Orders are confirmed by the shop's backend, through the server source.
             yield ("server" if ev.get("event") == "Order Completed" else source), event

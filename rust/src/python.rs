@@ -328,6 +328,40 @@ impl DedupeIndex {
     }
 }
 
+/// The identity graph (see `stages/identity.py`): nodes are `u:<userId>` / `a:<anonymousId>`.
+#[pyclass(module = "tidegate._core")]
+struct IdentityGraph {
+    inner: crate::identity::IdentityGraph,
+}
+
+#[pymethods]
+impl IdentityGraph {
+    #[new]
+    fn new() -> Self {
+        IdentityGraph { inner: crate::identity::IdentityGraph::default() }
+    }
+
+    /// Join each `left[i]` with `right[i]`; return the nodes whose canonical id changed.
+    fn link(&mut self, left: Vec<String>, right: Vec<String>) -> Vec<String> {
+        let mut changed: Vec<String> = Vec::new();
+        for (a, b) in left.iter().zip(&right) {
+            changed.extend(self.inner.link(a, b));
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        changed
+    }
+
+    /// The canonical node of each node (itself when unknown).
+    fn resolve(&mut self, nodes: Vec<String>) -> Vec<String> {
+        nodes.iter().map(|n| self.inner.canonical(n)).collect()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
 /// Warehouse name of a key or event: `snake_case("Order Completed") == "order_completed"`.
 #[pyfunction]
 fn snake_case(name: &str) -> String {
@@ -357,6 +391,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<BatchResult>()?;
     m.add_class::<Governance>()?;
     m.add_class::<DedupeIndex>()?;
+    m.add_class::<IdentityGraph>()?;
     m.add_function(wrap_pyfunction!(ingest_request, m)?)?;
     m.add_function(wrap_pyfunction!(process_batch, m)?)?;
     m.add_function(wrap_pyfunction!(snake_case, m)?)?;

@@ -12,7 +12,7 @@ from tidegate import load_config
 from tidegate.archive import ArchiveWriter
 from tidegate.audit import AppliedConfigWatcher, AuditError, AuditLog, applied_config, apply, plan, preview, reload_on_apply
 from tidegate.cli import main
-from tidegate.stages import decode_messages
+from tidegate.stages import PolicyPath, decode_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A copy of the example config (with its tracking plan) writing under tmp_path."""
-    shutil.copytree(ROOT / "config", tmp_path / "config")
+    shutil.copytree(ROOT / "config", tmp_path / "config", ignore=shutil.ignore_patterns("data"))
     p = tmp_path / "config" / "tidegate.toml"
     p.write_text(p.read_text().replace('"../data/', '"data/'))
     return p
@@ -169,15 +169,15 @@ def test_running_pipeline_takes_up_an_applied_config(config: Path) -> None:
     running = applied_config(load_config(config, env={}))
     assert running.version == cfg.version
 
-    class FakeSink:  # the parts of GovernedSink the reload touches
+    class RecordingSink:  # the parts of GovernedSink the reload touches, with the real PolicyPath
         def __init__(self) -> None:
-            self.cfg, self.policy, self.seen = running, object(), []
+            self.cfg, self.path, self.seen = running, PolicyPath(running), []
 
         def write(self, batch: object) -> None:
             self.seen.append((batch, self.cfg.version))
 
-    sink = FakeSink()
-    original_policy = sink.policy
+    sink = RecordingSink()
+    original_policy = sink.path.policy
     reload_on_apply(sink, AppliedConfigWatcher(running))
     sink.write("b1")
     edit(config, 'iban = "redact"', 'iban = "allow"')
@@ -185,7 +185,7 @@ def test_running_pipeline_takes_up_an_applied_config(config: Path) -> None:
     apply(new)
     sink.write("b2")
     assert sink.seen == [("b1", cfg.version), ("b2", new.version)]
-    assert sink.policy is not original_policy  # rebuilt from the applied config
+    assert sink.path.policy is not original_policy  # rebuilt from the applied config
     # A later edit that is not applied changes nothing.
     edit(config, 'iban = "allow"', 'iban = "hash"')
     sink.write("b3")

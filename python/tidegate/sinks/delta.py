@@ -26,7 +26,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from ..config import DeltaDestination
 from ..errors import DeliveryError
-from ..stages.govern import GovernedBatch
+from ..stages.govern import STATE_TABLES, GovernedBatch
 from .base import Sink
 from .warehouse import conform, quote, rows_to_store, store_batch, upsert_values
 
@@ -39,7 +39,7 @@ DELTA_TYPES: dict[str, pl.DataType] = {
 }
 PARTITION = "event_date"
 KEYS = {"discards": ("table_name", "row_id", "column_name")}
-UNPARTITIONED = ("users", "accounts")
+UNPARTITIONED = STATE_TABLES
 
 
 def with_event_date(df: pl.DataFrame) -> pl.DataFrame:

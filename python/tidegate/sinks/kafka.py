@@ -12,9 +12,9 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ..config import Config, KafkaConfig, KafkaDestination
+from ..config import KafkaDestination
 from ..errors import DeliveryError, TidegateError
-from ..kafka import ensure_raw_topic
+from ..kafka import ensure_topic
 from ..stages.govern import GovernedBatch
 from .base import Sink
 from .outbound import outbound_events
@@ -54,13 +54,9 @@ class KafkaSink(Sink):
     def _ensure_topic(self) -> None:
         if self._topic_ready:
             return
-        # The raw topic's creation rules (create if missing, tolerate a concurrent creator) are
-        # the same for this one.
-        as_raw = Config(kafka=KafkaConfig(
-            bootstrap_servers=self.cfg.bootstrap_servers, raw_topic=self.cfg.topic, partitions=self.cfg.partitions,
-            replication_factor=self.cfg.replication_factor, settings=self.cfg.settings))
         try:
-            ensure_raw_topic(as_raw, timeout=self.cfg.delivery_timeout_s)
+            ensure_topic({"bootstrap.servers": self.cfg.bootstrap_servers, **self.cfg.settings}, self.cfg.topic,
+                         self.cfg.partitions, self.cfg.replication_factor, timeout=self.cfg.delivery_timeout_s)
         except TidegateError as e:
             raise DeliveryError(f"destination {self.name!r}: {e}") from None
         self._topic_ready = True

@@ -13,12 +13,11 @@ from typing import NamedTuple
 
 import polars as pl
 
-from ..stages.govern import GovernedBatch
+from ..stages.govern import STATE_TABLES, GovernedBatch
 from .base import EVENT_TABLES
 
 __all__ = ["OutboundEvent", "outbound_events"]
 
-STATE_TABLES = ("users", "accounts")
 
 
 class OutboundEvent(NamedTuple):
@@ -27,7 +26,9 @@ class OutboundEvent(NamedTuple):
     json: bytes
 
 
-def _event_frames(batch: GovernedBatch) -> list[tuple[str, pl.DataFrame]]:
+def event_frames(batch: GovernedBatch) -> list[tuple[str, pl.DataFrame]]:
+    """The batch's rows one per event: a track's per-event table row (tracks columns plus
+    properties), else its type's table row; state tables (``users``, ``identity_map``) left out."""
     per_event = {t: df for t, df in batch.tables.items() if t not in EVENT_TABLES and t not in STATE_TABLES}
     frames = list(per_event.items())
     tracks = batch.tables.get("tracks")
@@ -58,7 +59,7 @@ def outbound_events(batch: GovernedBatch) -> list[OutboundEvent]:
     ('pro', 'Signed Up', 'signed_up', '2026-11-26T05:30:44.000000Z')
     """
     out: list[OutboundEvent] = []
-    for table, df in _event_frames(batch):
+    for table, df in event_frames(batch):
         df = df.with_columns(
             pl.col(pl.Datetime).dt.convert_time_zone("UTC").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"),
             pl.lit(table).alias("tidegate_table"),

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import polars as pl
 
-from ..stages.govern import GovernedBatch
+from ..stages.govern import STATE_TABLES, GovernedBatch
 from . import aggregates
 from .base import Sink
 
@@ -137,7 +137,7 @@ def store_batch(
     for table, df in batch.tables.items():
         df, conflicts = fit(table, df.with_columns(now.alias("uuid_ts")))
         discards.extend(conflicts)
-        insert(table, df, table == "users")
+        insert(table, df, table in STATE_TABLES)
     for table, df in (("discards", pl.concat(discards, how="diagonal_relaxed")), ("discarded_events", batch.rejected)):
         if df.height:
             # Fitted too, so that a column added to these frames is added to their tables; their

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..plans import load_plan
 from .decode import DecodedBatch
 
-__all__ = ["GovernedBatch", "govern", "build_policy", "POLARS_TYPES"]
+__all__ = ["GovernedBatch", "govern", "build_policy", "POLARS_TYPES", "STATE_TABLES"]
 
 POLARS_TYPES: dict[str, pl.DataType] = {
     "boolean": pl.Boolean(),
@@ -95,6 +95,10 @@ def _table_frame(columns: list[tuple[str, str]], buffers: list[tuple[bytes | Non
     assert isinstance(df, pl.DataFrame)
     return df
 
+
+# Tables keyed by `id` that hold the latest state (upserted, newest wins) rather than one row per
+# event: they are not event streams for outbound sinks, and not partitioned by event date.
+STATE_TABLES = ("users", "accounts", "identity_map")
 
 HOURLY_SCHEMA = {"hour": pl.Datetime("us", "UTC"), "source_id": pl.String, "event": pl.String,
                  "events": pl.UInt32, "late": pl.Boolean}

@@ -1,0 +1,169 @@
+"""Stage `identity`: join anonymous ids and user ids into one canonical id per person.
+
+Every event that carries both ids (``identify``, and any other event with both), and every
+``alias`` (``previousId`` and ``userId``, two user ids), is an edge of the identity graph
+(``_core.IdentityGraph``: union-find, merges transitive; the canonical id of a component is its
+smallest user id, or smallest anonymous id if it has none, so it does not depend on arrival
+order). Each delivered row gets ``canonical_id``, resolved once here before fan-out, so every
+destination sees the same one.
+
+Replicas share the graph through the ``<raw_topic>.identity`` topic: each batch's new edges are
+published there and every replica reads the whole topic (from the beginning, in a background
+thread) into its own graph. A merge learnt from another partition therefore reaches a replica
+moments later; rows delivered before it keep the id they resolved to, and the warehouse's
+``identity_map`` table (one row per known id: ``node_kind``, ``node_id``, ``canonical_id``) is
+the current mapping to re-stitch them by.
+
+Work is per batch and per *distinct* id, never per event: edges and ids are made unique with
+polars before they reach the graph, and canonical ids are joined back on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import warnings
+from typing import Any
+
+import polars as pl
+
+with warnings.catch_warnings(record=True):
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from .. import _core, metrics
+from .govern import GovernedBatch
+
+__all__ = ["IdentityResolver", "IDENTITY_TABLE", "identity_topic"]
+
+log = logging.getLogger("tidegate.identity")
+
+IDENTITY_TABLE = "identity_map"
+
+
+def identity_topic(raw_topic: str) -> str:
+    return f"{raw_topic}.identity"
+
+
+def _node(kind: str, column: str) -> pl.Expr:
+    return pl.when(pl.col(column).is_not_null() & (pl.col(column) != "")).then(pl.lit(kind) + pl.col(column))
+
+
+class IdentityResolver:
+    """Keeps the graph, adds each batch's edges, and stamps ``canonical_id`` on every row."""
+
+    def __init__(self, kafka_settings: dict[str, Any] | None = None, topic: str | None = None):
+        self.graph = _core.IdentityGraph()
+        self._lock = threading.Lock()
+        self._topic = topic
+        self._producer = Producer({**kafka_settings, "acks": "all", "enable.idempotence": True}) if kafka_settings and topic else None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if kafka_settings and topic:
+            self._thread = threading.Thread(target=self._follow, args=(kafka_settings, topic),
+                                            name="tidegate-identity", daemon=True)
+            self._thread.start()
+
+    # -- edges -----------------------------------------------------------------------------
+    def _edges(self, batch: GovernedBatch) -> pl.DataFrame:
+        frames = []
+        for table, df in batch.tables.items():
+            if table in ("users", IDENTITY_TABLE) or "user_id" not in df.columns:
+                continue
+            if "anonymous_id" in df.columns:
+                frames.append(df.select(_node("a:", "anonymous_id").alias("left"), _node("u:", "user_id").alias("right")))
+            if table == "aliases" and "previous_id" in df.columns:
+                frames.append(df.select(_node("u:", "previous_id").alias("left"), _node("u:", "user_id").alias("right")))
+        if not frames:
+            return pl.DataFrame(schema={"left": pl.String, "right": pl.String})
+        return pl.concat(frames).drop_nulls().unique(maintain_order=True)
+
+    def link(self, left: list[str], right: list[str]) -> list[str]:
+        with self._lock:
+            return self.graph.link(left, right)
+
+    # -- per batch -------------------------------------------------------------------------
+    def process(self, batch: GovernedBatch) -> GovernedBatch:
+        started = time.perf_counter()
+        edges = self._edges(batch)
+        changed: list[str] = []
+        if edges.height:
+            changed = self.link(edges["left"].to_list(), edges["right"].to_list())
+            self._publish(edges)
+        # Every id the batch mentions, resolved once.
+        seen = [df.select((pl.when(pl.col("user_id").is_not_null()).then(pl.lit("u:") + pl.col("user_id"))
+                           .otherwise(pl.lit("a:") + pl.col("anonymous_id"))).alias("node"))
+                for t, df in batch.tables.items()
+                if t not in ("users", IDENTITY_TABLE) and {"user_id", "anonymous_id"} <= set(df.columns)]
+        seen += [df.select((pl.lit("a:") + pl.col("anonymous_id")).alias("node"))
+                 for t, df in batch.tables.items()
+                 if t not in ("users", IDENTITY_TABLE) and "anonymous_id" in df.columns and "user_id" not in df.columns]
+        seen += [df.select((pl.lit("u:") + pl.col("user_id")).alias("node"))
+                 for t, df in batch.tables.items()
+                 if t not in ("users", IDENTITY_TABLE) and "user_id" in df.columns and "anonymous_id" not in df.columns]
+        nodes = pl.concat(seen).drop_nulls().unique() if seen else pl.DataFrame(schema={"node": pl.String})
+        all_nodes = pl.concat([nodes["node"], pl.Series("node", changed, dtype=pl.String),
+                               edges["left"], edges["right"]]).unique()
+        with self._lock:
+            resolved = self.graph.resolve(all_nodes.to_list())
+        mapping = pl.DataFrame({"node": all_nodes, "canonical": pl.Series(resolved, dtype=pl.String)})
+        mapping = mapping.with_columns(pl.col("canonical").str.slice(2).alias("canonical_id"))
+        for table, df in list(batch.tables.items()):
+            if table == "users" or not ({"user_id", "anonymous_id"} & set(df.columns)):
+                continue
+            uid = pl.col("user_id") if "user_id" in df.columns else pl.lit(None, dtype=pl.String)
+            aid = pl.col("anonymous_id") if "anonymous_id" in df.columns else pl.lit(None, dtype=pl.String)
+            keyed = df.with_columns(pl.when(uid.is_not_null()).then(pl.lit("u:") + uid)
+                                    .otherwise(pl.lit("a:") + aid).alias("_tidegate_node"))
+            batch.tables[table] = (keyed.join(mapping.select("node", "canonical_id"), left_on="_tidegate_node",
+                                              right_on="node", how="left", maintain_order="left")
+                                   .drop("_tidegate_node"))
+        # The mapping of every id the batch touched or re-labelled goes to `identity_map`.
+        if mapping.height:
+            now = pl.lit(time.time_ns() // 1000).cast(pl.Datetime("us", "UTC"))
+            batch.tables[IDENTITY_TABLE] = mapping.select(
+                pl.col("node").alias("id"),
+                pl.when(pl.col("node").str.starts_with("u:")).then(pl.lit("user_id")).otherwise(pl.lit("anonymous_id")).alias("node_kind"),
+                pl.col("node").str.slice(2).alias("node_id"),
+                pl.col("canonical_id"),
+                now.alias("received_at"),
+            )
+        metrics.pipeline.identity_merges.inc(len(changed))
+        metrics.pipeline.stage_seconds.labels("identity").observe(time.perf_counter() - started)
+        return batch
+
+    # -- sharing between replicas ----------------------------------------------------------
+    def _publish(self, edges: pl.DataFrame) -> None:
+        if self._producer is None or self._topic is None:
+            return
+        payload = json.dumps(list(zip(edges["left"].to_list(), edges["right"].to_list()))).encode()
+        self._producer.produce(self._topic, payload)
+        self._producer.poll(0)
+
+    def _follow(self, settings: dict[str, Any], topic: str) -> None:
+        consumer = Consumer({**settings, "group.id": f"tidegate-identity-{id(self)}", "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest"})
+        try:
+            meta = consumer.list_topics(topic, timeout=10)
+            parts = meta.topics[topic].partitions if topic in meta.topics else {0: None}
+            consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+            while not self._stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    if msg is not None and msg.error().code() not in (KafkaError._PARTITION_EOF,):
+                        log.warning("identity topic: %s", msg.error())
+                    continue
+                pairs = json.loads(msg.value())
+                if pairs:
+                    left, right = zip(*pairs)
+                    self.link(list(left), list(right))
+        except Exception:  # noqa: BLE001 - the graph still works locally; say why sharing stopped
+            log.exception("identity topic follower stopped; merges from other replicas arrive no more")
+        finally:
+            consumer.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._producer is not None:
+            self._producer.flush(5)
