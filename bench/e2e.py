@@ -34,7 +34,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -56,6 +55,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import corpus  # noqa: E402
+
+from tidegate.status import Samples  # noqa: E402
 
 with warnings.catch_warnings(record=True):
     from confluent_kafka import Producer  # noqa: E402
@@ -120,15 +121,7 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
 
 
 def metric_sum(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
-        if not m:
-            continue
-        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(1) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            total += float(m.group(2))
-    return total
+    return Samples.parse(text).total(name, **labels)
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from tidegate.status import Samples
 
 ROOT = Path(__file__).resolve().parents[1]
 TIDEGATE = [sys.executable, "-m", "tidegate"]
@@ -123,18 +124,9 @@ path = "warehouse.duckdb"
         assert self.pipeline.poll() is None, self.log("pipeline")
 
     def metric(self, name: str, **labels: str) -> float:
+        """Sum of a pipeline metric over the series matching ``labels`` (0 while it is down)."""
         status, text = http_get(f"http://127.0.0.1:{self.metrics_port}/metrics")
-        if status != 200:
-            return 0.0
-        total = 0.0
-        for line in text.splitlines():
-            m = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
-            if not m:
-                continue
-            got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(1) or ""))
-            if all(got.get(k) == v for k, v in labels.items()):
-                total += float(m.group(2))
-        return total
+        return Samples.parse(text).total(name, **labels) if status == 200 else 0.0
 
     def wait_processed(self, events: int, timeout: float = 60) -> None:
         """Wait until the pipeline is done with ``events`` events (delivered, refused or duplicate)."""

@@ -7,7 +7,6 @@ import gzip
 import http.server
 import importlib
 import json
-import re
 import subprocess
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tidegate.status import Samples
 from support import ROOT, Stack, http_get, wait_until
 
 E2E = Path(__file__).resolve().parent
@@ -38,17 +38,7 @@ def install(part: str) -> None:
 def metric_at(url: str, name: str, **labels: str) -> float:
     """Sum of a Prometheus counter/gauge at ``url`` over the series matching ``labels``."""
     status, text = http_get(url)
-    if status != 200:
-        return 0.0
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(rf"^{re.escape(name)}(?:\{{(.*)\}})? (\S+)$", line)
-        if not m:
-            continue
-        got = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(1) or ""))
-        if all(got.get(k) == v for k, v in labels.items()):
-            total += float(m.group(2))
-    return total
+    return Samples.parse(text).total(name, **labels) if status == 200 else 0.0
 
 
 def collector_metric(stack: Stack, name: str, **labels: str) -> float:
