@@ -96,8 +96,68 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if base:
         tr.write_line("ratio = events/s of the row / events/s of test_baseline_python[all] "
                       "(json + fastjsonschema + re + sha256, per event)")
+    peers = _peer_table(rates, {name: _median_per_event(n, b) for name, (n, b) in _RESULTS.items()})
+    if peers:
+        tr.section("issue 8 comparisons (same corpus, same run)")
+        tr.write_line(f"{'comparison':<58} {'Tidegate ev/s':>14} {'peer ev/s':>12} {'ratio':>9} {'target':>8}")
+        for row in peers:
+            tr.write_line(f"{row['comparison']:<58} {row['tidegate']:>14,.0f} {row['peer']:>12,.0f} "
+                          f"{row['ratio']:>8.1f}x {row['target']:>8}")
+        tr.write_line("'stage only' = events / (median of the call with that stage - median of the call with no "
+                      "policy): the stage's own time inside the batch call")
+    commit = _git_commit()
     out = Path(__file__).resolve().parent / "results" / "micro.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"events_per_round": N, "size_mix": SIZE_MIX, "events_per_s": rates,
-                               "baseline": "test_baseline_python[all]"}, indent=2) + "\n")
-    tr.write_line(f"written to {out}")
+                               "baseline": "test_baseline_python[all]", "comparisons": peers,
+                               "git_commit": commit, "note": os.environ.get("TIDEGATE_BENCH_NOTE", ""),
+                               "cpus": os.cpu_count()}, indent=2) + "\n")
+    tr.write_line(f"written to {out} (commit {commit})")
+
+
+def _median_per_event(events: int, bench: Any) -> float | None:
+    stats = getattr(bench, "stats", None)
+    if stats is None or not getattr(stats, "stats", None):
+        return None
+    return stats.stats.median / events
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               cwd=Path(__file__).resolve().parent).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _peer_table(rates: dict[str, float | None], per_event: dict[str, float | None]) -> list[dict[str, Any]]:
+    """Issue 8's comparisons: Tidegate's batch call (whole, and the stage's own share) vs each peer."""
+    rows: list[dict[str, Any]] = []
+
+    def add(comparison: str, tg: float | None, peer: float | None, target: str) -> None:
+        if tg and peer:
+            rows.append({"comparison": comparison, "tidegate": tg, "peer": peer, "ratio": tg / peer, "target": target})
+
+    def stage_only(name: str) -> float | None:
+        a, b = per_event.get(name), per_event.get("test_govern_core")
+        return 1 / (a - b) if a and b and a > b else None
+
+    jrs, jrs_json = rates.get("test_peer_jsonschema_rs[parsed]"), rates.get("test_peer_jsonschema_rs[json]")
+    plan = rates.get("test_govern_core_plan_only")
+    add("validation: batch call, plan only vs jsonschema-rs per event", plan, jrs, "> 1x")
+    add("validation: batch call, plan only vs json.loads + jsonschema-rs", plan, jrs_json, "> 1x")
+    add("validation: stage only vs jsonschema-rs per event", stage_only("test_govern_core_plan_only"), jrs, "> 1x")
+    pres, pii = rates.get("test_peer_presidio_patterns"), rates.get("test_govern_core_pii_only")
+    add("PII: batch call, PII only vs Presidio patterns", pii, pres, ">= 100x")
+    add("PII: stage only vs Presidio patterns", stage_only("test_govern_core_pii_only"), pres, ">= 100x")
+    add("PII: batch call, PII only vs Python re baseline [pii]", pii, rates.get("test_baseline_python[pii]"), "")
+    base = rates.get("test_baseline_python[all]")
+    add("whole call (plan + PII) vs pure-Python baseline [all]", rates.get("test_govern_core_policy"), base, ">= 25x")
+    add("whole call (plan + PII) vs baseline + layout [rows]", rates.get("test_govern_core_policy"),
+        rates.get("test_baseline_python_rows"), "")
+    return rows

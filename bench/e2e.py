@@ -71,6 +71,18 @@ EVENT_TABLES = ("tracks", "identifies", "pages", "screens", "groups", "aliases")
 WRITE_KEY = "bench-write-key"
 
 
+def git_commit() -> str:
+    """``git rev-parse --short HEAD`` (+``dirty`` when tracked files differ): results move with the tree."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=ROOT).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=ROOT).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -214,7 +226,7 @@ class TidegateRun:
     """``tidegate run`` (and optionally ``serve``) with its own config, topic, group, DuckDB."""
 
     def __init__(self, work: Path, bootstrap: str, topic: str, partitions: int, replicas: int = 1,
-                 commit_interval: float = 1.0, dedupe_window: float | None = None):
+                 commit_interval: float = 1.0, dedupe_window: float | None = None, guarantee: str = "at-least-once"):
         self.work = work
         self.topic = topic
         self.group = f"bench-{uuid.uuid4().hex[:8]}"
@@ -239,6 +251,7 @@ port = {self.collector_port}
 
 [pipeline]
 commit_interval_s = {commit_interval}
+processing_guarantee = "{guarantee}"
 state_dir = "state"
 metrics_port = {port}
 {"" if dedupe_window is None else f"dedupe_window_s = {dedupe_window}"}
@@ -296,6 +309,12 @@ path = "warehouse.duckdb"
             finally:
                 con.close()
         return rows
+
+
+def _guarantees(args: argparse.Namespace) -> list[str]:
+    """``--guarantee``: the first is used for every run; with ``both`` the envelope drain is repeated
+    with exactly-once on the same topic (fresh consumer group and warehouse) to price it."""
+    return ["at-least-once", "exactly-once"] if args.guarantee == "both" else [args.guarantee]
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
@@ -378,10 +397,12 @@ def now_iso() -> str:
     return corpus.iso(datetime.now(timezone.utc))
 
 
-def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, events: int, label: str) -> dict[str, Any]:
+def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, events: int, label: str,
+                         guarantee: str | None = None) -> dict[str, Any]:
+    guarantee = guarantee or _guarantees(args)[0]
     run = TidegateRun(work / label, args.bootstrap, topic, args.partitions, args.processes, args.commit_interval,
-                      args.dedupe_window)
-    log(f"{label}: starting {args.processes} pipeline process(es) on {topic} ({events:,} events waiting)")
+                      args.dedupe_window, guarantee)
+    log(f"{label}: starting {args.processes} pipeline process(es) on {topic} ({events:,} events waiting, {guarantee})")
     started = time.monotonic()
     run.start_pipeline()
     startup = time.monotonic() - started
@@ -391,6 +412,7 @@ def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, event
         run.stop()
     out = d.summary()
     out["startup_s"] = startup
+    out["processing_guarantee"] = guarantee
     out["rows_in_event_tables"] = sum(r[0] for t in EVENT_TABLES if _has_table(run, t)
                                       for r in run.query(f"SELECT count(*) FROM main.{t}"))
     log(f"{label}: {out.get('sustained_events_per_s', 0):,.0f} events/s sustained, "
@@ -437,7 +459,7 @@ def phase_latency(args: argparse.Namespace, work: Path, evs: list[dict[str, Any]
     topic = f"bench.latency.{uuid.uuid4().hex[:8]}"
     create_topic(args.bootstrap, topic, args.partitions)
     run = TidegateRun(work / "latency", args.bootstrap, topic, args.partitions, args.processes, args.commit_interval,
-                      args.dedupe_window)
+                      args.dedupe_window, _guarantees(args)[0])
     run.start_pipeline()
     fractions = [float(f) for f in args.load_steps.split(",") if f.strip()]
     envs = corpus.envelopes(evs, partitions=args.partitions)
@@ -577,6 +599,8 @@ def ratio(a: Any, b: Any) -> float | None:
 def write_report(results: dict[str, Any], out: Path) -> str:
     k = results.get("kafka", {})
     lines = [f"# Tidegate benchmark — {results['started']}", "",
+             f"Commit `{results.get('git_commit', '?')}`, processing guarantee `{results['params'].get('guarantee', 'at-least-once')}`"
+             + (f"; note: {results['note']}" if results.get("note") else "") + ".", "",
              f"{results['params']['events']:,} events, size mix `{results['params']['size_mix']}` "
              f"(≈{results['corpus']['bytes_per_event']:.0f} B/event as sent), PII {results['params']['pii_rate']:.0%}, "
              f"violations {results['params']['violation_rate']:.0%}, {results['params']['partitions']} partitions, "
@@ -589,6 +613,7 @@ def write_report(results: dict[str, Any], out: Path) -> str:
                   "|---|---|---:|---:|---:|---:|---:|"]
         base = k.get("baseline_singles", {}).get("sustained_events_per_s")
         for key, label, msgs in (("tidegate_envelopes", "**Tidegate**", "envelopes"),
+                                 ("tidegate_envelopes_exactly_once", "Tidegate, exactly-once", "envelopes"),
                                  ("tidegate_singles", "Tidegate", "single events"),
                                  ("baseline_singles", "plain Quix + Python governance", "single events"),
                                  ("baseline_envelopes", "plain Quix + Python governance", "envelopes")):
@@ -605,6 +630,14 @@ def write_report(results: dict[str, Any], out: Path) -> str:
         lines += ["", f"Ratios: Tidegate on its envelopes vs the plain app on single events (the headline, issue 6 target ≥ 10×): "
                       f"**{_f(ratio(tg.get('sustained_events_per_s'), base), '.1f')}×**; same single-event messages for both: "
                       f"**{_f(like, '.1f')}×**; same envelopes for both: **{_f(env_ratio, '.1f')}×**.", ""]
+        eos = k.get("tidegate_envelopes_exactly_once")
+        if eos:
+            alo_rate, eos_rate = tg.get("sustained_events_per_s"), eos.get("sustained_events_per_s")
+            alo_cpu, eos_cpu = tg.get("cpu_s_per_million_events"), eos.get("cpu_s_per_million_events")
+            lines += [f"Processing guarantee (issue 4), same envelopes, same run: at-least-once {_f(alo_rate)} events/s vs "
+                      f"exactly-once {_f(eos_rate)} events/s: exactly-once delivers **{_f(ratio(eos_rate, alo_rate), '.2f')}×** "
+                      f"the at-least-once rate (cost {_f((1 - eos_rate / alo_rate) * 100 if alo_rate and eos_rate else None, '.0f')}% "
+                      f"of throughput) and uses {_f(ratio(eos_cpu, alo_cpu), '.2f')}× the CPU s per M events.", ""]
         lat = k.get("latency", {}).get("steps", [])
         if lat:
             lines += ["## Latency receivedAt → committed vs offered load (live production)", "",
@@ -709,6 +742,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--commit-interval", type=float, default=1.0, help="pipeline commit interval in seconds (default 1.0)")
     ap.add_argument("--dedupe-window", type=float, default=None,
                     help="pipeline.dedupe_window_s for Tidegate (default: the product default; 0 turns dedupe off)")
+    ap.add_argument("--guarantee", choices=("at-least-once", "exactly-once", "both"), default="at-least-once",
+                    help="pipeline.processing_guarantee of every Tidegate run (default at-least-once, the product "
+                         "default); 'both' also drains the envelopes with exactly-once to price it (issue 4)")
+    ap.add_argument("--note", default=os.environ.get("TIDEGATE_BENCH_NOTE", ""),
+                    help="free text recorded with the results (e.g. what else ran on the machine)")
     ap.add_argument("--pipeline-command", default=None,
                     help="command that runs tidegate (default: the current python -m tidegate); for experiments")
     ap.add_argument("--timeout", type=float, default=600.0, help="give up a drain after this many seconds")
@@ -723,6 +761,8 @@ def main(argv: list[str] | None = None) -> int:
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "git_commit": git_commit(),
+        "note": args.note,
     }
     log(f"generating {args.events:,} events (size mix {args.size_mix}) ...")
     evs = corpus.events(args.events, seed=7, size_mix=args.size_mix, pii_rate=args.pii_rate,
@@ -743,6 +783,9 @@ def main(argv: list[str] | None = None) -> int:
             secs = produce_all(args.bootstrap, env_topic, [(p, m) for p, _, m in envs], now_iso())
             log(f"produced {len(envs):,} envelopes ({len(evs):,} events) in {secs:.1f}s")
             k["tidegate_envelopes"] = phase_tidegate_drain(args, work, env_topic, len(evs), "tidegate_envelopes")
+            if args.guarantee == "both":
+                k["tidegate_envelopes_exactly_once"] = phase_tidegate_drain(
+                    args, work, env_topic, len(evs), "tidegate_envelopes_exactly_once", "exactly-once")
             nb = min(args.baseline_events, len(evs))
             if not (args.no_baseline and args.no_singles):
                 single_topic = f"bench.single.{uuid.uuid4().hex[:8]}"

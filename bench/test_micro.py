@@ -11,6 +11,7 @@ Nothing is asserted about speed: the numbers are for reading, not for passing.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,81 @@ def test_govern_core_policy(benchmark: Any, record: Any, data: Corpus) -> None:
     result = benchmark(_core.process_batch, decoded, [("tidegate_config_version", "bench")], policy)
     assert result.events_in == len(data.events)
     record(len(data.events))
+
+
+# -- issue 8 peer comparisons: one stage at a time, same corpus, same run ----------------------
+def _pii_tuple() -> tuple[Any, ...]:
+    from tidegate.config import PiiConfig
+
+    pii = PiiConfig()
+    return (list(_core.DEFAULT_SENSITIVE_KEYS), sorted(pii.actions.items()), pii.default_action, b"")
+
+
+def test_govern_core_plan_only(benchmark: Any, record: Any, data: Corpus) -> None:
+    """``_core.process_batch`` with the tracking plan only (PII off): Tidegate's validation stage,
+    inside the whole batch call (decode + envelope checks + validate + hash + layout)."""
+    decoded = decode_messages(_messages(data)).messages
+    policy = _core.Governance([("bench", json.dumps(data.plan).encode())], [("web", "bench", [])], None)
+    result = benchmark(_core.process_batch, decoded, [("tidegate_config_version", "bench")], policy)
+    assert result.events_in == len(data.events)
+    record(len(data.events))
+
+
+def test_govern_core_pii_only(benchmark: Any, record: Any, data: Corpus) -> None:
+    """``_core.process_batch`` with PII detection only (no plan, product default actions):
+    Tidegate's PII stage inside the whole batch call."""
+    decoded = decode_messages(_messages(data)).messages
+    policy = _core.Governance([], [], _pii_tuple())
+    result = benchmark(_core.process_batch, decoded, [("tidegate_config_version", "bench")], policy)
+    assert result.events_in == len(data.events)
+    record(len(data.events))
+
+
+@pytest.mark.parametrize("input_", ["parsed", "json"])
+def test_peer_jsonschema_rs(benchmark: Any, record: Any, data: Corpus, input_: str) -> None:
+    """jsonschema-rs called per event from Python against the same plan schemas (common + event /
+    identify schema, all errors collected). ``parsed``: on dicts parsed beforehand (favours the
+    peer); ``json``: ``json.loads`` of each single-event message first, as a consumer must."""
+    pytest.importorskip("jsonschema_rs")
+    import peers
+
+    v = peers.JsonschemaRsPlan(data.plan)
+    parsed = [json.loads(s) for s in data.singles]
+    assert sum(1 for e in parsed if v.validate(e)) > 0  # the planted violations are found
+    if input_ == "parsed":
+        def run() -> int:
+            return sum(1 for e in parsed if v.validate(e) is not None)
+    else:
+        def run() -> int:
+            return sum(1 for s in data.singles if v.validate(json.loads(s)) is not None)
+    assert benchmark(run) == len(data.events)
+    record(len(data.events))
+
+
+PRESIDIO_EVENTS = int(os.environ.get("TIDEGATE_BENCH_PRESIDIO_EVENTS", "1000"))
+
+
+def test_peer_presidio_patterns(benchmark: Any, record: Any, data: Corpus) -> None:
+    """Presidio's predefined recognizers without an NLP model (email, phone, credit card, US SSN,
+    IBAN, IP) over every string of every (pre-parsed) event. It is slow, so it runs on the first
+    ``TIDEGATE_BENCH_PRESIDIO_EVENTS`` (default 1000) corpus events, 3 rounds; events/s is per
+    event processed, so it stays comparable with the rows that process the whole corpus."""
+    pytest.importorskip("presidio_analyzer")
+    import peers
+
+    scanner = peers.PresidioPatterns()
+    parsed = [json.loads(s) for s in data.singles[:PRESIDIO_EVENTS]]
+    assert sum(1 for e in parsed if scanner.scan(e)) > 0  # it does find the planted PII
+
+    def run() -> int:
+        n = 0
+        for e in parsed:
+            scanner.scan(e)
+            n += 1
+        return n
+
+    assert benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0) == len(parsed)
+    record(len(parsed))
 
 
 def test_govern_stage(benchmark: Any, record: Any, data: Corpus) -> None:

@@ -152,34 +152,103 @@ class ConsentConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tru
     categories: Annotated[list[str], _doc("Segment consent categories (context.consent.categoryPreferences keys) the user must have granted, all of them; events without a consent object are not filtered.")] = []
 
 
-class DuckDBDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="duckdb", tag_field="type"):
-    """The embedded DuckDB warehouse (the default destination)."""
+class DestinationPii(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A destination's own PII actions, replacing the workspace's [pii] actions for it (detection
+    and the hash key stay the workspace's)."""
+
+    actions: Annotated[dict[str, PiiActionName], _doc("Action per class for this destination (email, phone, credit_card, ssn, iban, ipv4, ipv6, key_name).")] = {}
+    default_action: Annotated[PiiActionName, _doc("Action for classes not listed in `actions`.")] = "allow"
+
+
+class Rename(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="rename", tag_field="type"):
+    """Rename a column."""
+
+    from_: Annotated[str, _doc("Column to rename (warehouse name, e.g. `revenue`, `context_ip`)."), Meta(min_length=1)] = msgspec.field(name="from")
+    to: Annotated[str, _doc("New column name."), Meta(min_length=1)]
+
+
+class SetDefault(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="set_default", tag_field="type"):
+    """Fill a column where it is missing or null."""
+
+    column: Annotated[str, _doc("Column to fill."), Meta(min_length=1)]
+    value: Annotated[str | int | float | bool, _doc("Value to fill with.")]
+    tables: Annotated[list[str], _doc("Tables to apply it to (default: every event table).")] = []
+
+
+class DropColumn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="drop_field", tag_field="type"):
+    """Remove a column."""
+
+    column: Annotated[str, _doc("Column to remove."), Meta(min_length=1)]
+
+
+class CopyColumn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="copy", tag_field="type"):
+    """Copy one column to another, or derive one by joining several."""
+
+    from_: Annotated[list[str], _doc("Source column(s); several are joined with `separator`."), Meta(min_length=1)] = msgspec.field(name="from")
+    to: Annotated[str, _doc("Target column."), Meta(min_length=1)]
+    separator: Annotated[str, _doc("Separator between joined source columns.")] = " "
+
+
+class Normalize(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="normalize", tag_field="type"):
+    """Normalise a text column's case and whitespace."""
+
+    column: Annotated[str, _doc("Text column to normalise."), Meta(min_length=1)]
+    case: Annotated[Literal["lower", "upper", "keep"], _doc("Case to convert to.")] = "keep"
+    whitespace: Annotated[bool, _doc("Trim and collapse runs of whitespace to one space.")] = True
+
+
+class HashColumn(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="hash", tag_field="type"):
+    """Replace a column's values by their keyed HMAC-SHA256 (the [pii] hash key)."""
+
+    column: Annotated[str, _doc("Column to hash."), Meta(min_length=1)]
+
+
+class Filter(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="filter", tag_field="type"):
+    """Keep or drop whole events by type, name or a column's value."""
+
+    action: Annotated[Literal["keep", "drop"], _doc("`keep`: only matching events go to this destination; `drop`: matching events do not.")] = "drop"
+    event_types: Annotated[list[str], _doc("Match these types (track, identify, page, screen, group, alias).")] = []
+    event_names: Annotated[list[str], _doc("Match these track event names.")] = []
+    column: Annotated[str, _doc("Match rows whose `column` has one of `values`.")] = ""
+    values: Annotated[list[str | int | float | bool], _doc("Values of `column` that match.")] = []
+
+
+Transform = Union[Rename, SetDefault, DropColumn, CopyColumn, Normalize, HashColumn, Filter]
+
+
+class DestinationPolicy(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """What every destination can say about the events it receives."""
 
     consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
+    pii: Annotated[DestinationPii | None, _doc("This destination's PII actions, replacing the workspace's [pii] actions; unset: inherit.")] = None
+    transforms: Annotated[list[Transform], _doc("Declarative transforms, applied in order: rename, set_default, drop_field, copy, normalize, hash, filter.")] = []
+    transform_function: Annotated[str | None, _doc("`module:function` called as function(table_name, polars.DataFrame) -> DataFrame after the declarative transforms.")] = None
+
+
+class DuckDBDestination(DestinationPolicy, tag="duckdb", tag_field="type"):
+    """The embedded DuckDB warehouse (the default destination)."""
+
     path: Annotated[str, _doc("DuckDB database file; created with its directory if missing.")] = "data/tidegate.duckdb"
     schema: Annotated[str, _doc("Schema the tables are written to."), Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "main"
 
 
-class PostgresDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="postgres", tag_field="type"):
+class PostgresDestination(DestinationPolicy, tag="postgres", tag_field="type"):
     """A PostgreSQL warehouse: the DuckDB layout and semantics, loaded with COPY."""
 
-    consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
     dsn: Annotated[str, _doc("libpq connection string or URI, e.g. postgresql://user@host:5432/db (the password may come from PGPASSWORD)."), Meta(min_length=1)] = "postgresql://tidegate:tidegate@127.0.0.1:55432/tidegate"
     schema: Annotated[str, _doc("Schema the tables are written to; created if missing."), Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "public"
     connect_timeout_s: Annotated[int, _doc("Seconds to wait for a connection before the batch is retried later."), Meta(ge=1)] = 10
 
 
-class DeltaDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="delta", tag_field="type"):
+class DeltaDestination(DestinationPolicy, tag="delta", tag_field="type"):
     """Delta Lake tables (one per warehouse table) partitioned by event date, for the data lake."""
 
-    consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
     path: Annotated[str, _doc("Local directory holding one Delta table per warehouse table; created if missing.")] = "data/delta"
 
 
-class KafkaDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="kafka", tag_field="type"):
+class KafkaDestination(DestinationPolicy, tag="kafka", tag_field="type"):
     """A Kafka topic of governed events for downstream consumers: one JSON message per event, keyed by id."""
 
-    consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
     topic: Annotated[str, _doc("Topic the governed events are written to; created if missing."), Meta(min_length=1)] = "tidegate.governed"
     bootstrap_servers: Annotated[str, _doc("Kafka bootstrap servers of the destination cluster, comma separated.")] = "127.0.0.1:9092"
     partitions: Annotated[int, _doc("Partitions of the topic when Tidegate creates it."), Meta(ge=1)] = 4
@@ -188,10 +257,9 @@ class KafkaDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     settings: Annotated[dict[str, str], _doc("Extra librdkafka producer settings (security.protocol, sasl.*, compression.type, ...).")] = {}
 
 
-class WebhookDestination(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag="webhook", tag_field="type"):
+class WebhookDestination(DestinationPolicy, tag="webhook", tag_field="type"):
     """An HTTP endpoint that receives governed events as batched JSON POSTs."""
 
-    consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
     url: Annotated[str, _doc("URL the batches are POSTed to."), Meta(pattern=r"^https?://")]
     headers: Annotated[dict[str, str], _doc("Extra HTTP headers sent with every request.")] = {}
     username: Annotated[str, _doc("HTTP Basic auth user name (empty: no Basic auth).")] = ""
@@ -487,8 +555,10 @@ def config_reference() -> str:
         defaults: dict[str, Any] = dict.fromkeys(struct.__struct_fields__, msgspec.NODEFAULT)
         for f, d in zip(struct.__struct_fields__[-len(struct.__struct_defaults__):] if struct.__struct_defaults__ else [], struct.__struct_defaults__):
             defaults[f] = d
+        # The policy every destination shares is documented once, not under each type.
+        shared = set(DestinationPolicy.__struct_fields__) if issubclass(struct, DestinationPolicy) and struct is not DestinationPolicy else set()
         for field in struct.__struct_fields__:
-            if field in ("path", "version") and struct is Config:
+            if field in ("path", "version") and struct is Config or field in shared:
                 continue
             base, desc, _ = _describe(hints[field])
             default = defaults.get(field)
@@ -504,14 +574,21 @@ def config_reference() -> str:
             rows.append(f"| `{field}` | {_type_name(base)} | {shown} | {desc} |")
             if isinstance(base, type) and issubclass(base, Struct):
                 nested.append((f"{prefix}{field}", base))
-            elif get_origin(base) is dict:
-                val = get_args(base)[1]
+            elif get_origin(base) in (dict, list):
+                val = get_args(base)[-1]
                 members = get_args(val) if get_origin(val) is Union else (val,)
+                slot = ".<name>" if get_origin(base) is dict else "[]"
+                if any(isinstance(m, type) and issubclass(m, DestinationPolicy) for m in members):
+                    nested.append((f"{prefix}{field}{slot}", DestinationPolicy))
                 for m in members:
                     if isinstance(m, type) and issubclass(m, Struct):
                         tag = m.__struct_config__.tag
-                        label = f"{prefix}{field}.<name>" + (f' (type = "{tag}")' if isinstance(tag, str) else "")
+                        label = f"{prefix}{field}{slot}" + (f' (type = "{tag}")' if isinstance(tag, str) else "")
                         nested.append((label, m))
+            elif get_origin(base) in (Union, types.UnionType):
+                for m in get_args(base):
+                    if isinstance(m, type) and issubclass(m, Struct):
+                        nested.append((f"{prefix}{field}", m))
         out.append(f"### `[{prefix.rstrip('.') or 'top level'}]`\n")
         out.append("| key | type | default | meaning |\n|---|---|---|---|")
         out.extend(rows)
@@ -520,10 +597,11 @@ def config_reference() -> str:
             walk_named(sub, name)
 
     def walk_named(struct: type[Struct], name: str) -> None:
-        doc = (struct.__doc__ or "").strip().splitlines()
+        # The docstring's first paragraph, as one line.
+        doc = " ".join(line.strip() for line in (struct.__doc__ or "").strip().split("\n\n")[0].splitlines())
         start = len(out)
         walk(struct, name + ".")
-        out[start] = f"### `[{name}]`\n" + (f"\n{doc[0]}\n" if doc and struct.__doc__ else "")
+        out[start] = f"### `[{name}]`\n" + (f"\n{doc}\n" if doc else "")
 
     walk(Config, "")
     return "\n".join(out)

@@ -49,6 +49,10 @@ class _Policy:
                          ["source", "type", "action"], registry=REGISTRY)
     pii_actions = Counter("tidegate_pii_actions", "PII actions taken by class and action.", ["class", "action"],
                           registry=REGISTRY)
+    pii_destination_actions = Counter(
+        "tidegate_pii_destination_actions",
+        "PII actions of destinations with their own `pii` actions, by destination, class and action.",
+        ["destination", "class", "action"], registry=REGISTRY)
     consent_drops = Counter("tidegate_consent_drops", "Events not delivered to a destination for lack of consent.",
                             ["destination"], registry=REGISTRY)
     suppressed = Counter("tidegate_suppressed_events", "Events of suppressed users (regulations), delivered nowhere.",

@@ -273,7 +273,9 @@ class SuppressionFilter:
                 self.store.finish_pending(user_id, name)
                 log.warning("deleted user %r from destination %r: %s", user_id, name, deleted)
 
-    def apply(self, batch: GovernedBatch) -> GovernedBatch:
+    def apply(self, batch: GovernedBatch, count: bool = True) -> GovernedBatch:
+        """``batch`` without the suppressed users' events; ``count=False`` for another pass over
+        the same events (a destination's own PII pass), already counted."""
         if self.ids.len() == 0 or not batch.tables:
             return batch
         ids = self.ids.implode()
@@ -291,6 +293,6 @@ class SuppressionFilter:
         if users is not None and "id" in users.columns:
             listed = users.filter(pl.col("id").cast(pl.String).is_in(ids))["id"].cast(pl.String)
             gone_users = pl.concat([identified, listed]).unique()
-        if event_ids.len():
+        if event_ids.len() and count:
             metrics.policy.suppressed.inc(event_ids.len())
         return filter_batch(batch, event_ids, gone_users)

@@ -153,20 +153,19 @@ fn accept(
     if gov.sources.is_empty() && gov.pii.is_none() {
         out.layout.add_event(&map, kind, extra);
     } else {
-        // Keep the event as received for the discard record; policy rewrites `map`.
-        let original = Value::Object(map.clone());
+        // A `Drop` leaves `map` as received (stamped), which is what the discard record keeps.
         match gov.apply(msg.source, &mut map, scratch) {
             Verdict::Drop { reason, detail } => {
-                reject(out, reason, detail, &original);
+                reject(out, reason, detail, &Value::Object(map));
                 return;
             }
-            Verdict::Pass { lineage } => {
-                let mut columns: Vec<(&str, Value)> = extra.to_vec();
-                if !lineage.pii_actions.is_empty() {
-                    columns.push(("tidegate_pii_actions", Value::String(lineage.pii_actions.join(","))));
-                }
+            Verdict::Pass { lineage } if !lineage.pii_actions.is_empty() => {
+                let mut columns: Vec<(&str, Value)> = Vec::with_capacity(extra.len() + 1);
+                columns.extend(extra.iter().cloned());
+                columns.push(("tidegate_pii_actions", Value::String(lineage.pii_actions.join(","))));
                 out.layout.add_event(&map, kind, &columns);
             }
+            Verdict::Pass { .. } => out.layout.add_event(&map, kind, extra),
         }
     }
     out.keys.push(key);

@@ -74,10 +74,88 @@ fn violation_json(v: &Violation) -> Value {
     })
 }
 
+const PLAN_CONTEXT_KEYS: [&str; 3] = ["trackingPlanId", "trackingPlanVersion", "violationErrors"];
+
+/// How to put `context` back as it was before [`stamp_plan_context`].
+enum ContextUndo {
+    Nothing,
+    /// The event had no `context`.
+    Absent,
+    /// `context` was not an object.
+    Replaced(Value),
+    /// The previous values of [`PLAN_CONTEXT_KEYS`] in the context object.
+    Keys([Option<Value>; 3]),
+}
+
+impl ContextUndo {
+    fn revert(self, event: &mut Map<String, Value>) {
+        match self {
+            ContextUndo::Nothing => {}
+            ContextUndo::Absent => {
+                event.shift_remove("context");
+            }
+            ContextUndo::Replaced(old) => {
+                event.insert("context".into(), old);
+            }
+            ContextUndo::Keys(prev) => {
+                if let Some(Value::Object(ctx)) = event.get_mut("context") {
+                    for (key, old) in PLAN_CONTEXT_KEYS.into_iter().zip(prev) {
+                        match old {
+                            // Inserting over an existing key keeps its position.
+                            Some(old) => {
+                                ctx.insert(key.into(), old);
+                            }
+                            None => {
+                                ctx.shift_remove(key);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Set `context.trackingPlanId` / `trackingPlanVersion` (/ `violationErrors`), recording what
+/// they replaced when `keep_undo` (a later PII block has to refuse the event as received).
+fn stamp_plan_context(
+    event: &mut Map<String, Value>,
+    id: &str,
+    version: impl Into<Value>,
+    errors: Option<Value>,
+    keep_undo: bool,
+) -> ContextUndo {
+    let absent = !event.contains_key("context");
+    let mut undo = if absent { ContextUndo::Absent } else { ContextUndo::Keys([None, None, None]) };
+    let ctx = event.entry("context").or_insert_with(|| Value::Object(Map::new()));
+    if !ctx.is_object() {
+        undo = ContextUndo::Replaced(std::mem::replace(ctx, Value::Object(Map::new())));
+    }
+    let ctx = ctx.as_object_mut().expect("made an object above");
+    let values = [Some(Value::String(id.to_string())), Some(version.into()), errors];
+    let mut prev: [Option<Value>; 3] = [None, None, None];
+    for ((key, value), prev) in PLAN_CONTEXT_KEYS.into_iter().zip(values).zip(&mut prev) {
+        if let Some(value) = value {
+            *prev = ctx.insert(key.into(), value);
+        }
+    }
+    if !keep_undo {
+        return ContextUndo::Nothing;
+    }
+    match undo {
+        ContextUndo::Keys(_) => ContextUndo::Keys(prev),
+        other => other,
+    }
+}
+
 impl Governance {
-    /// Check and transform one event in place.
+    /// Check and transform one event in place. A `Drop` leaves `event` exactly as it came in
+    /// (the caller keeps it for the refused-event record without cloning it first): the plan
+    /// and the PII block decision are taken on what validation and the scan read, and the only
+    /// change made before the PII decision (the plan's `context` fields) is undone on a block.
     pub fn apply(&self, source: &str, event: &mut Map<String, Value>, scratch: &mut Scratch) -> Verdict {
         let mut lineage = Lineage::default();
+        let mut undo = ContextUndo::Nothing;
         if let Some(policy) = self.sources.get(source) {
             scratch.violations.clear();
             let as_value = std::mem::take(event);
@@ -92,29 +170,22 @@ impl Governance {
                 let detail = Value::Array(dropping.iter().map(|v| violation_json(v)).collect()).to_string();
                 return Verdict::Drop { reason: "tracking_plan", detail };
             }
-            let ctx = event.entry("context").or_insert_with(|| Value::Object(Map::new()));
-            if !ctx.is_object() {
-                *ctx = Value::Object(Map::new());
-            }
-            let ctx = ctx.as_object_mut().expect("made an object above");
-            ctx.insert("trackingPlanId".into(), Value::String(policy.plan.id().to_string()));
-            ctx.insert("trackingPlanVersion".into(), Value::from(policy.plan.version()));
-            if !scratch.violations.is_empty() {
-                ctx.insert(
-                    "violationErrors".into(),
-                    Value::Array(scratch.violations.iter().map(violation_json).collect()),
-                );
-            }
+            let errors = (!scratch.violations.is_empty())
+                .then(|| Value::Array(scratch.violations.iter().map(violation_json).collect()));
+            undo = stamp_plan_context(event, policy.plan.id(), policy.plan.version(), errors, self.pii.is_some());
             lineage.violations = scratch.violations.len();
         }
         if let Some((scanner, policy)) = &self.pii {
             scratch.findings.clear();
             let mut value = Value::Object(std::mem::take(event));
             scanner.scan_event(&value, &mut scratch.findings);
-            let applied = pii::apply(&mut value, &scratch.findings, policy);
-            let Value::Object(back) = value else { unreachable!("scanned an object") };
-            *event = back;
-            if applied.blocked {
+            // `pii::apply` blocks exactly when a finding's class is set to `block_event`; decide
+            // that before anything is rewritten.
+            let blocked = scratch.findings.iter().any(|f| policy.action(f.class) == PiiAction::BlockEvent);
+            if blocked {
+                let Value::Object(back) = value else { unreachable!("scanned an object") };
+                *event = back;
+                undo.revert(event);
                 for f in scratch.findings.iter().filter(|f| policy.action(f.class) == PiiAction::BlockEvent) {
                     *scratch.pii_counts.entry((f.class.as_str(), "block_event")).or_insert(0) += 1;
                 }
@@ -128,6 +199,10 @@ impl Governance {
                 classes.dedup();
                 return Verdict::Drop { reason: "pii_blocked", detail: format!("event carries {}", classes.join(", ")) };
             }
+            let applied = pii::apply(&mut value, &scratch.findings, policy);
+            let Value::Object(back) = value else { unreachable!("scanned an object") };
+            *event = back;
+            debug_assert!(!applied.blocked);
             for (class, action, _) in &applied.actions {
                 *scratch.pii_counts.entry((class.as_str(), action.as_str())).or_insert(0) += 1;
             }

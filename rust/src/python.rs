@@ -362,6 +362,14 @@ impl IdentityGraph {
     }
 }
 
+/// Keyed HMAC-SHA256 of each value (`hmac-sha256:<hex>`, the PII `hash` action's form), for the
+/// `hash` transform; None stays None. Raises ConfigError for a key under 16 bytes.
+#[pyfunction]
+fn hmac_column(py: Python<'_>, values: Vec<Option<String>>, key: &[u8]) -> PyResult<Vec<Option<String>>> {
+    let policy = PiiPolicy::new(PiiAction::Hash, &[], key).map_err(|e| ConfigError::new_err(e.to_string()))?;
+    Ok(py.detach(|| values.iter().map(|v| v.as_deref().map(|t| policy.hash(t))).collect()))
+}
+
 /// Warehouse name of a key or event: `snake_case("Order Completed") == "order_completed"`.
 #[pyfunction]
 fn snake_case(name: &str) -> String {
@@ -398,5 +406,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(event_table, m)?)?;
     m.add_function(wrap_pyfunction!(idempotency_key, m)?)?;
     m.add_function(wrap_pyfunction!(message_index, m)?)?;
+    m.add_function(wrap_pyfunction!(hmac_column, m)?)?;
     Ok(())
 }

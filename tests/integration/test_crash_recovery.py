@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from support import Stack
+from support import TIDEGATE, Stack, free_port
 
 
 def events(lo: int, hi: int) -> list[dict]:
@@ -69,16 +69,17 @@ def test_two_replicas_split_partitions_and_survive_one_dying(tmp_path, kafka: st
     # Replicas share the consumer group; each writes its own DuckDB file (DuckDB allows one
     # writer per file), and the test reads both.
     second_cfg = tmp_path / "replica2.toml"
-    metrics2 = __import__("support").free_port()
+    metrics2 = free_port()
     second_cfg.write_text(stack.config_path.read_text()
                           .replace('path = "warehouse.duckdb"', 'path = "warehouse2.duckdb"')
                           .replace(f"metrics_port = {stack.metrics_port}", f"metrics_port = {metrics2}")
                           .replace('state_dir = "state"', 'state_dir = "state2"'))
+    replica2: subprocess.Popen[bytes] | None = None
     try:
         stack.start_collector()
         stack.start_pipeline()
         with open(tmp_path / "replica2.log", "ab") as log:
-            replica2 = subprocess.Popen([*__import__("support").TIDEGATE, "run", "-c", str(second_cfg)],
+            replica2 = subprocess.Popen([*TIDEGATE, "run", "-c", str(second_cfg)],
                                         stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
         total = 2000
         from support import http_get
@@ -135,4 +136,7 @@ def test_two_replicas_split_partitions_and_survive_one_dying(tmp_path, kafka: st
         # when replica 2 died are in both files, and within a file never twice.
         assert rows - len(ids) < 1000
     finally:
+        if replica2 is not None and replica2.poll() is None:
+            replica2.kill()
+            replica2.wait()
         stack.stop()

@@ -24,11 +24,18 @@ class PolicyPath:
     compiled policy, then ``identity``; ``shares`` adds suppression and consent per destination."""
 
     def __init__(self, cfg: Config, identity: IdentityResolver | None = None):
-        from ..regulations import SuppressionFilter
-
-        self.cfg = cfg
-        self.policy = build_policy(cfg)
         self.identity = identity or IdentityResolver()
+        self._compile(cfg)
+
+    def _compile(self, cfg: Config) -> None:
+        """Everything the config decides, built before anything is swapped in."""
+        from ..regulations import SuppressionFilter
+        from .transform import for_destination
+
+        policy = build_policy(cfg)
+        own_pii = {name: build_policy(cfg, d.pii) for name, d in cfg.destinations.items() if d.pii is not None}
+        transforms = {name: for_destination(cfg, d) for name, d in cfg.destinations.items()}
+        self.cfg, self.policy, self.own_pii, self.transforms = cfg, policy, own_pii, transforms
         self.suppression = SuppressionFilter(cfg)
 
     def govern(self, decoded: DecodedBatch) -> GovernedBatch:
@@ -37,19 +44,26 @@ class PolicyPath:
 
     def shares(self, batch: GovernedBatch, destinations: list[str] | tuple[str, ...] | dict[str, object],
                warehouses: dict[str, object] | None = None) -> dict[str, GovernedBatch]:
-        """Each destination's share: suppressed users removed, then its consent requirements.
-        A changed suppression list is re-read first; pending deletions run on ``warehouses``."""
+        """Each destination's share: its own PII actions (a second core pass over the same
+        messages when it has them), suppressed users removed, its consent requirements, then its
+        transforms. A changed suppression list is re-read first; pending deletions run on
+        ``warehouses``."""
         from .consent import destination_batch
 
         if self.suppression.refresh() and warehouses:
             self.suppression.run_pending(warehouses)
         common = self.suppression.apply(batch)
-        return {name: destination_batch(self.cfg, name, common) for name in destinations}
+        out = {}
+        for name in destinations:
+            base = common
+            if name in self.own_pii and batch.source is not None:
+                own = govern(batch.source, config_version=self.cfg.version, policy=self.own_pii[name], destination=name)
+                base = self.suppression.apply(self.identity.process(own, share=False), count=False)
+            share = destination_batch(self.cfg, name, base)
+            out[name] = self.transforms[name].apply(share, name) if name in self.transforms else share
+        return out
 
     def reload(self, cfg: Config) -> None:
-        """Govern by a newly applied config from the next batch on."""
-        from ..regulations import SuppressionFilter
-
-        policy = build_policy(cfg)  # raises before anything changes if it does not compile
-        self.cfg, self.policy = cfg, policy
-        self.suppression = SuppressionFilter(cfg)
+        """Govern by a newly applied config from the next batch on (raises, changing nothing, if
+        it does not compile)."""
+        self._compile(cfg)

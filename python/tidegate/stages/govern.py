@@ -17,7 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from .. import _core, metrics
-from ..config import Config
+from ..config import Config, DestinationPii
 from ..errors import ConfigError
 from ..plans import load_plan
 from .decode import DecodedBatch
@@ -63,6 +63,8 @@ class GovernedBatch:
     duplicates: int = 0
     keys: bytes = b""
 
+    # The decoded messages it came from, for a destination that needs its own PII pass.
+    source: DecodedBatch | None = None
     # (hour, source_id, event, events, late): which hourly aggregates this batch touches.
     hourly_counts: pl.DataFrame = field(default_factory=lambda: hourly_counts(None))
 
@@ -121,9 +123,10 @@ def hourly_counts(tracks: pl.DataFrame | None) -> pl.DataFrame:
     )
 
 
-def build_policy(cfg: Config) -> _core.Governance:
+def build_policy(cfg: Config, pii_actions: DestinationPii | None = None) -> _core.Governance:
     """Compile the config's tracking plans and PII policy once; raise ConfigError naming the plan
-    file or key at fault. Reads the plan files and the hash key's environment variable."""
+    file or key at fault. Reads the plan files and the hash key's environment variable.
+    ``pii_actions`` replaces the workspace's PII actions (a destination's own ``pii``)."""
     try:
         plans = [(plan_id, load_plan(plan.path, plan_id)) for plan_id, plan in cfg.plans.items()]
     except ConfigError as e:
@@ -132,20 +135,24 @@ def build_policy(cfg: Config) -> _core.Governance:
                for name, s in cfg.sources.items() if s.tracking_plan is not None]
     pii = None
     if cfg.pii.enabled:
+        actions, default = (cfg.pii.actions, cfg.pii.default_action) if pii_actions is None else \
+            (pii_actions.actions, pii_actions.default_action)
         key = os.environ.get(cfg.pii.hash_key_env, "").encode()
-        uses_hash = "hash" in cfg.pii.actions.values() or cfg.pii.default_action == "hash"
-        if uses_hash and len(key) < 16:
+        if ("hash" in actions.values() or default == "hash") and len(key) < 16:
             raise ConfigError(f"PII action `hash` needs a secret of at least 16 bytes in ${cfg.pii.hash_key_env}; "
                               "set it (e.g. `openssl rand -hex 32`) or choose another action", file=cfg.path, key="pii.actions")
         keys = cfg.pii.sensitive_keys if cfg.pii.sensitive_keys is not None else list(_core.DEFAULT_SENSITIVE_KEYS)
-        pii = (keys, sorted(cfg.pii.actions.items()), cfg.pii.default_action, key)
+        pii = (keys, sorted(actions.items()), default, key)
     try:
         return _core.Governance(plans, sources, pii, cfg.identity.lowercase_email_ids)
     except ConfigError as e:
         raise ConfigError(str(e), file=cfg.path) from None
 
 
-def govern(decoded: DecodedBatch, *, config_version: str = "", policy: _core.Governance | None = None) -> GovernedBatch:
+def govern(decoded: DecodedBatch, *, config_version: str = "", policy: _core.Governance | None = None,
+           destination: str | None = None) -> GovernedBatch:
+    """Run the Rust core over a decoded batch. ``destination`` marks an extra pass with that
+    destination's own PII actions: it records only that destination's PII metrics."""
     started = time.perf_counter()
     result = _core.process_batch(decoded.messages, [("tidegate_config_version", config_version or None)], policy)
     batch = GovernedBatch(events_in=result.events_in, accepted=result.accepted, keys=result.keys,
@@ -160,6 +167,11 @@ def govern(decoded: DecodedBatch, *, config_version: str = "", policy: _core.Gov
     batch.hourly_counts = hourly_counts(batch.tables.get("tracks"))
     batch.discards = _frame(result.discards, DISCARDS_SCHEMA, ["received_at"])
     batch.rejected = _frame(result.rejected, REJECTED_SCHEMA, ["received_at"])
+    batch.source = decoded
+    if destination is not None:
+        for cls, action, n in result.pii_counts:
+            metrics.policy.pii_destination_actions.labels(destination, cls, action).inc(n)
+        return batch
     metrics.pipeline.events.labels("govern", "accepted").inc(result.accepted)
     metrics.pipeline.events.labels("dedupe", "duplicate").inc(result.duplicates)
     metrics.pipeline.events.labels("reconcile", "late").inc(result.late)

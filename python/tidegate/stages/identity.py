@@ -84,13 +84,16 @@ class IdentityResolver:
             return self.graph.link(left, right)
 
     # -- per batch -------------------------------------------------------------------------
-    def process(self, batch: GovernedBatch) -> GovernedBatch:
+    def process(self, batch: GovernedBatch, share: bool = True) -> GovernedBatch:
+        """Stamp ``canonical_id``; ``share=False`` for a second pass over the same events (a
+        destination's own PII pass), which learns nothing new to tell other replicas."""
         started = time.perf_counter()
         edges = self._edges(batch)
         changed: list[str] = []
         if edges.height:
             changed = self.link(edges["left"].to_list(), edges["right"].to_list())
-            self._publish(edges)
+            if share:
+                self._publish(edges)
         # Every id the batch mentions, resolved once.
         seen = [df.select((pl.when(pl.col("user_id").is_not_null()).then(pl.lit("u:") + pl.col("user_id"))
                            .otherwise(pl.lit("a:") + pl.col("anonymous_id"))).alias("node"))
