@@ -612,7 +612,7 @@ def write_report(results: dict[str, Any], out: Path) -> str:
                   "| run | messages | events/s | ratio vs baseline (singles) | CPU s / M events | peak RSS MB | broker CPU s / M events |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         base = k.get("baseline_singles", {}).get("sustained_events_per_s")
-        for key, label, msgs in (("tidegate_envelopes", "**Tidegate**", "envelopes"),
+        for key, label, msgs in (("tidegate_envelopes", f"**Tidegate** ({tg.get('processing_guarantee', 'at-least-once')})", "envelopes"),
                                  ("tidegate_envelopes_exactly_once", "Tidegate, exactly-once", "envelopes"),
                                  ("tidegate_singles", "Tidegate", "single events"),
                                  ("baseline_singles", "plain Quix + Python governance", "single events"),
@@ -676,7 +676,9 @@ def plot(results: dict[str, Any], out: Path) -> None:
     fig, axes = plt.subplots(1, 2 if lat else 1, figsize=(13 if lat else 7, 4.8), squeeze=False)
     ax = axes[0][0]
     bars = []
-    for key, label in (("tidegate_envelopes", "Tidegate\n(envelopes)"), ("tidegate_singles", "Tidegate\n(single events)"),
+    for key, label in (("tidegate_envelopes", "Tidegate\n(envelopes)"),
+                       ("tidegate_envelopes_exactly_once", "Tidegate\nexactly-once"),
+                       ("tidegate_singles", "Tidegate\n(single events)"),
                        ("baseline_envelopes", "plain Quix\n(envelopes)"), ("baseline_singles", "plain Quix\n(single events)")):
         r = k.get(key, {}).get("sustained_events_per_s")
         if r:

@@ -219,6 +219,7 @@ Transform = Union[Rename, SetDefault, DropColumn, CopyColumn, Normalize, HashCol
 class DestinationPolicy(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """What every destination can say about the events it receives."""
 
+    sources: Annotated[list[str], _doc("Sources whose events this destination receives (default: every source).")] = []
     consent: Annotated[ConsentConfig | None, _doc("This destination's consent requirements, replacing the workspace's [consent] (same keys); unset: inherit.")] = None
     pii: Annotated[DestinationPii | None, _doc("This destination's PII actions, replacing the workspace's [pii] actions; unset: inherit.")] = None
     transforms: Annotated[list[Transform], _doc("Declarative transforms, applied in order: rename, set_default, drop_field, copy, normalize, hash, filter.")] = []
@@ -421,6 +422,12 @@ def _check(cfg: Config, text: str) -> None:
                 file=file, line=_locate(text, key), key=key,
             )
         seen[src.write_key] = name
+    for dname, dest in cfg.destinations.items():
+        unknown = [s for s in dest.sources if s not in cfg.sources]
+        if unknown:
+            key = f"destinations.{dname}.sources"
+            raise ConfigError(f"unknown source {', '.join(map(repr, unknown))}; configured sources: {', '.join(cfg.sources)}",
+                              file=file, line=_locate(text, key), key=key)
         if src.tracking_plan is not None and src.tracking_plan not in cfg.plans:
             key = f"sources.{name}.tracking_plan"
             raise ConfigError(

@@ -38,6 +38,9 @@ class _Pipeline:
                              buckets=_BATCH_BUCKETS, registry=REGISTRY)
     identity_merges = Counter("tidegate_pipeline_identity_merges",
                               "Ids whose canonical id changed because identities merged.", registry=REGISTRY)
+    consumer_lag = Gauge("tidegate_pipeline_consumer_lag",
+                         "Messages of the raw topic not yet committed by the consumer group, per partition.",
+                         ["partition"], registry=REGISTRY)
     dedupe_recoveries = Counter("tidegate_pipeline_dedupe_recoveries",
                                 "Times a partition's dedupe index was rebuilt from its state store.", registry=REGISTRY)
     stage_seconds = Histogram("tidegate_pipeline_stage_seconds", "Time per batch in each stage.", ["stage"],
@@ -75,6 +78,10 @@ class _Sink:
                             ["destination"], registry=REGISTRY)
     dlq_replayed = Counter("tidegate_sink_dlq_replayed_events", "Events re-delivered from a dead-letter topic.",
                            ["destination"], registry=REGISTRY)
+    freshness_seconds = Histogram("tidegate_freshness_seconds",
+                                  "Age of the data when stored: from the event's timestamp to committed at the destination.",
+                                  ["destination"], buckets=_LATENCY_BUCKETS + (6 * 3600.0, 86400.0, 7 * 86400.0),
+                                  registry=REGISTRY)
     latency_seconds = Histogram("tidegate_end_to_end_latency_seconds",
                                 "From receivedAt to committed at the destination.", ["destination"],
                                 buckets=_LATENCY_BUCKETS, registry=REGISTRY)

@@ -144,18 +144,35 @@ class Pipeline:
     def ready(self) -> bool:
         return self.app is not None and all(s.ready() for s in self.destinations.values())
 
+    def _watch_lag(self, every_s: float = 15.0) -> None:
+        """Export the group's lag per partition (committed offset vs. the log end)."""
+        from .status import consumer_lag
+
+        while not self._stopping.wait(every_s):
+            try:
+                for partition, lag in consumer_lag(self.cfg).items():
+                    metrics.pipeline.consumer_lag.labels(str(partition)).set(lag)
+            except Exception as e:  # noqa: BLE001 - a missed sample is not worth stopping for
+                log.debug("consumer lag not measured: %s", e)
+
     def run(self) -> None:
         app = self.app or self.build()
         self.serve_metrics()
+        self._stopping = threading.Event()
+        threading.Thread(target=self._watch_lag, name="tidegate-lag", daemon=True).start()
         if self._on_ready is not None:
             threading.Thread(target=self._on_ready, name="tidegate-on-ready", daemon=True).start()
         try:
             app.run()
         finally:
+            self._stopping.set()
+            self.sink.identity.close()
             self.sink.fanout.close()
             for sink in self.destinations.values():
                 sink.close()
 
     def stop(self) -> None:
+        if getattr(self, "_stopping", None) is not None:
+            self._stopping.set()
         if self.app is not None:
             self.app.stop()

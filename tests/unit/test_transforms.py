@@ -130,3 +130,30 @@ type = "kafka"
     assert out["wh"]["order_completed"]["note"][0].startswith("write to hmac-sha256:")
     assert out["hook"]["order_completed"]["note"][0] == "write to [REDACTED:email]"
     assert out["stream"]["order_completed"]["note"][0] == "write to ana@example.com"  # workspace: allow
+
+
+def test_destination_takes_only_its_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = config(tmp_path, """
+[sources.ios]
+write_key = "k2"
+[destinations.web_only]
+type = "kafka"
+sources = ["web"]
+[destinations.all]
+type = "kafka"
+topic = "all"
+""")
+    monkeypatch.setenv("TIDEGATE_PII_HASH_KEY", KEY)
+    cfg = load_config(p, env={})
+    path = PolicyPath(cfg)
+    msgs = [(json.dumps({"v": 1, "source": src, "receivedAt": "x", "events": [ev(i)]}).encode(), 0, None)
+            for i, src in enumerate(["web", "ios"])]
+    shares = path.shares(path.govern(decode_messages(msgs)), list(cfg.destinations))
+    assert shares["web_only"].tables["tracks"]["context_source_id"].to_list() == ["web"]
+    assert sorted(shares["all"].tables["tracks"]["context_source_id"].to_list()) == ["ios", "web"]
+
+
+def test_unknown_destination_source_is_a_config_error(tmp_path: Path) -> None:
+    p = config(tmp_path, '[destinations.d]\ntype = "kafka"\nsources = ["nope"]\n')
+    with pytest.raises(ConfigError, match="unknown source 'nope'"):
+        load_config(p, env={})

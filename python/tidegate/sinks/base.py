@@ -62,3 +62,10 @@ def deliver(sink: Sink, batch: GovernedBatch) -> None:
     ]
     if lat:
         metrics.observe_many(metrics.sink.latency_seconds.labels(sink.name), pl.concat(lat)["lat"])
+    fresh = [
+        df.select((pl.lit(now) - pl.col("timestamp").dt.epoch("us").cast(pl.Float64) / 1e6).alias("age"))
+        for table, df in batch.tables.items()
+        if table in EVENT_TABLES and "timestamp" in df.columns
+    ]
+    if fresh:
+        metrics.observe_many(metrics.sink.freshness_seconds.labels(sink.name), pl.concat(fresh)["age"])

@@ -177,5 +177,9 @@ class Transformer:
 
 
 def for_destination(cfg: Config, dest: DestinationPolicy) -> Transformer:
+    """A destination's routing (its `sources`) and transforms, as one Transformer."""
     key = os.environ.get(cfg.pii.hash_key_env, "").encode()
-    return Transformer(dest.transforms, dest.transform_function, key)
+    steps: list[Transform] = []
+    if dest.sources:
+        steps.append(Filter(action="keep", column="context_source_id", values=list(dest.sources)))
+    return Transformer([*steps, *dest.transforms], dest.transform_function, key)
