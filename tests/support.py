@@ -62,8 +62,10 @@ class Stack:
 
     WRITE_KEYS = {"web": "web-test-key", "server": "server-test-key"}
 
-    def __init__(self, tmp: Path, bootstrap: str, *, partitions: int = 3, extra_toml: str = ""):
+    def __init__(self, tmp: Path, bootstrap: str, *, partitions: int = 3, extra_toml: str = "",
+                 env: dict[str, str] | None = None):
         self.tmp = tmp
+        self.env = env or {}
         run = uuid.uuid4().hex[:10]
         self.topic = f"tidegate.test.{run}"
         self.group = f"tidegate-test-{run}"
@@ -102,7 +104,7 @@ path = "warehouse.duckdb"
         self.url = f"http://127.0.0.1:{self.collector_port}"
 
     def _spawn(self, command: str, name: str) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         # The child keeps its own copy of the log descriptor; ours can close at once.
         with open(self.tmp / f"{name}.log", "ab") as log:
             return subprocess.Popen([*TIDEGATE, command, "-c", str(self.config_path)], stdout=log,

@@ -61,7 +61,7 @@ pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)], gov: &Governan
         columns.extend(extra.iter().cloned());
         columns.push(("late", Value::Bool(false)));
         columns.push(("late_by_ms", Value::Null));
-        match serde_json::from_slice::<Value>(msg.events) {
+        match crate::json::parse(msg.events) {
             Ok(Value::Array(events)) => {
                 for (i, event) in events.into_iter().enumerate() {
                     if msg.duplicates.get(i).is_some_and(|d| *d != 0) {
@@ -210,7 +210,7 @@ pub fn message_index(source: &str, events_json: &[u8], kafka_time_us: i64) -> (V
         let t = e.as_object().map(|m| event_time_us(m, kafka_time_us)).unwrap_or(kafka_time_us);
         (event_key(source, e), t)
     };
-    match serde_json::from_slice::<Value>(events_json) {
+    match crate::json::parse(events_json) {
         Ok(Value::Array(events)) => events.iter().map(index).unzip(),
         Ok(event) => {
             let (k, t) = index(&event);
@@ -228,7 +228,7 @@ pub fn discards_ndjson(discards: &[Discard]) -> Vec<u8> {
             "table_name": d.table_name, "row_id": d.row_id, "column_name": d.column_name,
             "column_value": d.column_value, "reason": d.reason, "received_at": d.received_at_us,
         });
-        serde_json::to_writer(&mut out, &row).expect("vec write");
+        crate::write_json(&mut out, &row);
         out.push(b'\n');
     }
     out
@@ -242,7 +242,7 @@ pub fn rejected_ndjson(rejected: &[Rejected]) -> Vec<u8> {
             "id": r.id, "source_id": r.source, "reason": r.reason, "detail": r.detail,
             "event": r.event, "received_at": r.received_at_us,
         });
-        serde_json::to_writer(&mut out, &row).expect("vec write");
+        crate::write_json(&mut out, &row);
         out.push(b'\n');
     }
     out

@@ -201,7 +201,7 @@ pub fn ingest(
                 if text.len() > limits.max_event_bytes {
                     return Err(IngestError::EventTooLarge { index: Some(i), size: text.len(), limit: limits.max_event_bytes });
                 }
-                let value: Value = serde_json::from_str(text).map_err(|e| IngestError::MalformedJson { detail: e.to_string() })?;
+                let value: Value = crate::json::parse_str(text).map_err(|e| IngestError::MalformedJson { detail: e.to_string() })?;
                 let event = normalise(value, None, Some(i), batch_sent_at.as_deref(), received_at_us, &received_at)?;
                 events.push((partition_of(&event, partitions), event));
             }
@@ -211,7 +211,7 @@ pub fn ingest(
 }
 
 fn parse(body: &[u8]) -> Result<Value, IngestError> {
-    serde_json::from_slice(body).map_err(|e| IngestError::MalformedJson { detail: e.to_string() })
+    crate::json::parse(body).map_err(|e| IngestError::MalformedJson { detail: e.to_string() })
 }
 
 /// A usable identifier: a non-blank string, or a number (some SDKs send numeric user ids).
@@ -302,9 +302,9 @@ fn envelopes(events: Vec<(u32, Value)>, source: &str, received_at: &str) -> Vec<
     let header = {
         let mut h = Vec::with_capacity(64 + source.len());
         h.extend_from_slice(b"{\"v\":1,\"source\":");
-        serde_json::to_writer(&mut h, source).expect("writing to a Vec cannot fail");
+        crate::write_json(&mut h, source);
         h.extend_from_slice(b",\"receivedAt\":");
-        serde_json::to_writer(&mut h, received_at).expect("writing to a Vec cannot fail");
+        crate::write_json(&mut h, received_at);
         h.extend_from_slice(b",\"events\":[");
         h
     };
@@ -318,7 +318,7 @@ fn envelopes(events: Vec<(u32, Value)>, source: &str, received_at: &str) -> Vec<
                 if count > 0 {
                     payload.push(b',');
                 }
-                serde_json::to_writer(&mut payload, event).expect("writing to a Vec cannot fail");
+                crate::write_json(&mut payload, event);
                 count += 1;
             }
             payload.extend_from_slice(b"]}");

@@ -9,6 +9,7 @@ pub mod govern;
 pub mod idempotency;
 pub mod identity;
 pub mod ingest;
+pub mod json;
 pub mod pii;
 pub mod plan;
 mod pointer;
@@ -17,3 +18,10 @@ pub mod warehouse;
 
 #[cfg(feature = "python")]
 mod python;
+
+/// Append the JSON text of `value` to `out`. (serde_json is built without `std`, so without
+/// `to_writer`; see Cargo.toml.)
+pub(crate) fn write_json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    let text = serde_json::to_vec(value).expect("serialising a Value or str cannot fail");
+    out.extend_from_slice(&text);
+}

@@ -488,7 +488,7 @@ impl Table {
                     Values::Int(v) => write!(out, "{}", v[r]).expect("vec write"),
                     Values::Float(v) => {
                         let n = serde_json::Number::from_f64(v[r]).map(Value::Number).unwrap_or(Value::Null);
-                        serde_json::to_writer(&mut out, &n).expect("vec write");
+                        crate::write_json(&mut out, &n);
                     }
                     Values::Str { .. } => write_json_str(&mut out, col.text(r)),
                 }
@@ -500,7 +500,7 @@ impl Table {
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    crate::write_json(out, s);
 }
 
 fn json_kind(v: &Value) -> &'static str {
