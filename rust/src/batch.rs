@@ -55,12 +55,16 @@ pub struct BatchOutput {
 pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)], gov: &Governance) -> BatchOutput {
     let mut out = BatchOutput::default();
     let mut scratch = Scratch::default();
+    // Built once per batch; only the source changes between messages (and lateness per event).
+    let mut columns: Vec<(&str, Value)> = Vec::with_capacity(extra.len() + 3);
+    columns.push(("context_source_id", Value::Null));
+    columns.extend(extra.iter().cloned());
+    columns.push(("late", Value::Bool(false)));
+    columns.push(("late_by_ms", Value::Null));
     for msg in messages {
-        let mut columns: Vec<(&str, Value)> = Vec::with_capacity(extra.len() + 3);
-        columns.push(("context_source_id", Value::String(msg.source.to_string())));
-        columns.extend(extra.iter().cloned());
-        columns.push(("late", Value::Bool(false)));
-        columns.push(("late_by_ms", Value::Null));
+        if columns[0].1.as_str() != Some(msg.source) {
+            columns[0].1 = Value::String(msg.source.to_string());
+        }
         match crate::json::parse(msg.events) {
             Ok(Value::Array(events)) => {
                 for (i, event) in events.into_iter().enumerate() {

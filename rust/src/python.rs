@@ -248,14 +248,14 @@ fn process_batch(
             })
             .collect();
         let extra_refs: Vec<(&str, Value)> = extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        let out = batch::process(&msgs, &extra_refs, gov);
+        let mut out = batch::process(&msgs, &extra_refs, gov);
         let tables = out
             .layout
-            .tables()
-            .iter()
+            .tables_mut()
+            .iter_mut()
             .map(|t| {
                 let cols = t.columns().iter().map(|(c, k)| (c.clone(), k.as_str())).collect();
-                let arrays = (0..t.columns().len()).map(|i| t.arrow_column(i)).collect();
+                let arrays = t.take_arrow_columns();
                 (t.name.clone(), cols, arrays, t.len())
             })
             .collect();

@@ -443,6 +443,24 @@ impl Table {
         }
     }
 
+    /// Every column as Arrow buffers, moving the string bytes out rather than copying them:
+    /// the table's string columns are empty afterwards.
+    pub fn take_arrow_columns(&mut self) -> Vec<ArrowColumn> {
+        (0..self.data.len())
+            .map(|i| {
+                let taken = match &mut self.data[i].values {
+                    Values::Str { bytes, .. } => Some(std::mem::take(bytes)),
+                    _ => None,
+                };
+                let mut column = self.arrow_column(i);
+                if taken.is_some() {
+                    column.bytes = taken;
+                }
+                column
+            })
+            .collect()
+    }
+
     /// Column `i` as Arrow buffers (see [`ArrowColumn`]).
     pub fn arrow_column(&self, i: usize) -> ArrowColumn {
         let col = &self.data[i];
@@ -560,6 +578,10 @@ pub struct Layout {
 impl Layout {
     pub fn tables(&self) -> &[Table] {
         &self.tables
+    }
+
+    pub fn tables_mut(&mut self) -> &mut [Table] {
+        &mut self.tables
     }
 
     fn push_row(&mut self, table: &str, row: &[(u32, Cow<'_, Value>)], row_id: &str, received_at_us: i64) {

@@ -1,0 +1,101 @@
+# Type stubs of the compiled module tidegate._core (rust/src/python.rs), checked against the
+# built extension by `python -m mypy.stubtest tidegate._core` in scripts/test.
+
+from typing import final
+
+__all__ = [
+    "__version__",
+    "DEFAULT_SENSITIVE_KEYS",
+    "SUPPORTED_KEYWORDS",
+    "ingest",
+    "BatchResult",
+    "Governance",
+    "process_batch",
+    "message_index",
+    "DedupeIndex",
+    "IdentityGraph",
+    "hmac_column",
+    "snake_case",
+    "event_table",
+    "idempotency_key",
+]
+
+__version__: str
+DEFAULT_SENSITIVE_KEYS: list[str]
+SUPPORTED_KEYWORDS: list[str]
+
+def ingest(
+    body: bytes,
+    endpoint: str | None,
+    source: str,
+    received_at_us: int,
+    partitions: int,
+    max_event_bytes: int,
+    max_request_bytes: int,
+    max_batch_events: int,
+) -> list[tuple[int, int, bytes]]:
+    """Normalise one collector request into `(partition, event_count, envelope)` per partition;
+    raises `tidegate.RequestRejected` (status, code, message)."""
+
+@final
+class BatchResult:
+    @property
+    def events_in(self) -> int: ...
+    @property
+    def accepted(self) -> int: ...
+    @property
+    def duplicates(self) -> int: ...
+    @property
+    def late(self) -> int: ...
+    @property
+    def tables(self) -> list[tuple[str, list[tuple[str, str]], list[tuple[bytes | None, bytes, bytes | None]], int]]: ...
+    @property
+    def discards(self) -> bytes: ...
+    @property
+    def discard_count(self) -> int: ...
+    @property
+    def rejected(self) -> bytes: ...
+    @property
+    def rejected_reasons(self) -> dict[str, int]: ...
+    @property
+    def keys(self) -> bytes: ...
+    @property
+    def violation_counts(self) -> list[tuple[str, str, str, int]]: ...
+    @property
+    def pii_counts(self) -> list[tuple[str, str, int]]: ...
+
+@final
+class Governance:
+    def __new__(
+        cls,
+        plans: list[tuple[str, bytes]],
+        sources: list[tuple[str, str, list[str]]],
+        pii: tuple[list[str], list[tuple[str, str]], str, bytes] | None = None,
+        lowercase_email_ids: bool = True,
+    ) -> Governance: ...
+
+def process_batch(
+    messages: list[tuple[str, int, bytes, bytes, bytes]],
+    extra: list[tuple[str, str | None]] | None = None,
+    governance: Governance | None = None,
+) -> BatchResult: ...
+def message_index(source: str, events_json: bytes, kafka_time_us: int) -> tuple[bytes, bytes]: ...
+
+@final
+class DedupeIndex:
+    def __new__(cls, window_us: int) -> DedupeIndex: ...
+    def check(self, keys: bytes, now_us: int) -> tuple[bytes, bytes]: ...
+    def load(self, keys: bytes, seen_at_us: int, now_us: int) -> None: ...
+    def __len__(self) -> int: ...
+
+@final
+class IdentityGraph:
+    def __new__(cls) -> IdentityGraph: ...
+    def link(self, left: list[str], right: list[str]) -> list[str]: ...
+    def resolve(self, nodes: list[str]) -> list[str]: ...
+    def __len__(self) -> int: ...
+
+def hmac_column(values: list[str | None], key: bytes) -> list[str | None]: ...
+def snake_case(name: str) -> str: ...
+def event_table(name: str) -> str: ...
+def idempotency_key(source: str, event_json: bytes) -> str: ...
