@@ -335,4 +335,36 @@ mod tests {
         gov.redact_for_inspection(&mut kept);
         assert!(!kept.to_string().contains("123-45-6789"));
     }
+
+    /// A refused event is left exactly as it came in, whichever step refuses it: the caller
+    /// keeps it for the discard record without a copy taken beforehand.
+    #[test]
+    fn a_drop_leaves_the_event_as_received() {
+        let scanner = PiiScanner::new(pii::DEFAULT_SENSITIVE_KEYS);
+        let policy = PiiPolicy::new(PiiAction::Redact, &[(PiiClass::Ssn, PiiAction::BlockEvent)], &[]).unwrap();
+        let mut drop = [false; 6];
+        drop[kind_index(ViolationKind::UnplannedEvent)] = true;
+        let mut gov = Governance { pii: Some((scanner, policy)), ..Governance::default() };
+        gov.sources.insert("web".into(), SourcePolicy { plan: plan(), drop });
+        let mut s = Scratch::default();
+        let ssn = "ssn 123-45-6789, mail jo@example.com";
+        for event in [
+            // Blocked by PII after the plan stamped `context` (absent, an object, not an object).
+            json!({"type":"track","event":"Order Completed","properties":{"total":"12","note":ssn}}),
+            json!({"type":"track","event":"Order Completed","context":{"trackingPlanId":"old","z":1},"properties":{"total":12,"note":ssn}}),
+            json!({"type":"track","event":"Order Completed","context":{},"properties":{"total":12,"note":ssn}}),
+            json!({"type":"track","event":"Order Completed","context":"text","properties":{"total":"x","note":ssn}}),
+            // Dropped by the plan.
+            json!({"type":"track","event":"Mystery","properties":{"note":ssn}}),
+        ] {
+            let original = obj(event);
+            let mut ev = original.clone();
+            assert!(matches!(gov.apply("web", &mut ev, &mut s), Verdict::Drop { .. }));
+            assert_eq!(Value::Object(ev.clone()).to_string(), Value::Object(original).to_string(), "unchanged, same key order");
+        }
+        let mut fine = obj(json!({"type":"track","event":"Order Completed","context":{"a":1},"properties":{"total":12,"note":"jo@example.com"}}));
+        assert!(matches!(gov.apply("web", &mut fine, &mut s), Verdict::Pass { .. }));
+        assert_eq!(fine["context"]["trackingPlanId"], "tp_web");
+        assert_eq!(fine["properties"]["note"], "[REDACTED:email]");
+    }
 }
