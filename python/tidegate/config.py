@@ -231,6 +231,7 @@ class DuckDBDestination(DestinationPolicy, tag="duckdb", tag_field="type"):
 
     path: Annotated[str, _doc("DuckDB database file; created with its directory if missing.")] = "data/tidegate.duckdb"
     schema: Annotated[str, _doc("Schema the tables are written to."), Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "main"
+    checkpoint_threshold_mb: Annotated[int, _doc("Write-ahead log size at which DuckDB checkpoints; larger is faster for steady loads, slower to reopen after a crash."), Meta(ge=1)] = 256
 
 
 class PostgresDestination(DestinationPolicy, tag="postgres", tag_field="type"):
