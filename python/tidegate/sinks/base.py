@@ -53,19 +53,16 @@ def deliver(sink: Sink, batch: GovernedBatch) -> None:
     metrics.sink.discards.labels(sink.name).inc(batch.discards.height)
     for table, df in batch.tables.items():
         metrics.sink.rows.labels(sink.name, table).inc(df.height)
-    # One row per event lives in its type's table (tracks, identifies, ...); per-event tables and
-    # `users` repeat those events, so they are left out of the latency histogram.
-    lat = [
-        df.select((pl.lit(now) - pl.col("received_at").dt.epoch("us").cast(pl.Float64) / 1e6).alias("lat"))
-        for table, df in batch.tables.items()
-        if table in EVENT_TABLES and "received_at" in df.columns
-    ]
-    if lat:
-        metrics.observe_many(metrics.sink.latency_seconds.labels(sink.name), pl.concat(lat)["lat"])
-    fresh = [
-        df.select((pl.lit(now) - pl.col("timestamp").dt.epoch("us").cast(pl.Float64) / 1e6).alias("age"))
-        for table, df in batch.tables.items()
-        if table in EVENT_TABLES and "timestamp" in df.columns
-    ]
-    if fresh:
-        metrics.observe_many(metrics.sink.freshness_seconds.labels(sink.name), pl.concat(fresh)["age"])
+    # Latency from receipt and freshness from the event's own time, in seconds at commit.
+    for column, histogram in (("received_at", metrics.sink.latency_seconds), ("timestamp", metrics.sink.freshness_seconds)):
+        ages = _ages(batch, column, now)
+        if ages is not None:
+            metrics.observe_many(histogram.labels(sink.name), ages)
+
+
+def _ages(batch: GovernedBatch, column: str, now: float) -> pl.Series | None:
+    """Seconds from ``column`` to ``now`` for each event. One row per event lives in its type's
+    table (tracks, identifies, ...); per-event tables and `users` repeat those events."""
+    frames = [df.select((pl.lit(now) - pl.col(column).dt.epoch("us").cast(pl.Float64) / 1e6).alias("age"))
+              for table, df in batch.tables.items() if table in EVENT_TABLES and column in df.columns]
+    return pl.concat(frames)["age"] if frames else None
