@@ -303,6 +303,7 @@ class DeliveryConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     backoff_initial_s: Annotated[float, _doc("Upper bound of the first retry's jittered delay; doubles per retry."), Meta(ge=0)] = 0.5
     backoff_max_s: Annotated[float, _doc("Largest delay between two attempts."), Meta(ge=0)] = 5.0
     dead_letter: Annotated[bool, _doc("Park a batch that exhausted its attempts in `<raw_topic>.dlq.<destination>` and go on; false: the whole partition backs off and re-reads instead.")] = True
+    write_timeout_s: Annotated[float, _doc("With several destinations, a destination whose write takes longer is treated as failing for that batch (parked), so a slow destination does not hold back the others."), Meta(gt=0)] = 30.0
 
 
 # A new sink is one file plus one member here; `type = "..."` in TOML picks it.

@@ -28,7 +28,7 @@ import logging
 import random
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -157,7 +157,10 @@ class Fanout:
         self.path = path
         self.dead_letters = DeadLetters(cfg)
         self._failing: set[str] = set()
-        self._pool = ThreadPoolExecutor(max_workers=max(len(destinations), 1), thread_name_prefix="tidegate-dest")
+        # A write that overran its timeout keeps its worker until it returns; one spare worker per
+        # destination keeps the others going meanwhile.
+        self._pool = ThreadPoolExecutor(max_workers=max(2 * len(destinations), 1), thread_name_prefix="tidegate-dest")
+        self._busy: dict[str, Future[DeliveryError | None]] = {}
 
     def shares(self, cfg: Config, governed: GovernedBatch) -> dict[str, GovernedBatch]:
         """Every destination's share of the batch (suppression, then consent)."""
@@ -177,8 +180,27 @@ class Fanout:
         if len(shares) == 1:
             results = {name: one(name) for name in shares}
         else:
-            futures = {name: self._pool.submit(one, name) for name in shares}
-            results = {name: f.result() for name, f in futures.items()}
+            results = {}
+            futures = {}
+            timeout = cfg.delivery.write_timeout_s
+            for name in shares:
+                earlier = self._busy.get(name)
+                if earlier is not None and not earlier.done():
+                    results[name] = DeliveryError(f"destination {name!r} is still writing an earlier batch "
+                                                  f"(over {timeout:g}s, delivery.write_timeout_s)")
+                else:
+                    futures[name] = self._pool.submit(one, name)
+            wait(futures.values(), timeout=timeout)
+            for name, f in futures.items():
+                if f.done():
+                    results[name] = f.result()
+                    self._busy.pop(name, None)
+                else:
+                    # Too slow: the others go on; this share is parked and re-delivered later
+                    # (idempotent writes make the late-finishing write harmless).
+                    self._busy[name] = f
+                    results[name] = DeliveryError(f"destination {name!r} did not finish within {timeout:g}s "
+                                                  "(delivery.write_timeout_s)")
         parked: dict[str, str] = {}
         for name, error in results.items():
             if error is None:
