@@ -107,13 +107,26 @@ def proc_mem_kb(pid: int, key: str) -> int:
 
 
 def broker_pid() -> int | None:
+    """The local broker: ``scripts/kafka-local``'s pid file, else the one ``kafka.Kafka`` JVM running
+    on this machine (e.g. a broker another checkout started), so its CPU and RSS are still counted."""
     p = ROOT / ".cache" / "kafka" / "kafka.pid"
     try:
         pid = int(p.read_text().strip())
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError):
-        return None
+        pass
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"java") and b"kafka.Kafka" in argv:
+            found.append(int(d.name))
+    return found[0] if len(found) == 1 else None
 
 
 def free_port() -> int:

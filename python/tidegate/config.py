@@ -79,7 +79,7 @@ class CollectorConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 class PipelineConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     processing_guarantee: Annotated[Literal["at-least-once", "exactly-once"], _doc("Kafka processing guarantee of the pipeline's consumer.")] = "at-least-once"
     commit_interval_s: Annotated[float, _doc("Seconds between checkpoints: sinks flush and offsets commit at each."), Meta(gt=0)] = 1.0
-    max_batch_messages: Annotated[int, _doc("Also checkpoint after this many Kafka messages, which bounds memory and latency when catching up on a backlog (0: time only)."), Meta(ge=0)] = 1000
+    max_batch_messages: Annotated[int, _doc("Also checkpoint after this many Kafka messages, which bounds memory and latency when catching up on a backlog (0: time only)."), Meta(ge=0)] = 4000
     state_dir: Annotated[str, _doc("Directory of the pipeline's local state (Quix Streams state stores).")] = "data/state"
     metrics_port: Annotated[int, _doc("Port of the pipeline's /metrics, /healthz and /readyz (0: off)."), Meta(ge=0, le=65535)] = 9108
     metrics_host: Annotated[str, _doc("Address the pipeline's metrics server listens on.")] = "127.0.0.1"
@@ -232,6 +232,7 @@ class DuckDBDestination(DestinationPolicy, tag="duckdb", tag_field="type"):
     path: Annotated[str, _doc("DuckDB database file; created with its directory if missing.")] = "data/tidegate.duckdb"
     schema: Annotated[str, _doc("Schema the tables are written to."), Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "main"
     checkpoint_threshold_mb: Annotated[int, _doc("Write-ahead log size at which DuckDB checkpoints; larger is faster for steady loads, slower to reopen after a crash."), Meta(ge=1)] = 256
+    memory_limit_mb: Annotated[int, _doc("DuckDB's memory limit (its default is 80% of the machine's RAM), which bounds the pipeline's memory."), Meta(ge=64)] = 512
 
 
 class PostgresDestination(DestinationPolicy, tag="postgres", tag_field="type"):
