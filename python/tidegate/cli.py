@@ -10,11 +10,14 @@ import signal
 import sys
 import threading
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import __version__, metrics
 from .config import Config, load_config
 from .errors import TidegateError
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
 
 __all__ = ["main"]
 
@@ -207,7 +210,6 @@ class _CollectorThread(threading.Thread):
         self.started = threading.Event()
         self.error: BaseException | None = None
         self._loop = asyncio.new_event_loop()
-        self._runner = None
 
     def run(self) -> None:
         from aiohttp import web
@@ -216,9 +218,9 @@ class _CollectorThread(threading.Thread):
 
         asyncio.set_event_loop(self._loop)
         try:
-            self._runner = web.AppRunner(Collector(self.cfg).app, handle_signals=False, access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, self.cfg.collector.host, self.cfg.collector.port)
+            runner = web.AppRunner(Collector(self.cfg).app, handle_signals=False, access_log=None)
+            self._loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, self.cfg.collector.host, self.cfg.collector.port)
             self._loop.run_until_complete(site.start())
         except BaseException as e:  # noqa: BLE001 - reported to the main thread
             self.error = e
@@ -226,7 +228,7 @@ class _CollectorThread(threading.Thread):
             return
         self.started.set()
         self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.run_until_complete(runner.cleanup())
 
     def stop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -290,7 +292,7 @@ def _up(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_counts(pipeline: "Pipeline") -> None:  # type: ignore[name-defined]  # noqa: F821
+def _print_counts(pipeline: Pipeline) -> None:
     for name, sink in pipeline.destinations.items():
         counts = getattr(sink, "row_counts", None)
         if counts is None:
