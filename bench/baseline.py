@@ -71,6 +71,22 @@ class Governed:
     error: str | None = None
 
 
+def schemas_for(plan: Any, event: dict[str, Any]) -> tuple[list[Any], bool]:
+    """The compiled schemas ``event`` is checked against — the common one, then its track event's
+    or identify's — and whether it is an unplanned track event. ``plan`` has ``common``,
+    ``events`` and ``identify`` (any validator type)."""
+    checks = [plan.common]
+    kind = event.get("type")
+    if kind == "track":
+        v = plan.events.get(event.get("event", ""))
+        if v is None:
+            return checks, True
+        checks.append(v)
+    elif kind == "identify" and plan.identify is not None:
+        checks.append(plan.identify)
+    return checks, False
+
+
 class PythonGovernance:
     """Compile the plan once; ``process(raw, source)`` governs one event."""
 
@@ -82,17 +98,8 @@ class PythonGovernance:
         self.identify = fastjsonschema.compile(plan["identify"]) if plan.get("identify") else None
 
     def validate(self, event: dict[str, Any]) -> list[str]:
-        errors = []
-        checks = [self.common]
-        kind = event.get("type")
-        if kind == "track":
-            v = self.events.get(event.get("event", ""))
-            if v is None:
-                errors.append("Unplanned-Event")
-            else:
-                checks.append(v)
-        elif kind == "identify" and self.identify is not None:
-            checks.append(self.identify)
+        checks, unplanned = schemas_for(self, event)
+        errors = ["Unplanned-Event"] if unplanned else []
         for check in checks:
             try:
                 check(event)

@@ -38,6 +38,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from tidegate.sample import PRODUCTS
+
 __all__ = [
     "PLAN_PATH", "SIZES", "Label", "load_plan", "parse_size_mix", "generate", "events", "labels",
     "ndjson", "batch_bodies", "stamp", "envelopes", "singles", "restamp", "iso", "RECEIVED_AT_PLACEHOLDER",
@@ -51,11 +53,7 @@ _EPOCH = datetime(2026, 1, 5, 9, 0, 0, tzinfo=timezone.utc)
 RECEIVED_AT_PLACEHOLDER = "2000-01-01T00:00:00.000Z"
 
 _PRODUCTS = [
-    ("sku-1001", "Trail Running Shoe", "Footwear", 129.0),
-    ("sku-1002", "Merino Base Layer", "Apparel", 79.5),
-    ("sku-1003", "Headlamp 400lm", "Gear", 44.99),
-    ("sku-1004", "Water Bottle 750ml", "Gear", 18.0),
-    ("sku-1005", "Rain Shell", "Apparel", 219.0),
+    *PRODUCTS,
     ("sku-1006", "Trekking Poles Carbon", "Gear", 149.0),
     ("sku-1007", "Ultralight Tent 2P", "Shelter", 459.0),
     ("sku-1008", "Down Jacket 800fp", "Apparel", 329.0),

@@ -18,6 +18,8 @@ from __future__ import annotations
 import types
 from typing import Any, Iterator
 
+from baseline import schemas_for
+
 __all__ = ["JsonschemaRsPlan", "PresidioPatterns", "strings"]
 
 
@@ -35,17 +37,9 @@ class JsonschemaRsPlan:
         self.identify = compile_(plan["identify"]) if plan.get("identify") else None
 
     def validate(self, event: dict[str, Any]) -> list[str]:
-        errors = [e.message for e in self.common.iter_errors(event)]
-        kind = event.get("type")
-        if kind == "track":
-            v = self.events.get(event.get("event", ""))
-            if v is None:
-                errors.append("Unplanned-Event")
-            else:
-                errors.extend(e.message for e in v.iter_errors(event))
-        elif kind == "identify" and self.identify is not None:
-            errors.extend(e.message for e in self.identify.iter_errors(event))
-        return errors
+        checks, unplanned = schemas_for(self, event)
+        errors = [e.message for check in checks for e in check.iter_errors(event)]
+        return [*errors, "Unplanned-Event"] if unplanned else errors
 
 
 def strings(value: Any, path: str = "$") -> Iterator[tuple[str, str]]:

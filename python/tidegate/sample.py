@@ -14,9 +14,10 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
-__all__ = ["sample_events", "post", "send_sample"]
+__all__ = ["sample_events", "post", "send_sample", "PRODUCTS"]
 
-_PRODUCTS = [
+# (sku, name, category, price) of the sample shop; the benchmark corpus extends it.
+PRODUCTS = [
     ("sku-1001", "Trail Running Shoe", "Footwear", 129.0),
     ("sku-1002", "Merino Base Layer", "Apparel", 79.5),
     ("sku-1003", "Headlamp 400lm", "Gear", 44.99),
@@ -74,7 +75,7 @@ def sample_events(n: int, *, seed: int = 7, users: int | None = None) -> Iterato
             path, title = rng.choice(_PAGES)
             session.append({"type": "page", "name": title, "properties": {"path": path, "title": title,
                             "url": f"https://shop.example.com{path}"}})
-        sku, name, cat, price = rng.choice(_PRODUCTS)
+        sku, name, cat, price = rng.choice(PRODUCTS)
         # A few events break the tracking plan or carry PII, as real traffic does.
         shown_price: Any = f"{price:.2f}" if rng.random() < 0.03 else price
         session.append({"type": "track", "event": "Product Viewed",
