@@ -14,6 +14,7 @@ import warnings
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 # confluent-kafka pulls in authlib, whose import forces a deprecation warning on every run.
@@ -53,6 +54,9 @@ class GovernedSink(BatchingSink):
         self.fanout = Fanout(cfg, destinations, self.path)
         self._failures = 0
         self._max_backoff_s = max_backoff_s
+        # The raw archive is written while the batch is governed and delivered (both release the
+        # GIL for most of their time); the checkpoint still waits for it before committing.
+        self._archiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidegate-archive-batch")
 
     def setup(self) -> None:
         for sink in self.destinations.values():
@@ -61,10 +65,11 @@ class GovernedSink(BatchingSink):
     def write(self, batch: SinkBatch) -> None:
         items = [(item.value, item.timestamp, item.headers) for item in batch]
         decoded = decode_messages(items)
-        archive.record(self.cfg, decoded)  # durable (spooled) before delivery and the offset commit
-        governed = self.path.govern(decoded)
-        metrics.pipeline.batches.inc()
+        # Durable (spooled) before this returns, hence before the offset commit.
+        archived = self._archiver.submit(archive.record, self.cfg, decoded)
         try:
+            governed = self.path.govern(decoded)
+            metrics.pipeline.batches.inc()
             # Per destination: suppression, consent, retries; what still fails is dead-lettered.
             self.fanout.deliver(self.cfg, governed, items)
         except DeliveryError as e:
@@ -72,6 +77,8 @@ class GovernedSink(BatchingSink):
             backoff = min(self._max_backoff_s, 0.5 * 2 ** min(self._failures, 10))
             log.warning("%s; partition %s re-reads from its last commit in %.1fs", e, batch.partition, backoff)
             raise SinkBackpressureError(retry_after=backoff) from e
+        finally:
+            archived.result()  # raises the archive's error, if any: no commit without the archive
         self._failures = 0
 
 
