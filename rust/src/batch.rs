@@ -1,11 +1,13 @@
 //! Pipeline-side processing of one batch: envelopes in, warehouse tables, discards and
 //! rejected events out. One call per batch; nothing here touches Python.
 
-use serde_json::{Map, Value};
+use sonic_rs::{JsonContainerTrait, JsonValueTrait, Object, Value, ValueRef};
 
-use crate::govern::{normalize_ids, Governance, Scratch, Verdict};
-use crate::idempotency::{content_key, event_key, to_hex};
-use crate::ingest::{has_identifier, EventType};
+use crate::fields::Fields;
+use crate::govern::{has_identifier, normalized_id, Governance, Scratch, Verdict, ID_FIELDS};
+use crate::idempotency::{content_key, event_key, event_key_with, to_hex};
+use crate::ingest::EventType;
+use crate::json;
 use crate::timefmt::{derive_timestamp, format_micros, parse_micros};
 use crate::warehouse::{Discard, Layout};
 
@@ -57,40 +59,43 @@ pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)], gov: &Governan
     let mut scratch = Scratch::default();
     // Built once per batch; only the source changes between messages (and lateness per event).
     let mut columns: Vec<(&str, Value)> = Vec::with_capacity(extra.len() + 3);
-    columns.push(("context_source_id", Value::Null));
+    columns.push(("context_source_id", Value::new_null()));
     columns.extend(extra.iter().cloned());
-    columns.push(("late", Value::Bool(false)));
-    columns.push(("late_by_ms", Value::Null));
+    columns.push(("late", Value::from(false)));
+    columns.push(("late_by_ms", Value::new_null()));
     for msg in messages {
         if columns[0].1.as_str() != Some(msg.source) {
-            columns[0].1 = Value::String(msg.source.to_string());
+            columns[0].1 = Value::from(msg.source);
         }
-        match crate::json::parse(msg.events) {
-            Ok(Value::Array(events)) => {
-                for (i, event) in events.into_iter().enumerate() {
-                    if msg.duplicates.get(i).is_some_and(|d| *d != 0) {
-                        out.events_in += 1;
-                        out.duplicates += 1;
-                        continue;
+        match json::parse(msg.events) {
+            Ok(doc) => match doc.as_ref() {
+                ValueRef::Array(events) => {
+                    out.keys.reserve(events.len());
+                    for (i, event) in events.iter().enumerate() {
+                        if msg.duplicates.get(i).is_some_and(|d| *d != 0) {
+                            out.events_in += 1;
+                            out.duplicates += 1;
+                            continue;
+                        }
+                        let late = msg.late_by_ms.get(i).copied().unwrap_or(0);
+                        with_lateness(&mut columns, late, &mut out.late);
+                        accept(&mut out, msg, event, &columns, gov, &mut scratch);
                     }
-                    let late = msg.late_by_ms.get(i).copied().unwrap_or(0);
-                    with_lateness(&mut columns, late, &mut out.late);
-                    accept(&mut out, msg, event, &columns, gov, &mut scratch);
                 }
-            }
-            Ok(_) if msg.duplicates.first().is_some_and(|d| *d != 0) => {
-                out.events_in += 1;
-                out.duplicates += 1;
-            }
-            Ok(event) => {
-                let late = msg.late_by_ms.first().copied().unwrap_or(0);
-                with_lateness(&mut columns, late, &mut out.late);
-                accept(&mut out, msg, event, &columns, gov, &mut scratch)
-            }
+                _ if msg.duplicates.first().is_some_and(|d| *d != 0) => {
+                    out.events_in += 1;
+                    out.duplicates += 1;
+                }
+                _ => {
+                    let late = msg.late_by_ms.first().copied().unwrap_or(0);
+                    with_lateness(&mut columns, late, &mut out.late);
+                    accept(&mut out, msg, &doc, &columns, gov, &mut scratch)
+                }
+            },
             Err(e) => {
                 out.events_in += 1;
                 out.rejected.push(Rejected {
-                    id: to_hex(content_key(msg.source, &Value::String(String::from_utf8_lossy(msg.events).into_owned()))),
+                    id: to_hex(content_key(msg.source, &Value::from(String::from_utf8_lossy(msg.events).as_ref()))),
                     source: msg.source.to_string(),
                     reason: "invalid_json",
                     detail: format!("message is not valid JSON: {e}"),
@@ -109,97 +114,165 @@ pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)], gov: &Governan
 fn with_lateness(columns: &mut [(&str, Value)], late_by_ms: i64, count: &mut usize) {
     let n = columns.len();
     let is_late = late_by_ms > 0;
-    columns[n - 2].1 = Value::Bool(is_late);
-    columns[n - 1].1 = if is_late { Value::from(late_by_ms) } else { Value::Null };
+    if columns[n - 2].1.as_bool() != Some(is_late) {
+        columns[n - 2].1 = Value::from(is_late);
+    }
+    if is_late {
+        columns[n - 1].1 = Value::from(late_by_ms);
+    } else if !columns[n - 1].1.is_null() {
+        columns[n - 1].1 = Value::new_null();
+    }
     *count += usize::from(is_late);
 }
 
+/// `received`: the event as parsed. Nothing here changes a document in place (see `json.rs` on
+/// key order): changes give new documents.
 fn accept(
     out: &mut BatchOutput,
     msg: &Message<'_>,
-    event: Value,
+    received: &Value,
     extra: &[(&str, Value)],
     gov: &Governance,
     scratch: &mut Scratch,
 ) {
     out.events_in += 1;
-    let key = event_key(msg.source, &event);
-    let reject = |out: &mut BatchOutput, reason: &'static str, detail: String, event: &Value| {
-        let mut kept = event.clone();
-        gov.redact_for_inspection(&mut kept);
-        out.rejected.push(Rejected {
-            id: event.get("messageId").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| to_hex(key)),
-            source: msg.source.to_string(),
-            reason,
-            detail,
-            event: kept.to_string(),
-            received_at_us: msg.received_at_us,
-        });
-    };
-    let Value::Object(mut map) = event else {
-        reject(out, "not_an_object", "event is not a JSON object".into(), &event);
+    let Some(map) = received.as_object() else {
+        let key = event_key(msg.source, received);
+        reject(out, msg, gov, key, "not_an_object", "event is not a JSON object".into(), received);
         return;
     };
-    let kind = map.get("type").and_then(Value::as_str).and_then(EventType::parse);
+    let fields = Fields::of(map);
+    let key = event_key_with(msg.source, Fields::str(fields.message_id), received);
+    let kind = Fields::str(fields.type_).and_then(EventType::parse);
     let Some(kind) = kind else {
-        let got = map.get("type").map(Value::to_string).unwrap_or_else(|| "nothing".into());
-        let event = Value::Object(map);
-        reject(out, "unknown_type", format!("type is {got}; expected track, identify, page, screen, group or alias"), &event);
+        let got = fields.type_.map(json::to_string).unwrap_or_else(|| "nothing".into());
+        reject(out, msg, gov, key, "unknown_type", format!("type is {got}; expected track, identify, page, screen, group or alias"), received);
         return;
     };
-    if !has_identifier(map.get("anonymousId")) && !has_identifier(map.get("userId")) {
-        let event = Value::Object(map);
-        reject(out, "missing_identity", "event has neither anonymousId nor userId".into(), &event);
+    if !has_identifier(fields.anonymous_id) && !has_identifier(fields.user_id) {
+        reject(out, msg, gov, key, "missing_identity", "event has neither anonymousId nor userId".into(), received);
         return;
     }
-    stamp_direct(&mut map, key, msg.received_at_us);
-    normalize_ids(&mut map, gov.lowercase_email_ids);
+    // Stamps and identifier normalisation, when the event needs any, give a new document (read
+    // back from its text, so that its key order is its own).
+    let stamped = restamped(map, &fields, key, msg.received_at_us, gov.lowercase_email_ids);
+    let (received, fields) = match &stamped {
+        Some(doc) => (doc, Fields::of(doc.as_object().expect("written as an object"))),
+        None => (received, fields),
+    };
     if gov.sources.is_empty() && gov.pii.is_none() {
-        out.layout.add_event(&map, kind, extra);
+        out.layout.add_fields(&fields, kind, extra, None);
     } else {
-        // A `Drop` leaves `map` as received (stamped), which is what the discard record keeps.
-        match gov.apply(msg.source, &mut map, scratch) {
+        let mut event = received.clone();
+        // A `Drop` leaves `event` as received (stamped), which is what the discard record keeps.
+        match gov.apply(msg.source, &mut event, scratch) {
             Verdict::Drop { reason, detail } => {
-                reject(out, reason, detail, &Value::Object(map));
+                reject(out, msg, gov, key, reason, detail, received);
                 return;
             }
-            Verdict::Pass { lineage } if !lineage.pii_actions.is_empty() => {
-                let mut columns: Vec<(&str, Value)> = Vec::with_capacity(extra.len() + 1);
-                columns.extend(extra.iter().cloned());
-                columns.push(("tidegate_pii_actions", Value::String(lineage.pii_actions.join(","))));
-                out.layout.add_event(&map, kind, &columns);
+            Verdict::Pass { lineage } => {
+                let map = event.as_object().expect("still an object");
+                let plan_context = lineage.plan_context.as_ref();
+                if lineage.pii_actions.is_empty() {
+                    out.layout.add_event_with_plan_context(map, kind, extra, plan_context);
+                } else {
+                    let mut columns: Vec<(&str, Value)> = Vec::with_capacity(extra.len() + 1);
+                    columns.extend(extra.iter().cloned());
+                    columns.push(("tidegate_pii_actions", Value::from(lineage.pii_actions.join(",").as_str())));
+                    out.layout.add_event_with_plan_context(map, kind, &columns, plan_context);
+                }
             }
-            Verdict::Pass { .. } => out.layout.add_event(&map, kind, extra),
         }
     }
     out.keys.push(key);
     out.accepted += 1;
 }
 
+/// Record a refused event: `event` as received (stamped), with PII redacted.
+fn reject(out: &mut BatchOutput, msg: &Message<'_>, gov: &Governance, key: u128, reason: &'static str, detail: String, event: &Value) {
+    let mut kept = event.clone();
+    gov.redact_for_inspection(&mut kept);
+    out.rejected.push(Rejected {
+        id: event.get("messageId").and_then(|v| v.as_str()).map(str::to_owned).unwrap_or_else(|| to_hex(key)),
+        source: msg.source.to_string(),
+        reason,
+        detail,
+        event: json::to_string(&kept),
+        received_at_us: msg.received_at_us,
+    });
+}
+
 /// Events produced straight to Kafka skipped the collector: give them what it would have
-/// stamped. The id of an event without `messageId` is its content hash, so a re-sent copy
-/// lands on the same row.
-fn stamp_direct(map: &mut Map<String, Value>, key: u128, kafka_time_us: i64) {
-    if !matches!(map.get("messageId"), Some(Value::String(s)) if !s.is_empty()) {
-        map.insert("messageId".into(), Value::String(to_hex(key)));
+/// stamped (the id of an event without `messageId` is its content hash, so a re-sent copy lands
+/// on the same row); and normalise identifiers (`govern::normalized_id`). `None` when the event
+/// needs neither; otherwise the event rewritten, keys in the order they would have after
+/// inserting into it (a replaced key keeps its place, a new one goes last).
+fn restamped(map: &Object, fields: &Fields<'_>, key: u128, kafka_time_us: i64, lowercase_email_ids: bool) -> Option<Value> {
+    let mut changes: Vec<(&'static str, String)> = Vec::new();
+    if Fields::str(fields.message_id).is_none_or(str::is_empty) {
+        changes.push(("messageId", to_hex(key)));
     }
-    let received = match map.get("receivedAt").and_then(Value::as_str).and_then(parse_micros) {
+    let micros = |field: Option<&Value>| Fields::str(field).and_then(parse_micros);
+    let received = match micros(fields.received_at) {
         Some(us) => us,
         None => {
-            map.insert("receivedAt".into(), Value::String(format_micros(kafka_time_us)));
-            kafka_time_us
+            let text = format_micros(kafka_time_us);
+            let us = parse_micros(&text).unwrap_or(kafka_time_us);
+            changes.push(("receivedAt", text));
+            us
         }
     };
-    if map.get("timestamp").and_then(Value::as_str).and_then(parse_micros).is_none() {
-        let ts = event_time_us(map, received);
-        map.insert("timestamp".into(), Value::String(format_micros(ts)));
+    if micros(fields.timestamp).is_none() {
+        let ts = derive_timestamp(None, micros(fields.original_timestamp), micros(fields.sent_at), received);
+        changes.push(("timestamp", format_micros(ts)));
     }
+    for field in ID_FIELDS {
+        if let Some(new) = Fields::str(fields.id_field(field)).and_then(|id| normalized_id(id, lowercase_email_ids)) {
+            changes.push((field, new));
+        }
+    }
+    if changes.is_empty() {
+        return None;
+    }
+    let mut text = Vec::with_capacity(1024);
+    text.push(b'{');
+    let mut first = true;
+    let mut sep = |text: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            text.push(b',');
+        }
+    };
+    for (k, v) in map.iter() {
+        sep(&mut text);
+        json::write_str(&mut text, k);
+        text.push(b':');
+        match changes.iter().find(|(c, _)| *c == k) {
+            Some((_, new)) => json::write_str(&mut text, new),
+            None => json::write(&mut text, v),
+        }
+    }
+    let present = |k: &str| match k {
+        "messageId" => fields.message_id.is_some(),
+        "receivedAt" => fields.received_at.is_some(),
+        "timestamp" => fields.timestamp.is_some(),
+        _ => true, // identifiers are only ever replaced
+    };
+    for (k, new) in &changes {
+        if !present(k) {
+            sep(&mut text);
+            json::write_str(&mut text, k);
+            text.push(b':');
+            json::write_str(&mut text, new);
+        }
+    }
+    text.push(b'}');
+    Some(sonic_rs::from_slice(&text).expect("written as JSON above"))
 }
 
 /// Event time of an event as the warehouse will store it (`timestamp`, else derived by the
 /// clock-skew rule from what the event carries, else `received_fallback_us`).
-pub fn event_time_us(map: &Map<String, Value>, received_fallback_us: i64) -> i64 {
-    let micros = |k: &str| map.get(k).and_then(Value::as_str).and_then(parse_micros);
+pub fn event_time_us(map: &Object, received_fallback_us: i64) -> i64 {
+    let micros = |k: &str| map.get(&k).and_then(|v| v.as_str()).and_then(parse_micros);
     if let Some(ts) = micros("timestamp") {
         return ts;
     }
@@ -214,12 +287,14 @@ pub fn message_index(source: &str, events_json: &[u8], kafka_time_us: i64) -> (V
         let t = e.as_object().map(|m| event_time_us(m, kafka_time_us)).unwrap_or(kafka_time_us);
         (event_key(source, e), t)
     };
-    match crate::json::parse(events_json) {
-        Ok(Value::Array(events)) => events.iter().map(index).unzip(),
-        Ok(event) => {
-            let (k, t) = index(&event);
-            (vec![k], vec![t])
-        }
+    match json::parse(events_json) {
+        Ok(doc) => match doc.as_ref() {
+            ValueRef::Array(events) => events.iter().map(index).unzip(),
+            _ => {
+                let (k, t) = index(&doc);
+                (vec![k], vec![t])
+            }
+        },
         Err(_) => (Vec::new(), Vec::new()),
     }
 }
@@ -255,6 +330,7 @@ pub fn rejected_ndjson(rejected: &[Rejected]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value as JsonValue;
 
     #[test]
     fn envelope_and_single_messages_and_rejects() {
@@ -274,7 +350,7 @@ mod tests {
         let reasons: Vec<&str> = out.rejected.iter().map(|r| r.reason).collect();
         assert_eq!(reasons, vec!["unknown_type", "not_an_object", "invalid_json"]);
         let pages = out.layout.tables().iter().find(|t| t.name == "pages").unwrap();
-        let row: Value = serde_json::from_slice(&pages.to_ndjson()).unwrap();
+        let row: JsonValue = serde_json::from_slice(&pages.to_ndjson()).unwrap();
         assert_eq!(row["id"].as_str().unwrap().len(), 32, "content-hash id for a producer without messageId");
         assert_eq!(row["received_at"], 1_767_225_600_000_000i64);
         assert_eq!(row["timestamp"], 1_767_225_600_000_000i64);
@@ -326,11 +402,11 @@ mod tests {
         assert_eq!(out.accepted, 3);
 
         let tracks = out.layout.tables().iter().find(|t| t.name == "tracks").unwrap();
-        let row: Value = serde_json::from_slice(&tracks.to_ndjson()).unwrap();
+        let row: JsonValue = serde_json::from_slice(&tracks.to_ndjson()).unwrap();
         assert_eq!(row["id"], "good");
         assert_eq!(row["event_text"], "Signed Up");
         let pages = out.layout.tables().iter().find(|t| t.name == "pages").unwrap();
-        let rows: Vec<Value> = pages.to_ndjson().split(|b| *b == b'\n').filter(|l| !l.is_empty())
+        let rows: Vec<JsonValue> = pages.to_ndjson().split(|b| *b == b'\n').filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).unwrap()).collect();
         assert_eq!(rows[0]["name"].as_str().unwrap().len(), 10 * 1024 * 1024);
         assert_eq!((rows[1]["id"].as_str(), rows[1]["name"].as_str()), (Some("dup"), Some("B")));
@@ -342,5 +418,74 @@ mod tests {
         let b = br#"{"name":"Home","anonymousId":"a","type":"page","sentAt":"2026-01-01T00:00:09Z"}"#;
         let out = process(&[Message { source: "k", received_at_us: 0, events: a, duplicates: b"", late_by_ms: &[] }, Message { source: "k", received_at_us: 5, events: b, duplicates: b"", late_by_ms: &[] }], &[], &Governance::default());
         assert_eq!(out.keys[0], out.keys[1]);
+    }
+
+    /// Every change the pipeline makes to an event (stamps, identifier normalisation, the
+    /// plan's `context` fields, PII actions, duplicate keys) leaves its keys in document order:
+    /// warehouse columns come in first-seen order and JSON text keeps the order it came in
+    /// (sonic-rs would lose it on a change made in place).
+    #[test]
+    fn key_order_is_the_documents_through_every_change() {
+        use crate::govern::SourcePolicy;
+        use crate::pii::{PiiAction, PiiClass, PiiPolicy, PiiScanner};
+        use crate::plan::TrackingPlan;
+        use std::sync::Arc;
+        let plan = TrackingPlan::compile(&serde_json::json!({
+            "id": "tp", "version": 2,
+            "events": {"Order Completed": {"properties": {"properties": {
+                "type": "object", "properties": {"total": {"type": "number"}}}}}}
+        }))
+        .unwrap();
+        let mut gov = Governance::default();
+        gov.sources.insert("web".into(), SourcePolicy { plan: Arc::new(plan), drop: [false; 6] });
+        let policy = PiiPolicy::new(PiiAction::Redact, &[(PiiClass::Ssn, PiiAction::BlockEvent)], &[]).unwrap();
+        gov.pii = Some((PiiScanner::default(), policy));
+        let t = r#""receivedAt":"2026-01-01T00:00:00.000Z","timestamp":"2026-01-01T00:00:00.000Z""#;
+        let tracked = format!(
+            r#"[{{"type":"track","event":"Order Completed","userId":"u","messageId":"m1",{t},
+                 "context":{{"zeta":1,"alpha":{{"z":1,"a":2}},"mail":"jo@example.com"}},
+                 "properties":{{"zz":1,"total":"12","aa":[{{"y":1,"x":"jo@example.com"}}],"mm":2}}}},
+                {{"type":"track","event":"Order Completed","anonymousId":"a","messageId":"m3",{t},
+                 "context":{{"z":1,"a":2}},"properties":{{"note":"ssn 123-45-6789","total":1}}}},
+                {{"type":"track","event":"Order Completed","userId":"u","messageId":"m4",{t},
+                 "properties":{{"total":1,"b":1,"total":2}}}}]"#
+        );
+        let direct = br#"{"userId":"  U-1 ","type":"page","properties":{"b":1,"a":2},"name":"Home"}"#;
+        let msgs = [
+            Message { source: "web", received_at_us: 0, events: tracked.as_bytes(), duplicates: b"", late_by_ms: &[] },
+            Message { source: "web", received_at_us: 1_767_225_600_000_000, events: direct, duplicates: b"", late_by_ms: &[] },
+        ];
+        let out = process(&msgs, &[], &gov);
+        assert_eq!((out.accepted, out.rejected.len()), (3, 1), "{:?}", out.rejected);
+        let table = |name: &str| out.layout.tables().iter().find(|t| t.name == name).unwrap();
+        let columns = |name: &str| table(name).columns().iter().map(|(c, _)| c.clone()).collect::<Vec<_>>().join(",");
+        assert_eq!(
+            columns("order_completed"),
+            "id,user_id,timestamp,received_at,context_zeta,context_alpha_z,context_alpha_a,context_mail,\
+             context_tracking_plan_id,context_tracking_plan_version,context_violation_errors,context_source_id,late,\
+             tidegate_pii_actions,event,event_text,zz,total,aa,mm,b"
+        );
+        let rows: Vec<JsonValue> = table("order_completed")
+            .to_ndjson()
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect();
+        assert_eq!(rows[0]["aa"], r#"[{"y":1,"x":"[REDACTED:email]"}]"#);
+        assert_eq!(rows[0]["context_mail"], "[REDACTED:email]");
+        assert_eq!(
+            rows[0]["context_violation_errors"],
+            r##"[{"type":"Datatype-Mismatch","message":"must be number","property":"total","meta":{"instancePath":"/properties/total","schemaPath":"#/properties/properties/properties/total/type"}}]"##
+        );
+        assert_eq!((rows[1]["id"].as_str(), &rows[1]["total"]), (Some("m4"), &serde_json::json!("2")), "the last value of a repeated key");
+        assert_eq!(columns("pages"), "id,user_id,timestamp,received_at,context_tracking_plan_id,context_tracking_plan_version,context_source_id,late,name,b,a");
+        let page: JsonValue = serde_json::from_slice(&table("pages").to_ndjson()).unwrap();
+        assert_eq!(page["user_id"], "U-1");
+        assert_eq!(
+            out.rejected[0].event,
+            format!(
+                r#"{{"type":"track","event":"Order Completed","anonymousId":"a","messageId":"m3",{t},"context":{{"z":1,"a":2}},"properties":{{"note":"ssn [REDACTED:ssn]","total":1}}}}"#
+            )
+        );
     }
 }

@@ -201,7 +201,7 @@ pub fn ingest(
                 if text.len() > limits.max_event_bytes {
                     return Err(IngestError::EventTooLarge { index: Some(i), size: text.len(), limit: limits.max_event_bytes });
                 }
-                let value: Value = crate::json::parse_str(text).map_err(|e| IngestError::MalformedJson { detail: e.to_string() })?;
+                let value: Value = crate::json::parse_serde_str(text).map_err(|e| IngestError::MalformedJson { detail: e.to_string() })?;
                 let event = normalise(value, None, Some(i), batch_sent_at.as_deref(), received_at_us, &received_at)?;
                 events.push((partition_of(&event, partitions), event));
             }
@@ -211,7 +211,7 @@ pub fn ingest(
 }
 
 fn parse(body: &[u8]) -> Result<Value, IngestError> {
-    crate::json::parse(body).map_err(|e| IngestError::MalformedJson { detail: e.to_string() })
+    crate::json::parse_serde(body).map_err(|e| IngestError::MalformedJson { detail: e.to_string() })
 }
 
 /// A usable identifier: a non-blank string, or a number (some SDKs send numeric user ids).

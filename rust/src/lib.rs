@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod dedupe;
+pub mod fields;
 pub mod govern;
 pub mod idempotency;
 pub mod identity;

@@ -226,10 +226,10 @@ fn process_batch(
 ) -> BatchResult {
     let empty = policy::Governance::default();
     let gov = governance.as_ref().map(|g| &g.inner).unwrap_or(&empty);
-    let extra: Vec<(String, Value)> = extra
+    let extra: Vec<(String, sonic_rs::Value)> = extra
         .unwrap_or_default()
         .into_iter()
-        .map(|(k, v)| (k, v.map(Value::String).unwrap_or(Value::Null)))
+        .map(|(k, v)| (k, v.map_or_else(sonic_rs::Value::new_null, |v| sonic_rs::Value::from(v.as_str()))))
         .collect();
     py.detach(|| {
         let late: Vec<Vec<i64>> = messages
@@ -247,7 +247,7 @@ fn process_batch(
                 late_by_ms,
             })
             .collect();
-        let extra_refs: Vec<(&str, Value)> = extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let extra_refs: Vec<(&str, sonic_rs::Value)> = extra.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
         let mut out = batch::process(&msgs, &extra_refs, gov);
         let tables = out
             .layout

@@ -9,10 +9,13 @@
 //! `discards` output with the reason, as RudderStack's `rudder_discards` does.
 
 use rustc_hash::FxHashMap;
-use serde_json::{Map, Value};
+use sonic_rs::{JsonContainerTrait, JsonNumberTrait, JsonValueTrait, Object, Value, ValueRef};
 use std::borrow::Cow;
 
+use crate::fields::Fields;
+use crate::govern::PlanContext;
 use crate::ingest::EventType;
+use crate::json;
 use crate::timefmt::parse_micros;
 
 /// Tables every event type maps to; a track event named like one of these gets a `_` prefix.
@@ -153,12 +156,17 @@ struct Names {
 
 #[derive(Debug)]
 struct PathNode {
+    /// The key this node is for (under its parent).
+    key: Box<str>,
     /// The flattened name before guarding: the prefix of nested keys.
     prefix: Box<str>,
     /// The column a value at this path lands in.
     column: u32,
     guarded: bool,
     children: FxHashMap<Box<str>, u32>,
+    /// The child last found at each member position: events of one shape list their keys in
+    /// the same order, so most lookups are one key comparison rather than a hash lookup.
+    by_position: Vec<u32>,
 }
 
 impl Names {
@@ -170,7 +178,14 @@ impl Names {
             self.intern(name);
         }
         for (prefix, guarded) in [("", true), ("context", false)] {
-            self.paths.push(PathNode { prefix: prefix.into(), column: u32::MAX, guarded, children: FxHashMap::default() });
+            self.paths.push(PathNode {
+                key: prefix.into(),
+                prefix: prefix.into(),
+                column: u32::MAX,
+                guarded,
+                children: FxHashMap::default(),
+                by_position: Vec::new(),
+            });
         }
     }
 
@@ -183,6 +198,23 @@ impl Names {
         self.is_timestamp.push(TIMESTAMP_COLUMNS.contains(&name));
         self.ids.insert(name.into(), id);
         id
+    }
+
+    /// [`Names::child`] of the member at `position` of the object at `node`.
+    #[inline]
+    fn child_at(&mut self, node: u32, position: usize, key: &str) -> u32 {
+        if let Some(&guess) = self.paths[node as usize].by_position.get(position) {
+            if guess != u32::MAX && *self.paths[guess as usize].key == *key {
+                return guess;
+            }
+        }
+        let child = self.child(node, key);
+        let seen = &mut self.paths[node as usize].by_position;
+        if seen.len() <= position {
+            seen.resize(position + 1, u32::MAX);
+        }
+        seen[position] = child;
+        child
     }
 
     /// The trie node of `key` under `node`: its flattened name is `<prefix>_<snake_case(key)>`.
@@ -200,29 +232,36 @@ impl Names {
             self.intern(&prefix)
         };
         let child = u32::try_from(self.paths.len()).expect("fewer than 2^32 key paths");
-        self.paths.push(PathNode { prefix: prefix.into(), column, guarded, children: FxHashMap::default() });
+        self.paths.push(PathNode {
+            key: key.into(),
+            prefix: prefix.into(),
+            column,
+            guarded,
+            children: FxHashMap::default(),
+            by_position: Vec::new(),
+        });
         self.paths[node as usize].children.insert(key.into(), child);
         child
     }
 
     /// Nested objects flattened with `_`; arrays stored as their JSON text; nulls left out.
-    fn flatten<'a>(&mut self, row: &mut Row<'a>, node: u32, map: &'a Map<String, Value>) {
-        for (key, value) in map {
-            match value {
-                Value::Null => {}
-                Value::Object(inner) => {
-                    let child = self.child(node, key);
+    fn flatten<'a>(&mut self, row: &mut Row<'a>, node: u32, map: &'a Object) {
+        for (position, (key, value)) in map.iter().enumerate() {
+            match value.as_ref() {
+                ValueRef::Null => {}
+                ValueRef::Object(inner) => {
+                    let child = self.child_at(node, position, key);
                     self.flatten(row, child, inner);
                 }
-                Value::Array(_) => {
-                    let child = self.child(node, key);
+                ValueRef::Array(_) => {
+                    let child = self.child_at(node, position, key);
                     let column = self.paths[child as usize].column;
-                    row.push((column, Cow::Owned(Value::String(value.to_string()))));
+                    row.push((column, Item::Text(Cow::Owned(json::to_string(value)))));
                 }
                 scalar => {
-                    let child = self.child(node, key);
+                    let child = self.child_at(node, position, key);
                     let column = self.paths[child as usize].column;
-                    row.push((column, Cow::Borrowed(scalar)));
+                    row.push((column, Item::V(Val::scalar(scalar))));
                 }
             }
         }
@@ -236,8 +275,95 @@ impl Names {
     }
 }
 
-/// One row being laid out: (interned column, value), borrowing from the event where it can.
-type Row<'a> = Vec<(u32, Cow<'a, Value>)>;
+/// A value of the event (or an extra column) as the layout reads it: read from the document
+/// once per event, however many rows it lands in.
+#[derive(Clone, Copy)]
+enum Val<'a> {
+    Null,
+    Bool(bool),
+    /// An integer that fits i64 (`serde_json::Number::is_i64`).
+    Int(i64),
+    /// An integer above i64::MAX.
+    UInt(u64),
+    Float(f64),
+    Str(&'a str),
+    /// A string of a time field, and its time (read once, however many rows it lands in).
+    Time(&'a str, Option<i64>),
+    /// An array or object (stored as its JSON text).
+    Json(&'a Value),
+}
+
+impl<'a> Val<'a> {
+    fn of(v: &'a Value) -> Val<'a> {
+        match v.as_ref() {
+            ValueRef::Array(_) | ValueRef::Object(_) => Val::Json(v),
+            scalar => Val::scalar(scalar),
+        }
+    }
+
+    /// A scalar (an array or object is read as null: callers handle those first).
+    fn scalar(r: ValueRef<'a>) -> Val<'a> {
+        match r {
+            ValueRef::Bool(b) => Val::Bool(b),
+            ValueRef::Number(n) => match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) if u > i64::MAX as u64 => Val::UInt(u),
+                (_, Some(i)) => Val::Int(i),
+                _ => Val::Float(n.as_f64().unwrap_or_default()),
+            },
+            ValueRef::String(s) => Val::Str(s),
+            ValueRef::Null | ValueRef::Array(_) | ValueRef::Object(_) => Val::Null,
+        }
+    }
+
+    fn as_f64(self) -> f64 {
+        match self {
+            Val::Int(i) => i as f64,
+            Val::UInt(u) => u as f64,
+            Val::Float(f) => f,
+            _ => 0.0,
+        }
+    }
+
+    /// The text of a value stored in a text column (or recorded in a discard): a string as
+    /// itself, anything else as its JSON text.
+    fn text(self) -> String {
+        match self {
+            Val::Null => "null".to_owned(),
+            Val::Bool(b) => if b { "true" } else { "false" }.to_owned(),
+            Val::Int(i) => itoa::Buffer::new().format(i).to_owned(),
+            Val::UInt(u) => itoa::Buffer::new().format(u).to_owned(),
+            Val::Float(f) => {
+                let mut out = Vec::new();
+                json::write_f64(&mut out, f);
+                String::from_utf8(out).expect("ASCII")
+            }
+            Val::Str(s) | Val::Time(s, _) => s.to_owned(),
+            Val::Json(v) => json::to_string(v),
+        }
+    }
+}
+
+/// One value of a row being laid out.
+enum Item<'a> {
+    V(Val<'a>),
+    Text(Cow<'a, str>),
+}
+
+impl<'a> Item<'a> {
+    fn json(v: &'a Value) -> Item<'a> {
+        Item::V(Val::of(v))
+    }
+
+    fn val(&self) -> Val<'_> {
+        match self {
+            Item::V(v) => *v,
+            Item::Text(s) => Val::Str(s),
+        }
+    }
+}
+
+/// One row being laid out: (interned column, value).
+type Row<'a> = Vec<(u32, Item<'a>)>;
 
 /// Rows of one table in one batch, stored by column, columns in first-seen order.
 #[derive(Debug, Default)]
@@ -302,11 +428,26 @@ impl Column {
         }
     }
 
+    /// Null rows up to `row` (exclusive).
+    fn pad_to(&mut self, row: usize) {
+        if self.len() >= row {
+            return;
+        }
+        self.valid.resize(row, false);
+        match &mut self.values {
+            Values::Bool(v) => v.resize(row, false),
+            Values::Int(v) => v.resize(row, 0),
+            Values::Float(v) => v.resize(row, 0.0),
+            Values::Str { offsets, bytes } => {
+                let end = bytes.len() as i64;
+                offsets.resize(row + 1, end);
+            }
+        }
+    }
+
     /// Store `cell` as row `row`; the rows in between are null.
     fn set(&mut self, row: usize, cell: Cell<'_>) {
-        while self.len() < row {
-            self.push_null();
-        }
+        self.pad_to(row);
         match (&mut self.values, cell) {
             (Values::Bool(v), Cell::Bool(b)) => v.push(b),
             (Values::Int(v), Cell::Int(i) | Cell::Micros(i)) => v.push(i),
@@ -403,11 +544,11 @@ impl Table {
         self.index[id] as usize
     }
 
-    fn push(&mut self, row: &[(u32, Cow<'_, Value>)], names: &Names, row_id: &str, received_at_us: i64, discards: &mut Vec<Discard>) {
+    fn push(&mut self, row: &[(u32, Item<'_>)], names: &Names, row_id: &str, received_at_us: i64, discards: &mut Vec<Discard>) {
         let r = self.rows;
         self.rows += 1;
-        for (id, value) in row {
-            let value: &Value = value;
+        for (id, item) in row {
+            let value = item.val();
             let is_ts = names.is_timestamp[*id as usize];
             let Some(kind) = infer(value, is_ts) else { continue };
             // The layout's time columns are datetimes whatever the first value looks like.
@@ -426,7 +567,7 @@ impl Table {
                     self.columns[idx].1 = ColumnType::Float;
                     self.data[idx].widen_to_float();
                     if !taken {
-                        self.data[idx].set(r, Cell::Float(value.as_f64().unwrap_or_default()));
+                        self.data[idx].set(r, Cell::Float(value.as_f64()));
                     }
                 }
                 Err(_) => {
@@ -434,7 +575,7 @@ impl Table {
                         table_name: self.name.clone(),
                         row_id: row_id.to_string(),
                         column_name: names.names[*id as usize].to_string(),
-                        column_value: scalar_text(value),
+                        column_value: value.text(),
                         reason: format!("incompatible schema conversion from {} to {}", json_kind(value), declared.as_str()),
                         received_at_us,
                     });
@@ -504,10 +645,7 @@ impl Table {
                 match &col.values {
                     Values::Bool(v) => out.extend_from_slice(if v[r] { b"true" } else { b"false" }),
                     Values::Int(v) => write!(out, "{}", v[r]).expect("vec write"),
-                    Values::Float(v) => {
-                        let n = serde_json::Number::from_f64(v[r]).map(Value::Number).unwrap_or(Value::Null);
-                        crate::write_json(&mut out, &n);
-                    }
+                    Values::Float(v) => json::write_f64(&mut out, v[r]),
                     Values::Str { .. } => write_json_str(&mut out, col.text(r)),
                 }
             }
@@ -518,50 +656,46 @@ impl Table {
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    crate::write_json(out, s);
+    json::write_str(out, s);
 }
 
-fn json_kind(v: &Value) -> &'static str {
+fn json_kind(v: Val<'_>) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "int",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
+        Val::Null => "null",
+        Val::Bool(_) => "boolean",
+        Val::Float(_) => "float",
+        Val::Int(_) | Val::UInt(_) => "int",
+        Val::Str(_) | Val::Time(..) => "string",
+        Val::Json(v) if v.is_array() => "array",
+        Val::Json(_) => "object",
     }
 }
 
-fn scalar_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn infer(v: &Value, is_timestamp_column: bool) -> Option<ColumnType> {
+fn infer(v: Val<'_>, is_timestamp_column: bool) -> Option<ColumnType> {
     Some(match v {
-        Value::Null => return None,
-        Value::Bool(_) => ColumnType::Boolean,
-        Value::Number(n) if n.is_i64() => ColumnType::Int,
-        Value::Number(_) => ColumnType::Float,
-        Value::String(_) if is_timestamp_column => ColumnType::Datetime,
-        Value::String(_) | Value::Array(_) | Value::Object(_) => ColumnType::String,
+        Val::Null => return None,
+        Val::Bool(_) => ColumnType::Boolean,
+        Val::Int(_) => ColumnType::Int,
+        Val::UInt(_) | Val::Float(_) => ColumnType::Float,
+        Val::Str(_) | Val::Time(..) if is_timestamp_column => ColumnType::Datetime,
+        Val::Str(_) | Val::Time(..) | Val::Json(_) => ColumnType::String,
     })
 }
 
 /// `Err(true)`: an integer column met a float and should widen; `Err(false)`: not storable.
-fn coerce(v: &Value, declared: ColumnType, is_timestamp_column: bool) -> Result<Cell<'_>, bool> {
+fn coerce(v: Val<'_>, declared: ColumnType, is_timestamp_column: bool) -> Result<Cell<'_>, bool> {
     match (declared, v) {
-        (_, Value::Null) => Ok(Cell::Null),
-        (ColumnType::Boolean, Value::Bool(b)) => Ok(Cell::Bool(*b)),
-        (ColumnType::Int, Value::Number(n)) => n.as_i64().map(Cell::Int).ok_or(n.is_f64()),
-        (ColumnType::Float, Value::Number(n)) => n.as_f64().map(Cell::Float).ok_or(false),
-        (ColumnType::Datetime, Value::String(s)) if is_timestamp_column => parse_micros(s).map(Cell::Micros).ok_or(false),
+        (_, Val::Null) => Ok(Cell::Null),
+        (ColumnType::Boolean, Val::Bool(b)) => Ok(Cell::Bool(b)),
+        (ColumnType::Int, Val::Int(i)) => Ok(Cell::Int(i)),
+        (ColumnType::Int, Val::UInt(_)) => Err(false),
+        (ColumnType::Int, Val::Float(_)) => Err(true),
+        (ColumnType::Float, Val::Int(_) | Val::UInt(_) | Val::Float(_)) => Ok(Cell::Float(v.as_f64())),
+        (ColumnType::Datetime, Val::Str(s)) if is_timestamp_column => parse_micros(s).map(Cell::Micros).ok_or(false),
+        (ColumnType::Datetime, Val::Time(_, micros)) if is_timestamp_column => micros.map(Cell::Micros).ok_or(false),
         // A text column takes any scalar as its text, as RudderStack converts to string.
-        (ColumnType::String, Value::String(s)) => Ok(Cell::Str(Cow::Borrowed(s))),
-        (ColumnType::String, other) => Ok(Cell::Str(Cow::Owned(scalar_text(other)))),
+        (ColumnType::String, Val::Str(s) | Val::Time(s, _)) => Ok(Cell::Str(Cow::Borrowed(s))),
+        (ColumnType::String, other) => Ok(Cell::Str(Cow::Owned(other.text()))),
         _ => Err(false),
     }
 }
@@ -584,7 +718,7 @@ impl Layout {
         &mut self.tables
     }
 
-    fn push_row(&mut self, table: &str, row: &[(u32, Cow<'_, Value>)], row_id: &str, received_at_us: i64) {
+    fn push_row(&mut self, table: &str, row: &[(u32, Item<'_>)], row_id: &str, received_at_us: i64) {
         let idx = match self.by_name.get(table) {
             Some(&i) => i,
             None => {
@@ -598,84 +732,126 @@ impl Layout {
 
     /// Add one stamped event (it has `type`, `messageId`, `receivedAt`).
     /// `extra` are columns the pipeline adds (source, config version, lineage ...).
-    pub fn add_event(&mut self, event: &Map<String, Value>, kind: EventType, extra: &[(&str, Value)]) {
+    pub fn add_event(&mut self, event: &Object, kind: EventType, extra: &[(&str, Value)]) {
+        self.add_fields(&Fields::of(event), kind, extra, None);
+    }
+
+    /// [`Layout::add_event`] of an event whose tracking-plan `context` fields were kept apart
+    /// (`govern::Lineage::plan_context`): laid out as if they were the last members of its
+    /// `context`.
+    pub fn add_event_with_plan_context(&mut self, event: &Object, kind: EventType, extra: &[(&str, Value)], plan_context: Option<&PlanContext<'_>>) {
+        self.add_fields(&Fields::of(event), kind, extra, plan_context);
+    }
+
+    /// [`Layout::add_event_with_plan_context`] of an event whose fields are `f`.
+    pub fn add_fields<'a>(&mut self, f: &Fields<'a>, kind: EventType, extra: &'a [(&str, Value)], plan_context: Option<&'a PlanContext<'_>>) {
         self.names.init();
-        let id = id_text(event.get("messageId"));
-        let received_at_us = event.get("receivedAt").and_then(Value::as_str).and_then(parse_micros).unwrap_or(0);
+        let id = id_text(f.message_id.map(Val::of));
+        // Time fields: read once for every row they land in.
+        let time = |v: &'a Value| match Val::of(v) {
+            Val::Str(s) => Val::Time(s, parse_micros(s)),
+            other => other,
+        };
+        let received_at = f.received_at.map(time);
+        let received_at_us = match received_at {
+            Some(Val::Time(_, Some(us))) => us,
+            _ => 0,
+        };
         let mut row: Row<'_> = Vec::with_capacity(48);
-        row.push((ID, Cow::Owned(Value::String(id.clone()))));
-        for (field, column) in [("anonymousId", ANONYMOUS_ID), ("userId", USER_ID)] {
-            if let Some(v) = event.get(field).filter(|v| !v.is_null()) {
-                row.push((column, id_value(v)));
-            }
+        row.push((ID, Item::Text(Cow::Owned(id.clone()))));
+        if let Some(v) = f.anonymous_id.filter(|v| !v.is_null()) {
+            row.push((ANONYMOUS_ID, id_value(v)));
         }
-        for (field, column) in [
-            ("sentAt", SENT_AT),
-            ("timestamp", TIMESTAMP),
-            ("receivedAt", RECEIVED_AT),
-            ("originalTimestamp", ORIGINAL_TIMESTAMP),
-            ("channel", CHANNEL),
-        ] {
-            if let Some(v) = event.get(field) {
-                row.push((column, Cow::Borrowed(v)));
-            }
+        if let Some(v) = f.user_id.filter(|v| !v.is_null()) {
+            row.push((USER_ID, id_value(v)));
         }
-        if let Some(Value::Object(ctx)) = event.get("context") {
+        if let Some(v) = f.sent_at {
+            row.push((SENT_AT, Item::V(time(v))));
+        }
+        if let Some(v) = f.timestamp {
+            row.push((TIMESTAMP, Item::V(time(v))));
+        }
+        if let Some(v) = received_at {
+            row.push((RECEIVED_AT, Item::V(v)));
+        }
+        if let Some(v) = f.original_timestamp {
+            row.push((ORIGINAL_TIMESTAMP, Item::V(time(v))));
+        }
+        if let Some(v) = f.channel {
+            row.push((CHANNEL, Item::json(v)));
+        }
+        if let Some(ctx) = f.context.and_then(|c| c.as_object()) {
             self.names.flatten(&mut row, CONTEXT_ROOT, ctx);
         }
+        if let Some(pc) = plan_context {
+            let fields = [
+                ("trackingPlanId", Some(Item::V(Val::Str(pc.id)))),
+                ("trackingPlanVersion", Some(Item::V(Val::Int(pc.version)))),
+                ("violationErrors", pc.violation_errors.as_deref().map(|text| Item::Text(Cow::Borrowed(text)))),
+            ];
+            for (key, item) in fields {
+                if let Some(item) = item {
+                    let child = self.names.child(CONTEXT_ROOT, key);
+                    row.push((self.names.paths[child as usize].column, item));
+                }
+            }
+        }
         for (k, v) in extra {
-            row.push((self.names.intern(k), Cow::Borrowed(v)));
+            row.push((self.names.intern(k), Item::json(v)));
         }
 
         match kind {
             EventType::Track => {
-                let name = match event.get("event") {
-                    Some(v @ Value::String(_)) => Cow::Borrowed(v),
-                    Some(other) => Cow::Owned(Value::String(scalar_text(other))),
-                    None => Cow::Owned(Value::String(String::new())),
+                let name = match f.event.map(Val::of) {
+                    Some(v @ Val::Str(_)) => Item::V(v),
+                    Some(other) => Item::Text(Cow::Owned(other.text())),
+                    None => Item::Text(Cow::Borrowed("")),
                 };
-                let text = name.as_str().unwrap_or_default();
-                let table = self.names.event_table(text).to_string();
+                let text = match name.val() {
+                    Val::Str(s) => s.to_owned(),
+                    _ => String::new(),
+                };
+                let table = self.names.event_table(&text).to_string();
                 let has_name = !text.is_empty();
-                row.push((EVENT, Cow::Owned(Value::String(table.clone()))));
+                row.push((EVENT, Item::Text(Cow::Owned(table.clone()))));
                 row.push((EVENT_TEXT, name));
                 self.push_row("tracks", &row, &id, received_at_us);
                 if has_name {
-                    self.add_object(&mut row, event.get("properties"));
+                    self.add_object(&mut row, f.properties);
                     self.push_row(&table, &row, &id, received_at_us);
                 }
             }
             EventType::Identify => {
-                let traits = event.get("traits").or_else(|| event.get("context").and_then(|c| c.get("traits")));
+                let traits = f.traits.or_else(|| f.context.and_then(|c| c.get("traits")));
                 self.add_object(&mut row, traits);
                 self.push_row("identifies", &row, &id, received_at_us);
-                if let Some(user) = event.get("userId").filter(|v| crate::ingest::has_identifier(Some(v))) {
+                if let Some(user) = f.user_id.filter(|v| crate::govern::has_identifier(Some(v))) {
                     let mut user_row: Row<'_> = vec![(ID, id_value(user))];
                     self.add_object(&mut user_row, traits);
-                    user_row.push((RECEIVED_AT, event.get("receivedAt").map(Cow::Borrowed).unwrap_or(Cow::Owned(Value::Null))));
+                    user_row.push((RECEIVED_AT, Item::V(received_at.unwrap_or(Val::Null))));
                     for (k, v) in extra {
-                        user_row.push((self.names.intern(k), Cow::Borrowed(v)));
+                        user_row.push((self.names.intern(k), Item::json(v)));
                     }
                     self.push_row("users", &user_row, &id, received_at_us);
                 }
             }
             EventType::Page | EventType::Screen => {
-                if let Some(name) = event.get("name") {
-                    row.push((NAME, Cow::Borrowed(name)));
+                if let Some(name) = f.name {
+                    row.push((NAME, Item::json(name)));
                 }
-                self.add_object(&mut row, event.get("properties"));
+                self.add_object(&mut row, f.properties);
                 let table = if kind == EventType::Page { "pages" } else { "screens" };
                 self.push_row(table, &row, &id, received_at_us);
             }
             EventType::Group => {
-                if let Some(g) = event.get("groupId") {
+                if let Some(g) = f.group_id {
                     row.push((GROUP_ID, id_value(g)));
                 }
-                self.add_object(&mut row, event.get("traits"));
+                self.add_object(&mut row, f.traits);
                 self.push_row("groups", &row, &id, received_at_us);
             }
             EventType::Alias => {
-                if let Some(p) = event.get("previousId") {
+                if let Some(p) = f.previous_id {
                     row.push((PREVIOUS_ID, id_value(p)));
                 }
                 self.push_row("aliases", &row, &id, received_at_us);
@@ -684,35 +860,36 @@ impl Layout {
     }
 
     fn add_object<'a>(&mut self, row: &mut Row<'a>, obj: Option<&'a Value>) {
-        if let Some(Value::Object(map)) = obj {
+        if let Some(map) = obj.and_then(|o| o.as_object()) {
             self.names.flatten(row, OBJECT_ROOT, map);
         }
     }
 }
 
 /// An identifier as stored: [`id_text`], borrowed when it needs no change.
-fn id_value(v: &Value) -> Cow<'_, Value> {
-    match v {
-        Value::String(s) if s.trim().len() == s.len() => Cow::Borrowed(v),
-        other => Cow::Owned(Value::String(id_text(Some(other)))),
+fn id_value(v: &Value) -> Item<'_> {
+    match Val::of(v) {
+        Val::Str(s) if s.trim().len() == s.len() => Item::V(Val::Str(s)),
+        other => Item::Text(Cow::Owned(id_text(Some(other)))),
     }
 }
 
-fn id_text(v: Option<&Value>) -> String {
+fn id_text(v: Option<Val<'_>>) -> String {
     match v {
-        Some(Value::String(s)) => s.trim().to_string(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
+        Some(Val::Str(s)) => s.trim().to_string(),
+        Some(Val::Null) | None => String::new(),
+        Some(other) => other.text(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value as JsonValue};
 
-    fn obj(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    /// The event as the pipeline holds it: parsed from its text.
+    fn obj(v: JsonValue) -> Object {
+        json::parse(v.to_string().as_bytes()).unwrap().into_object().unwrap()
     }
 
     #[test]
@@ -735,7 +912,7 @@ mod tests {
             "receivedAt":"2026-01-01T00:00:00.000Z","timestamp":"2026-01-01T00:00:00.000Z",
             "context":{"library":{"name":"analytics-python"},"ip":"1.2.3.4"},
             "properties":{"total":12.5,"currency":"EUR","id":"p-1","items":[{"sku":"a"}],"shipping":{"method":"dhl"}}}));
-        layout.add_event(&ev, EventType::Track, &[("context_source_id", json!("web"))]);
+        layout.add_event(&ev, EventType::Track, &[("context_source_id", Value::from("web"))]);
         let names: Vec<&str> = layout.tables().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, vec!["tracks", "order_completed"]);
         let cols: Vec<&str> = layout.tables()[1].columns().iter().map(|(c, _)| c.as_str()).collect();
@@ -745,7 +922,7 @@ mod tests {
         }
         assert!(!layout.tables()[0].columns().iter().any(|(c, _)| c == "total"));
         let text = String::from_utf8(layout.tables()[1].to_ndjson()).unwrap();
-        let row: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let row: JsonValue = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(row["received_at"], 1_767_225_600_000_000i64);
         assert_eq!(row["items"], "[{\"sku\":\"a\"}]");
         assert_eq!(row["event"], "order_completed");
@@ -758,7 +935,7 @@ mod tests {
             "receivedAt":"2026-01-01T00:00:00.000Z","traits":{"email":"x@example.com","plan":"pro"}}));
         layout.add_event(&ev, EventType::Identify, &[]);
         let users = layout.tables().iter().find(|t| t.name == "users").unwrap();
-        let row: Value = serde_json::from_slice(&users.to_ndjson()).unwrap();
+        let row: JsonValue = serde_json::from_slice(&users.to_ndjson()).unwrap();
         assert_eq!(row["id"], "u1");
         assert_eq!(row["plan"], "pro");
     }
@@ -779,7 +956,7 @@ mod tests {
         assert_eq!(layout.discards[0].column_value, "lots");
         assert!(layout.discards[0].reason.contains("string to float"));
         let text = String::from_utf8(pages.to_ndjson()).unwrap();
-        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        let first: JsonValue = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first["qty"], 1.0);
     }
 

@@ -415,8 +415,10 @@ fn in_text(r: &mut Rng, planted: &str) -> (String, usize) {
 }
 
 fn scan(scanner: &PiiScanner, event: &Value) -> Vec<Finding> {
+    // Scanned as the pipeline holds events: parsed by sonic-rs, keys in document order.
+    let event: sonic_rs::Value = sonic_rs::from_str(&event.to_string()).unwrap();
     let mut out = Vec::new();
-    scanner.scan_event(event, &mut out);
+    scanner.scan_event(&event, &mut out);
     out
 }
 

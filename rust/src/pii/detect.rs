@@ -52,6 +52,7 @@ fn stats(b: &[u8]) -> Stats {
     s
 }
 
+#[inline]
 pub(crate) fn scan(s: &str, ctx: TextContext, out: &mut Vec<Match>) {
     let b = s.as_bytes();
     // The shortest PII we detect is `::1`.

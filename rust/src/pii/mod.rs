@@ -31,8 +31,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
+use sonic_rs::{JsonNumberTrait, JsonValueTrait, Value, ValueRef};
 
 use detect::TextContext;
 
@@ -318,7 +318,13 @@ impl PiiScanner {
     /// Appends every finding in `event` to `out`, in document order.
     pub fn scan_event(&self, event: &Value, out: &mut Vec<Finding>) {
         let mut spans = Vec::new();
-        self.walk(event, &At::Root, TextContext::default(), &mut spans, out);
+        self.walk(
+            event.as_ref(),
+            &At::Root,
+            TextContext::default(),
+            &mut spans,
+            out,
+        );
     }
 
     pub fn is_sensitive_key(&self, key: &str) -> bool {
@@ -361,14 +367,14 @@ impl PiiScanner {
 
     fn walk(
         &self,
-        value: &Value,
+        value: ValueRef<'_>,
         at: &At,
         ctx: TextContext,
         spans: &mut Vec<Match>,
         out: &mut Vec<Finding>,
     ) {
         match value {
-            Value::String(s) => {
+            ValueRef::String(s) => {
                 spans.clear();
                 detect::scan(s, ctx, spans);
                 for m in spans.iter() {
@@ -379,7 +385,7 @@ impl PiiScanner {
                     });
                 }
             }
-            Value::Number(n) => {
+            ValueRef::Number(n) => {
                 if let Some(u) = n.as_u64() {
                     if is_card_u64(u) {
                         out.push(Finding {
@@ -390,16 +396,17 @@ impl PiiScanner {
                     }
                 }
             }
-            Value::Array(items) => {
+            ValueRef::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    self.walk(item, &At::Index(at, i), ctx, spans, out);
+                    self.walk(item.as_ref(), &At::Index(at, i), ctx, spans, out);
                 }
             }
-            Value::Object(map) => {
-                for (key, child) in map {
+            ValueRef::Object(map) => {
+                for (key, child) in map.iter() {
                     let here = At::Key(at, key);
                     let (sensitive, child_ctx) = self.key_context(key);
-                    if sensitive && holds_data(child) {
+                    let child = child.as_ref();
+                    if sensitive && holds_data(&child) {
                         out.push(Finding {
                             class: PiiClass::KeyName,
                             path: here.pointer(),
@@ -409,7 +416,7 @@ impl PiiScanner {
                     self.walk(child, &here, child_ctx, spans, out);
                 }
             }
-            Value::Null | Value::Bool(_) => {}
+            ValueRef::Null | ValueRef::Bool(_) => {}
         }
     }
 }
@@ -418,13 +425,13 @@ fn ends_with_ci(hay: &[u8], suffix: &[u8]) -> bool {
     hay.len() >= suffix.len() && hay[hay.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
 }
 
-fn holds_data(v: &Value) -> bool {
+fn holds_data(v: &ValueRef<'_>) -> bool {
     match v {
-        Value::Null | Value::Bool(_) => false,
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-        Value::Number(_) => true,
+        ValueRef::Null | ValueRef::Bool(_) => false,
+        ValueRef::String(s) => !s.is_empty(),
+        ValueRef::Array(a) => !a.is_empty(),
+        ValueRef::Object(o) => !o.is_empty(),
+        ValueRef::Number(_) => true,
     }
 }
 
@@ -573,6 +580,10 @@ pub fn redaction_marker(class: PiiClass) -> String {
 /// in the other findings stay valid. `redact`/`hash` replace only the matched spans of a string
 /// (applied right to left so earlier offsets stay valid), or the whole value for whole-value
 /// findings. Findings whose path or span no longer fits the event are skipped.
+///
+/// The changes are collected first and the event is rewritten once at the end, keeping every
+/// object's key order: a `sonic_rs` object mutated in place becomes a hash map and loses its
+/// order. An event nothing is done to is left untouched.
 pub fn apply(event: &mut Value, findings: &[Finding], policy: &PiiPolicy) -> Applied {
     let mut applied = Applied::default();
     let mut order: Vec<&Finding> = findings
@@ -587,22 +598,129 @@ pub fn apply(event: &mut Value, findings: &[Finding], policy: &PiiPolicy) -> App
         let depth = |f: &Finding| f.path.bytes().filter(|c| *c == b'/').count();
         depth(b).cmp(&depth(a)).then_with(|| a.path.cmp(&b.path))
     });
+    let mut edits = Edit::Nested(Vec::new());
+    let mut changed = false;
     let mut rest = &order[..];
     while let Some(first) = rest.first() {
         let n = rest.iter().take_while(|f| f.path == first.path).count();
         let (group, tail) = rest.split_at(n);
         rest = tail;
-        apply_to_value(event, group, policy, &mut applied);
+        changed |= apply_to_value(event, &mut edits, group, policy, &mut applied);
+    }
+    if changed {
+        let mut text = Vec::with_capacity(1024);
+        write_json(event, Some(&edits), Format::Fast, &mut text);
+        *event = sonic_rs::from_slice(&text).expect("a rewritten event is valid JSON");
     }
     applied
 }
 
+/// A step from a container to one of its values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The changes made so far at one place of the event, over its original value.
+#[derive(Debug)]
+enum Edit {
+    /// The value itself is kept; the listed values under it changed.
+    Nested(Vec<(Step, Edit)>),
+    /// Replaced by this string.
+    Text(String),
+    /// An array element dropped: it is now `null`.
+    Null,
+    /// An object member dropped.
+    Removed,
+}
+
+/// A place of the event as it stands after the changes so far.
+enum Current<'a> {
+    /// The original value, with the changes under it.
+    Value(&'a Value, Option<&'a Edit>),
+    Text(&'a str),
+    Null,
+}
+
+fn current<'a>(value: &'a Value, edit: Option<&'a Edit>) -> Option<Current<'a>> {
+    match edit {
+        None | Some(Edit::Nested(_)) => Some(Current::Value(value, edit)),
+        Some(Edit::Text(s)) => Some(Current::Text(s)),
+        Some(Edit::Null) => Some(Current::Null),
+        Some(Edit::Removed) => None,
+    }
+}
+
+fn child_edit<'a>(edit: Option<&'a Edit>, step: &Step) -> Option<&'a Edit> {
+    match edit {
+        Some(Edit::Nested(children)) => children.iter().find(|(s, _)| s == step).map(|(_, e)| e),
+        _ => None,
+    }
+}
+
+/// Resolves a JSON pointer in the event as changed so far: the steps to it and its value.
+fn resolve<'a>(event: &'a Value, edits: &'a Edit, path: &str) -> Option<(Vec<Step>, Current<'a>)> {
+    let mut steps = Vec::new();
+    let mut cur = current(event, Some(edits))?;
+    if path.is_empty() {
+        return Some((steps, cur));
+    }
+    for token in path.strip_prefix('/')?.split('/') {
+        let Current::Value(value, edit) = cur else {
+            return None;
+        };
+        let (step, child) = match value.as_ref() {
+            ValueRef::Object(map) => {
+                let key = if token.contains('~') {
+                    token.replace("~1", "/").replace("~0", "~")
+                } else {
+                    token.to_owned()
+                };
+                let child = map.get(&key.as_str())?;
+                (Step::Key(key), child)
+            }
+            ValueRef::Array(items) => {
+                let i = token.parse::<usize>().ok()?;
+                (Step::Index(i), items.get(i)?)
+            }
+            _ => return None,
+        };
+        cur = current(child, child_edit(edit, &step))?;
+        steps.push(step);
+    }
+    Some((steps, cur))
+}
+
+/// Records `new` as the value at `steps`, replacing any earlier changes there.
+fn set(mut edit: &mut Edit, steps: &[Step], new: Edit) {
+    for step in steps {
+        if !matches!(edit, Edit::Nested(_)) {
+            *edit = Edit::Nested(Vec::new());
+        }
+        let Edit::Nested(children) = edit else {
+            unreachable!("made nested above")
+        };
+        let i = match children.iter().position(|(s, _)| s == step) {
+            Some(i) => i,
+            None => {
+                children.push((step.clone(), Edit::Nested(Vec::new())));
+                children.len() - 1
+            }
+        };
+        edit = &mut children[i].1;
+    }
+    *edit = new;
+}
+
+/// Acts on the findings of one path; returns whether the event changed.
 fn apply_to_value(
-    event: &mut Value,
+    event: &Value,
+    edits: &mut Edit,
     group: &[&Finding],
     policy: &PiiPolicy,
     applied: &mut Applied,
-) {
+) -> bool {
     let path = group[0].path.as_str();
     let record = |applied: &mut Applied, f: &Finding, action: PiiAction| {
         applied.actions.push((f.class, action, f.path.clone()));
@@ -614,9 +732,9 @@ fn apply_to_value(
         applied.blocked = true;
         record(applied, f, PiiAction::BlockEvent);
     }
-    if resolve_mut(event, path).is_none() {
-        return;
-    }
+    let Some((steps, target)) = resolve(event, edits, path) else {
+        return false;
+    };
 
     let acting = || {
         group.iter().copied().filter(|f| {
@@ -632,32 +750,43 @@ fn apply_to_value(
 
     if let Some(whole) = strongest_whole {
         let action = policy.action(whole.class);
-        match action {
-            PiiAction::DropField => {
-                if !drop_at(event, path) {
-                    return;
-                }
-            }
-            _ => {
-                let Some(target) = resolve_mut(event, path) else {
-                    return;
-                };
-                let replacement = match (action, &*target) {
-                    (PiiAction::Redact, _) => redaction_marker(whole.class),
-                    (_, Value::String(s)) => policy.hash_pii(whole.class, s),
-                    (_, other) => policy.hash_pii(whole.class, &other.to_string()),
-                };
-                *target = Value::String(replacement);
-            }
-        }
+        let new = match action {
+            // The key leaves its object; an array element becomes null. The root stays.
+            PiiAction::DropField => match steps.last() {
+                None => return false,
+                Some(Step::Key(_)) => Edit::Removed,
+                Some(Step::Index(_)) => Edit::Null,
+            },
+            PiiAction::Redact => Edit::Text(redaction_marker(whole.class)),
+            _ => Edit::Text(match target {
+                Current::Text(s) => policy.hash_pii(whole.class, s),
+                Current::Value(value, edit) => match value.as_str() {
+                    Some(s) => policy.hash_pii(whole.class, s),
+                    // A whole non-string value hashes its JSON text.
+                    None => {
+                        let mut text = Vec::new();
+                        write_json(value, edit, Format::SerdeJson, &mut text);
+                        let text = String::from_utf8(text).expect("JSON text is UTF-8");
+                        policy.hash_pii(whole.class, &text)
+                    }
+                },
+                Current::Null => policy.hash_pii(whole.class, "null"),
+            }),
+        };
+        set(edits, &steps, new);
         for f in acting() {
             record(applied, f, action);
         }
-        return;
+        return true;
     }
 
-    let Some(Value::String(text)) = resolve_mut(event, path) else {
-        return;
+    let text = match target {
+        Current::Text(s) => s,
+        Current::Value(value, _) => match value.as_str() {
+            Some(s) => s,
+            None => return false,
+        },
+        Current::Null => return false,
     };
     let mut spans: Vec<(usize, usize, &Finding)> = acting()
         .filter_map(|f| f.span.map(|(s, e)| (s, e, f)))
@@ -665,6 +794,9 @@ fn apply_to_value(
             s < e && *e <= text.len() && text.is_char_boundary(*s) && text.is_char_boundary(*e)
         })
         .collect();
+    if spans.is_empty() {
+        return false;
+    }
     spans.sort_by(|a, b| a.0.cmp(&b.0).then((b.1 - b.0).cmp(&(a.1 - a.0))));
     let mut last_end = 0;
     spans.retain(|(s, e, _)| {
@@ -674,6 +806,7 @@ fn apply_to_value(
         }
         keep
     });
+    let mut text = text.to_owned();
     for (s, e, f) in spans.iter().rev() {
         let action = policy.action(f.class);
         let replacement = match action {
@@ -683,53 +816,136 @@ fn apply_to_value(
         text.replace_range(*s..*e, &replacement);
         record(applied, f, action);
     }
+    set(edits, &steps, Edit::Text(text));
+    true
 }
 
-/// `Value::pointer_mut` without its per-token allocation (only `~`-escaped tokens allocate).
-fn resolve_mut<'v>(mut value: &'v mut Value, path: &str) -> Option<&'v mut Value> {
-    if path.is_empty() {
-        return Some(value);
-    }
-    for token in path.strip_prefix('/')?.split('/') {
-        let token: Cow<'_, str> = if token.contains('~') {
-            Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
-        } else {
-            Cow::Borrowed(token)
-        };
-        value = match value {
-            Value::Object(map) => map.get_mut(token.as_ref())?,
-            Value::Array(items) => items.get_mut(token.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(value)
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Byte for byte what `serde_json::to_string` writes: the text hashed for a whole
+    /// non-string value.
+    SerdeJson,
+    /// Any valid JSON of the same value: unchanged parts are written by `sonic_rs`.
+    Fast,
 }
 
-/// Removes the value at `path`: the key from its object, or nulls the array element.
-fn drop_at(event: &mut Value, path: &str) -> bool {
-    let Some(slash) = path.rfind('/') else {
-        return false;
-    };
-    let (parent, last) = (&path[..slash], &path[slash + 1..]);
-    let key = last.replace("~1", "/").replace("~0", "~");
-    match resolve_mut(event, parent) {
-        Some(Value::Object(map)) => map.shift_remove(&key).is_some(),
-        Some(Value::Array(items)) => match key.parse::<usize>().ok().and_then(|i| items.get_mut(i))
-        {
-            Some(item) => {
-                *item = Value::Null;
-                true
+/// Writes `value` with `edit` applied as compact JSON text.
+fn write_json(value: &Value, edit: Option<&Edit>, format: Format, out: &mut Vec<u8>) {
+    match edit {
+        Some(Edit::Text(s)) => return write_json_str(s, out),
+        Some(Edit::Null | Edit::Removed) => return out.extend_from_slice(b"null"),
+        Some(Edit::Nested(_)) => {}
+        None if format == Format::Fast => {
+            return sonic_rs::to_writer(&mut *out, value)
+                .expect("writing a Value to a Vec cannot fail");
+        }
+        None => {}
+    }
+    match value.as_ref() {
+        ValueRef::Null => out.extend_from_slice(b"null"),
+        ValueRef::Bool(true) => out.extend_from_slice(b"true"),
+        ValueRef::Bool(false) => out.extend_from_slice(b"false"),
+        ValueRef::Number(n) => {
+            use std::io::Write;
+            let written = if let Some(u) = n.as_u64() {
+                write!(out, "{u}")
+            } else if let Some(i) = n.as_i64() {
+                write!(out, "{i}")
+            } else {
+                let f = n.as_f64().unwrap_or(0.0);
+                match serde_json::Number::from_f64(f) {
+                    Some(n) => write!(out, "{n}"),
+                    None => write!(out, "null"),
+                }
+            };
+            written.expect("writing to a Vec cannot fail");
+        }
+        ValueRef::String(s) => write_json_str(s, out),
+        ValueRef::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let e = child_edit(edit, &Step::Index(i));
+                write_json(item, e, format, out);
             }
-            None => false,
-        },
-        _ => false,
+            out.push(b']');
+        }
+        ValueRef::Object(map) => {
+            out.push(b'{');
+            let mut first = true;
+            for (key, item) in map.iter() {
+                let e = match edit {
+                    Some(Edit::Nested(children)) => children
+                        .iter()
+                        .find(|(s, _)| matches!(s, Step::Key(k) if k == key))
+                        .map(|(_, e)| e),
+                    _ => None,
+                };
+                if matches!(e, Some(Edit::Removed)) {
+                    continue;
+                }
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                write_json_str(key, out);
+                out.push(b':');
+                write_json(item, e, format, out);
+            }
+            out.push(b'}');
+        }
     }
+}
+
+/// A JSON string literal, escaped as `serde_json` escapes it.
+fn write_json_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 15)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use sonic_rs::JsonContainerTrait;
+
+    /// An event as the pipeline holds it: parsed from JSON text, keys in document order.
+    fn doc(v: serde_json::Value) -> Value {
+        sonic_rs::from_str(&v.to_string()).unwrap()
+    }
+
+    /// The JSON text of an event; comparing texts also checks key order.
+    fn text(v: &Value) -> String {
+        sonic_rs::to_string(v).unwrap()
+    }
 
     const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
@@ -810,7 +1026,7 @@ mod tests {
 
     #[test]
     fn scan_event_walks_everything() {
-        let event = json!({
+        let event = doc(json!({
             "type": "identify",
             "userId": "u_123",
             "traits": {
@@ -823,7 +1039,7 @@ mod tests {
                 "a/b": "x@y.io"
             },
             "context": {"app": {"version": "10.4.22.1"}, "ip": "2001:db8::1"}
-        });
+        }));
         assert_eq!(
             findings(&event),
             vec![
@@ -848,7 +1064,7 @@ mod tests {
 
     #[test]
     fn nothing_found_in_ordinary_events() {
-        let event = json!({
+        let event = doc(json!({
             "type": "track", "event": "Order Completed", "messageId": "123e4567-e89b-12d3-a456-426614174000",
             "timestamp": "2026-11-26T05:32:00.123Z", "anonymousId": "a9f0c6b2-1c1e-4f7e-9d1a-0b7c2f3e4d5a",
             "properties": {"order_id": "ORD-2026-000123", "total": 1299.99, "sku": "SKU-4821-BLK-XL",
@@ -856,13 +1072,14 @@ mod tests {
             "context": {"library": {"name": "analytics.js", "version": "1.2.3"},
                         "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36",
                         "page": {"url": "https://shop.example.com/p/4821?ref=home"}}
-        });
+        }));
         assert_eq!(findings(&event), vec![]);
     }
 
     #[test]
     fn redact_replaces_only_spans_right_to_left() {
-        let mut event = json!({"note": "mail jane@example.com or +44 20 7946 0958, ip 10.0.0.1"});
+        let mut event =
+            doc(json!({"note": "mail jane@example.com or +44 20 7946 0958, ip 10.0.0.1"}));
         let applied = scan_and_apply(&mut event, &policy(PiiAction::Redact, &[]));
         assert_eq!(
             event["note"],
@@ -875,17 +1092,21 @@ mod tests {
 
     #[test]
     fn escaped_paths_resolve() {
-        let mut event = json!({"a/b~c": {"list": ["x", "jane@example.com"]}, "k~1": "10.0.0.1"});
+        let mut event =
+            doc(json!({"a/b~c": {"list": ["x", "jane@example.com"]}, "k~1": "10.0.0.1"}));
         let p = policy(PiiAction::Redact, &[(PiiClass::Ipv4, PiiAction::DropField)]);
         let applied = scan_and_apply(&mut event, &p);
-        assert_eq!(event, json!({"a/b~c": {"list": ["x", "[REDACTED:email]"]}}));
+        assert_eq!(
+            text(&event),
+            json!({"a/b~c": {"list": ["x", "[REDACTED:email]"]}}).to_string()
+        );
         assert_eq!(applied.actions[0].2, "/a~1b~0c/list/1");
     }
 
     #[test]
     fn hash_is_keyed_and_deterministic() {
         let p = policy(PiiAction::Allow, &[(PiiClass::Email, PiiAction::Hash)]);
-        let mut a = json!({"email": "Contact: jane@example.com"});
+        let mut a = doc(json!({"email": "Contact: jane@example.com"}));
         scan_and_apply(&mut a, &p);
         let hashed = a["email"].as_str().unwrap();
         assert!(hashed.starts_with("Contact: hmac-sha256:"), "{hashed}");
@@ -932,8 +1153,10 @@ mod tests {
 
     #[test]
     fn whole_value_actions_and_drop_field() {
-        let mut event = json!({"traits": {"password": "hunter2", "pin_code": 1234, "phones": ["+1 415 555 0123", "n/a"],
-                                          "email": "jane@example.com"}});
+        let mut event = doc(
+            json!({"traits": {"password": "hunter2", "pin_code": 1234, "phones": ["+1 415 555 0123", "n/a"],
+                                          "email": "jane@example.com"}}),
+        );
         let p = policy(
             PiiAction::Allow,
             &[
@@ -944,12 +1167,12 @@ mod tests {
         );
         let applied = scan_and_apply(&mut event, &p);
         assert_eq!(
-            event,
-            json!({"traits": {"password": "[REDACTED:key_name]", "pin_code": "[REDACTED:key_name]", "phones": [null, "n/a"]}})
+            text(&event),
+            json!({"traits": {"password": "[REDACTED:key_name]", "pin_code": "[REDACTED:key_name]", "phones": [null, "n/a"]}}).to_string()
         );
         assert_eq!(applied.actions.len(), 4);
         // Hashing a whole non-string value hashes its JSON text.
-        let mut event = json!({"cvv": 123});
+        let mut event = doc(json!({"cvv": 123}));
         scan_and_apply(
             &mut event,
             &policy(PiiAction::Allow, &[(PiiClass::KeyName, PiiAction::Hash)]),
@@ -960,7 +1183,7 @@ mod tests {
     #[test]
     fn strongest_action_wins_per_value() {
         // The key-name rule and the SSN detector both fire on one value.
-        let mut event = json!({"ssn": "ssn 123-45-6789"});
+        let mut event = doc(json!({"ssn": "ssn 123-45-6789"}));
         let p = policy(
             PiiAction::Allow,
             &[
@@ -971,7 +1194,7 @@ mod tests {
         let applied = scan_and_apply(&mut event, &p);
         assert!(event["ssn"].as_str().unwrap().starts_with("hmac-sha256:"));
         assert_eq!(applied.actions.len(), 2);
-        let mut event = json!({"ssn": "ssn 123-45-6789"});
+        let mut event = doc(json!({"ssn": "ssn 123-45-6789"}));
         let p = policy(
             PiiAction::Allow,
             &[
@@ -985,7 +1208,7 @@ mod tests {
 
     #[test]
     fn block_event_marks_and_still_redacts() {
-        let mut event = json!({"card": "4111 1111 1111 1111", "email": "jane@example.com"});
+        let mut event = doc(json!({"card": "4111 1111 1111 1111", "email": "jane@example.com"}));
         let p = policy(
             PiiAction::Redact,
             &[(PiiClass::CreditCard, PiiAction::BlockEvent)],
@@ -1002,7 +1225,7 @@ mod tests {
 
     #[test]
     fn allow_and_stale_findings_change_nothing() {
-        let original = json!({"email": "jane@example.com", "list": [1]});
+        let original = doc(json!({"email": "jane@example.com", "list": [1]}));
         let mut event = original.clone();
         let applied = scan_and_apply(&mut event, &policy(PiiAction::Allow, &[]));
         assert_eq!((event.clone(), applied), (original, Applied::default()));
@@ -1035,7 +1258,7 @@ mod tests {
             applied.actions,
             vec![(PiiClass::Email, PiiAction::DropField, "/email".to_owned())]
         );
-        assert_eq!(event, json!({"list": [1]}));
+        assert_eq!(text(&event), json!({"list": [1]}).to_string());
     }
 
     #[test]
@@ -1067,7 +1290,7 @@ mod tests {
 
     #[test]
     fn debug_output_holds_no_values() {
-        let event = json!({"email": "jane@example.com", "password": "hunter2"});
+        let event = doc(json!({"email": "jane@example.com", "password": "hunter2"}));
         let mut out = Vec::new();
         PiiScanner::default().scan_event(&event, &mut out);
         let debug = format!("{out:?}");
@@ -1075,6 +1298,118 @@ mod tests {
             !debug.contains("jane") && !debug.contains("hunter2"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn apply_keeps_key_order() {
+        let original = json!({"z": 1, "type": "identify", "traits": {"b": 2, "email": "jane@example.com",
+            "a": [3, {"y": "call +44 20 7946 0958", "x": 1.5}], "password": "hunter2"}, "m": {"q": true, "p": null}});
+        let mut event = doc(original.clone());
+        let p = policy(
+            PiiAction::Redact,
+            &[(PiiClass::KeyName, PiiAction::DropField)],
+        );
+        let applied = scan_and_apply(&mut event, &p);
+        assert_eq!(applied.actions.len(), 3);
+        let mut expected = original;
+        expected["traits"]["email"] = json!("[REDACTED:email]");
+        expected["traits"]["a"][1]["y"] = json!("call [REDACTED:phone]");
+        expected["traits"]
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("password");
+        assert_eq!(text(&event), expected.to_string());
+        // The rewritten event is an ordinary parsed document: later reads see document order.
+        let keys: Vec<&str> = event.as_object().unwrap().iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["z", "type", "traits", "m"]);
+    }
+
+    #[test]
+    fn whole_container_hash_sees_earlier_changes() {
+        // Deeper paths are acted on first, so a hashed object is hashed as already redacted,
+        // and its JSON text is written as serde_json writes it.
+        let mut event = doc(
+            json!({"secret": {"email": "jane@example.com", "n": 1.5, "big": 1e300,
+            "neg": -7, "s": "tab\t quote\" nl\n \u{1} é 😀 </", "list": [null, true, 4111111111111111u64]}}),
+        );
+        let p = policy(PiiAction::Redact, &[(PiiClass::KeyName, PiiAction::Hash)]);
+        let applied = scan_and_apply(&mut event, &p);
+        let after_redaction = json!({"email": "[REDACTED:email]", "n": 1.5, "big": 1e300, "neg": -7,
+            "s": "tab\t quote\" nl\n \u{1} é 😀 </", "list": [null, true, "[REDACTED:credit_card]"]});
+        assert_eq!(event["secret"], p.hash(&after_redaction.to_string()));
+        assert_eq!(
+            applied.actions,
+            vec![
+                (
+                    PiiClass::CreditCard,
+                    PiiAction::Redact,
+                    "/secret/list/2".to_owned()
+                ),
+                (
+                    PiiClass::Email,
+                    PiiAction::Redact,
+                    "/secret/email".to_owned()
+                ),
+                (PiiClass::KeyName, PiiAction::Hash, "/secret".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn json_text_is_written_as_serde_json_writes_it() {
+        let value = json!({"a": [1, -1, 0, 1.5, -0.25, 1e21, 1e-7, 123456789.125, u64::MAX, i64::MIN,
+            0.1, 2.5e-300, true, false, null], "s": "\u{0}\u{1f}\u{7f}\"\\/\u{8}\u{c}\n\r\t é 😀",
+            "k\"ey\n": {}, "e": [], "n": {"x": [[]]}});
+        let mut out = Vec::new();
+        write_json(&doc(value.clone()), None, Format::SerdeJson, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), value.to_string());
+        let mut fast = Vec::new();
+        write_json(&doc(value.clone()), None, Format::Fast, &mut fast);
+        let reparsed: Value = sonic_rs::from_slice(&fast).unwrap();
+        assert_eq!(text(&reparsed), text(&doc(value)));
+    }
+
+    #[test]
+    fn drops_in_arrays_and_under_changed_parents() {
+        let mut event = doc(
+            json!({"list": ["jane@example.com", "ok", {"ip": "10.0.0.1", "keep": 1}],
+                                   "k": "v"}),
+        );
+        let p = policy(PiiAction::DropField, &[(PiiClass::Ipv4, PiiAction::Redact)]);
+        scan_and_apply(&mut event, &p);
+        assert_eq!(
+            text(&event),
+            json!({"list": [null, "ok", {"ip": "[REDACTED:ipv4]", "keep": 1}], "k": "v"})
+                .to_string()
+        );
+        // A parent dropped after its child was changed goes, child and all.
+        let mut event = doc(json!({"a": {"password": {"email": "jane@example.com"}}, "b": 1}));
+        let p = policy(
+            PiiAction::Redact,
+            &[(PiiClass::KeyName, PiiAction::DropField)],
+        );
+        let applied = scan_and_apply(&mut event, &p);
+        assert_eq!(text(&event), json!({"a": {}, "b": 1}).to_string());
+        assert_eq!(applied.actions.len(), 2);
+    }
+
+    #[test]
+    fn a_scalar_event_root() {
+        let mut event = doc(json!("mail jane@example.com"));
+        let applied = scan_and_apply(&mut event, &policy(PiiAction::Redact, &[]));
+        assert_eq!(event, "mail [REDACTED:email]");
+        assert_eq!(applied.actions[0].2, "");
+        // The root cannot be dropped: nothing is done and nothing recorded.
+        let mut event = doc(json!(4111111111111111u64));
+        let applied = scan_and_apply(&mut event, &policy(PiiAction::DropField, &[]));
+        assert_eq!(
+            (text(&event), applied),
+            ("4111111111111111".to_owned(), Applied::default())
+        );
+        let mut event = doc(json!(4111111111111111u64));
+        let p = policy(PiiAction::Hash, &[]);
+        scan_and_apply(&mut event, &p);
+        assert_eq!(event, p.hash_pii(PiiClass::CreditCard, "4111111111111111"));
     }
 
     #[test]

@@ -13,7 +13,8 @@ mod schema;
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde_json::Value as JsonValue;
+use sonic_rs::{JsonNumberTrait, JsonValueTrait, Number, Object, Value, ValueRef};
 
 pub use schema::Schema;
 
@@ -219,7 +220,7 @@ impl TrackingPlan {
     /// Compiles a plan spec:
     /// `{"id": "tp_web", "version": 3, "events": {"Order Completed": <schema>, ...},
     ///   "identify"|"page"|"screen"|"group"|"common": <schema>?, "allow_unplanned_events": false}`.
-    pub fn compile(spec: &Value) -> Result<TrackingPlan, PlanError> {
+    pub fn compile(spec: &JsonValue) -> Result<TrackingPlan, PlanError> {
         let invalid = |pointer: &str, message: String| PlanError::InvalidPlan {
             pointer: pointer.to_owned(),
             message,
@@ -237,16 +238,16 @@ impl TrackingPlan {
             ));
         }
         let id = match spec.get("id") {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            Some(JsonValue::String(id)) if !id.is_empty() => id.clone(),
             _ => return Err(invalid("#/id", "\"id\" must be a non-empty string".into())),
         };
         let version = spec
             .get("version")
-            .and_then(Value::as_i64)
+            .and_then(JsonValue::as_i64)
             .ok_or_else(|| invalid("#/version", "\"version\" must be an integer".into()))?;
         let allow_unplanned_events = match spec.get("allow_unplanned_events") {
             None => false,
-            Some(Value::Bool(b)) => *b,
+            Some(JsonValue::Bool(b)) => *b,
             Some(_) => {
                 return Err(invalid(
                     "#/allow_unplanned_events",
@@ -257,7 +258,7 @@ impl TrackingPlan {
         let mut events = Vec::new();
         match spec.get("events") {
             None => {}
-            Some(Value::Object(map)) => {
+            Some(JsonValue::Object(map)) => {
                 for (name, schema) in map {
                     let mut base = String::from("#/events");
                     push_pointer_segment(&mut base, name);
@@ -313,8 +314,8 @@ impl TrackingPlan {
         if let Some(common) = &self.common {
             common.validate(event, out);
         }
-        let schema = match event.get("type").and_then(Value::as_str) {
-            Some("track") => match event.get("event").and_then(Value::as_str) {
+        let schema = match event.get("type").and_then(|t| t.as_str()) {
+            Some("track") => match event.get("event").and_then(|e| e.as_str()) {
                 Some(name) => match self.event_schema(name) {
                     Some(schema) => Some(schema),
                     None => {
@@ -359,37 +360,124 @@ fn unplanned(message: String) -> Violation {
     }
 }
 
-/// Structural JSON equality with JSON Schema's number semantics (`1 == 1.0`), used by `enum`,
-/// `const` and `uniqueItems`.
+/// Structural JSON equality with JSON Schema's number semantics (`1 == 1.0`), used by
+/// `uniqueItems`; `enum` and `const` compare with a [`Constant`] the same way.
 pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
-                x == y
-            } else if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
-                x == y
-            } else {
-                x.as_f64() == y.as_f64()
+    match (a.as_ref(), b.as_ref()) {
+        (ValueRef::Null, ValueRef::Null) => true,
+        (ValueRef::Bool(x), ValueRef::Bool(y)) => x == y,
+        (ValueRef::Number(x), ValueRef::Number(y)) => numbers_equal(&x, &y),
+        (ValueRef::String(x), ValueRef::String(y)) => x == y,
+        (ValueRef::Array(x), ValueRef::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(x, y)| json_equal(x, y))
+        }
+        (ValueRef::Object(x), ValueRef::Object(y)) => {
+            if x.len() != y.len() {
+                return false;
             }
+            // Objects compared are mostly written alike, keys in the same order.
+            let mut same_order = true;
+            for ((k, v), (l, w)) in x.iter().zip(y.iter()) {
+                if k != l {
+                    same_order = false;
+                    break;
+                }
+                if !json_equal(v, w) {
+                    return false;
+                }
+            }
+            same_order
+                || x.iter()
+                    .all(|(k, v)| y.get(&k).is_some_and(|w| json_equal(v, w)))
         }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_equal(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => objects_equal(x, y),
-        _ => a == b,
+        _ => false,
     }
 }
 
-fn objects_equal(x: &Map<String, Value>, y: &Map<String, Value>) -> bool {
-    x.len() == y.len()
-        && x.iter()
-            .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+pub(crate) fn numbers_equal(x: &Number, y: &Number) -> bool {
+    if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
+        x == y
+    } else if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
+        x == y
+    } else {
+        x.as_f64() == y.as_f64()
+    }
+}
+
+/// A schema value (`enum` member, `const`) compiled for comparison with event values.
+#[derive(Debug)]
+pub(crate) enum Constant {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Box<str>),
+    Array(Vec<Constant>),
+    Object(Vec<(Box<str>, Constant)>),
+}
+
+impl Constant {
+    pub(crate) fn new(value: &JsonValue) -> Constant {
+        match value {
+            JsonValue::Null => Constant::Null,
+            JsonValue::Bool(b) => Constant::Bool(*b),
+            JsonValue::Number(n) => Constant::Number(if let Some(u) = n.as_u64() {
+                Number::from(u)
+            } else if let Some(i) = n.as_i64() {
+                Number::from(i)
+            } else {
+                // serde_json numbers are finite.
+                Number::try_from(n.as_f64().unwrap_or(0.0)).unwrap_or_else(|_| Number::from(0u8))
+            }),
+            JsonValue::String(s) => Constant::String(s.as_str().into()),
+            JsonValue::Array(items) => Constant::Array(items.iter().map(Constant::new).collect()),
+            JsonValue::Object(map) => Constant::Object(
+                map.iter()
+                    .map(|(k, v)| (k.as_str().into(), Constant::new(v)))
+                    .collect(),
+            ),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Constant::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// JSON Schema equality with an event value.
+    pub(crate) fn equals(&self, value: &Value) -> bool {
+        self.equals_ref(&value.as_ref())
+    }
+
+    pub(crate) fn equals_ref(&self, value: &ValueRef<'_>) -> bool {
+        match (self, value) {
+            (Constant::Null, ValueRef::Null) => true,
+            (Constant::Bool(x), ValueRef::Bool(y)) => x == y,
+            (Constant::Number(x), ValueRef::Number(y)) => numbers_equal(x, y),
+            (Constant::String(x), ValueRef::String(y)) => **x == **y,
+            (Constant::Array(x), ValueRef::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y.iter()).all(|(x, y)| x.equals(y))
+            }
+            (Constant::Object(x), ValueRef::Object(y)) => objects_equal(x, y),
+            _ => false,
+        }
+    }
+}
+
+fn objects_equal(x: &[(Box<str>, Constant)], y: &Object) -> bool {
+    x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| v.equals(w)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// An event as the pipeline holds it: parsed from JSON text, keys in document order.
+    fn doc(v: JsonValue) -> Value {
+        sonic_rs::from_str(&v.to_string()).unwrap()
+    }
 
     fn plan() -> TrackingPlan {
         TrackingPlan::compile(&json!({
@@ -416,9 +504,9 @@ mod tests {
         .unwrap()
     }
 
-    fn kinds(plan: &TrackingPlan, event: Value) -> Vec<ViolationKind> {
+    fn kinds(plan: &TrackingPlan, event: JsonValue) -> Vec<ViolationKind> {
         let mut out = Vec::new();
-        plan.validate_event(&event, &mut out);
+        plan.validate_event(&doc(event), &mut out);
         out.iter().map(|v| v.kind).collect()
     }
 
@@ -450,7 +538,7 @@ mod tests {
         let event = json!({"type": "track", "messageId": "m1", "event": "Order Completed",
                            "properties": {"price": "10", "currency": "GBP", "coupon": "X"}});
         let mut out = Vec::new();
-        plan().validate_event(&event, &mut out);
+        plan().validate_event(&doc(event), &mut out);
         let summary: Vec<_> = out
             .iter()
             .map(|v| {
@@ -494,7 +582,7 @@ mod tests {
         let event = json!({"type": "track", "messageId": "m1", "event": "Order Completed",
                            "properties": {}});
         let mut out = Vec::new();
-        plan().validate_event(&event, &mut out);
+        plan().validate_event(&doc(event), &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].kind, ViolationKind::RequiredMissing);
         assert_eq!(out[0].property, "price");
@@ -599,13 +687,27 @@ mod tests {
 
     #[test]
     fn json_equality_uses_numeric_values() {
-        assert!(json_equal(&json!(1), &json!(1.0)));
-        assert!(json_equal(
-            &json!({"a": [1, {"b": 2.0}]}),
-            &json!({"a": [1.0, {"b": 2}]})
+        let eq = |a: JsonValue, b: JsonValue| {
+            let by_constant = Constant::new(&a).equals(&doc(b.clone()));
+            let by_value = json_equal(&doc(a), &doc(b));
+            assert_eq!(by_constant, by_value);
+            by_value
+        };
+        assert!(eq(json!(1), json!(1.0)));
+        assert!(eq(
+            json!({"a": [1, {"b": 2.0}]}),
+            json!({"a": [1.0, {"b": 2}]})
         ));
-        assert!(!json_equal(&json!({"a": 1}), &json!({"a": 1, "b": 1})));
-        assert!(!json_equal(&json!(1), &json!(true)));
-        assert!(!json_equal(&json!(u64::MAX), &json!(-1)));
+        assert!(eq(json!({"b": 1, "a": 2}), json!({"a": 2, "b": 1})));
+        assert!(!eq(json!({"a": 1}), json!({"a": 1, "b": 1})));
+        assert!(!eq(json!(1), json!(true)));
+        assert!(!eq(json!(u64::MAX), json!(-1)));
+        assert!(eq(json!(u64::MAX), json!(u64::MAX)));
+        assert!(!eq(json!(u64::MAX), json!(u64::MAX - 1)));
+        assert!(eq(json!(-5), json!(-5.0)));
+        assert!(eq(json!(null), json!(null)));
+        assert!(!eq(json!(null), json!(false)));
+        assert!(!eq(json!([]), json!({})));
+        assert!(eq(json!("é"), json!("é")));
     }
 }

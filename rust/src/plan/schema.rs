@@ -7,13 +7,15 @@
 use std::fmt;
 
 use regex::Regex;
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value as JsonValue};
+use sonic_rs::{JsonNumberTrait, Number, Object, Value, ValueRef};
 
 use super::format::Format;
-use crate::pointer::At;
 use super::{
-    json_equal, push_pointer_segment, PlanError, Violation, ViolationKind, SUPPORTED_KEYWORDS,
+    json_equal, push_pointer_segment, Constant, PlanError, Violation, ViolationKind,
+    SUPPORTED_KEYWORDS,
 };
+use crate::pointer::At;
 
 /// One compiled JSON Schema.
 pub struct Schema {
@@ -27,12 +29,12 @@ impl fmt::Debug for Schema {
 }
 
 impl Schema {
-    pub fn compile(schema: &Value) -> Result<Schema, PlanError> {
+    pub fn compile(schema: &JsonValue) -> Result<Schema, PlanError> {
         Schema::compile_at(schema, "#")
     }
 
     /// Compiles with errors reported relative to `base`, the schema's place in a larger document.
-    pub(crate) fn compile_at(schema: &Value, base: &str) -> Result<Schema, PlanError> {
+    pub(crate) fn compile_at(schema: &JsonValue, base: &str) -> Result<Schema, PlanError> {
         let mut compiler = Compiler {
             base,
             path: String::from("#"),
@@ -84,9 +86,21 @@ enum Items {
 }
 
 enum Dependency {
-    Properties(Vec<String>),
+    /// The names, each with its slot in [`Checks::names`].
+    Properties(Vec<(String, usize)>),
     Schema(Node),
 }
+
+/// A property name an object keyword looks up in instances.
+struct LookupName {
+    name: Box<str>,
+    /// Index in [`Checks::properties`] when `properties` declares it.
+    property: Option<usize>,
+}
+
+/// Instance objects are searched for at most this many names in one pass over their keys,
+/// with the values found kept on the stack; schemas naming more look each name up in turn.
+const MAX_SLOTS: usize = 64;
 
 struct Pattern {
     source: String,
@@ -102,8 +116,8 @@ struct Checks {
     /// Bit set of allowed types; 0 when `type` is absent.
     types: u8,
     type_names: Box<str>,
-    enumeration: Option<Vec<Value>>,
-    constant: Option<Value>,
+    enumeration: Option<Vec<Constant>>,
+    constant: Option<Constant>,
 
     minimum: Option<f64>,
     maximum: Option<f64>,
@@ -124,16 +138,26 @@ struct Checks {
     contains: Option<Node>,
 
     properties: Vec<(String, Node)>,
-    /// Indices into `properties` sorted by (length, name): a binary search then mostly
-    /// compares lengths.
-    properties_by_name: Vec<usize>,
-    required: Vec<String>,
+    /// The slot in `names` of each of `properties`.
+    property_slots: Vec<usize>,
+    /// The names of `properties`, `required` and `dependencies` (keys and lists), sorted by
+    /// (length, name), so an instance key is compared only with the names of its length. The
+    /// position of a name is its slot.
+    names: Vec<LookupName>,
+    /// Bit `min(len, 63)` is set for the byte length of each of `names`: most keys are ruled
+    /// out without comparing bytes.
+    name_lengths: u64,
+    /// `names_of_length[len]` is the range of `names` of that byte length.
+    names_of_length: Vec<(usize, usize)>,
+    /// Each name with its slot in `names`.
+    required: Vec<(String, usize)>,
     additional_properties: Option<Node>,
     pattern_properties: Vec<(Pattern, Node)>,
     property_names: Option<Node>,
     min_properties: Option<usize>,
     max_properties: Option<usize>,
-    dependencies: Vec<(String, Dependency)>,
+    /// Each property name with its slot in `names`, and its dependency.
+    dependencies: Vec<(String, usize, Dependency)>,
 
     all_of: Vec<Node>,
     any_of: Vec<Node>,
@@ -168,7 +192,7 @@ impl Compiler<'_> {
     }
 
     /// Compiles the subschema at `self.path` + `segments`.
-    fn child(&mut self, segments: &[&str], value: &Value) -> Result<Node, PlanError> {
+    fn child(&mut self, segments: &[&str], value: &JsonValue) -> Result<Node, PlanError> {
         let len = self.path.len();
         for s in segments {
             push_pointer_segment(&mut self.path, s);
@@ -178,9 +202,13 @@ impl Compiler<'_> {
         node
     }
 
-    fn child_list(&mut self, keyword: &'static str, value: &Value) -> Result<Vec<Node>, PlanError> {
+    fn child_list(
+        &mut self,
+        keyword: &'static str,
+        value: &JsonValue,
+    ) -> Result<Vec<Node>, PlanError> {
         match value {
-            Value::Array(list) if !list.is_empty() => list
+            JsonValue::Array(list) if !list.is_empty() => list
                 .iter()
                 .enumerate()
                 .map(|(i, s)| self.child(&[keyword, &i.to_string()], s))
@@ -189,11 +217,11 @@ impl Compiler<'_> {
         }
     }
 
-    fn node(&mut self, value: &Value) -> Result<Node, PlanError> {
+    fn node(&mut self, value: &JsonValue) -> Result<Node, PlanError> {
         let map = match value {
-            Value::Bool(true) => return Ok(Node::True),
-            Value::Bool(false) => return Ok(Node::False(self.path.clone().into())),
-            Value::Object(map) => map,
+            JsonValue::Bool(true) => return Ok(Node::True),
+            JsonValue::Bool(false) => return Ok(Node::False(self.path.clone().into())),
+            JsonValue::Object(map) => map,
             _ => {
                 return Err(PlanError::NotASchema {
                     pointer: self.pointer(),
@@ -231,7 +259,10 @@ impl Compiler<'_> {
             unique_items: false,
             contains: None,
             properties: Vec::new(),
-            properties_by_name: Vec::new(),
+            property_slots: Vec::new(),
+            names: Vec::new(),
+            name_lengths: 0,
+            names_of_length: Vec::new(),
             required: Vec::new(),
             additional_properties: None,
             pattern_properties: Vec::new(),
@@ -252,10 +283,12 @@ impl Compiler<'_> {
             c.enumeration = Some(
                 e.as_array()
                     .ok_or_else(|| self.invalid("enum", "an array"))?
-                    .clone(),
+                    .iter()
+                    .map(Constant::new)
+                    .collect(),
             );
         }
-        c.constant = map.get("const").cloned();
+        c.constant = map.get("const").map(Constant::new);
         if let Some(m) = self.number(map, "multipleOf")? {
             if m <= 0.0 {
                 return Err(self.invalid("multipleOf", "a number greater than 0"));
@@ -282,7 +315,7 @@ impl Compiler<'_> {
         }
         match map.get("items") {
             None => {}
-            Some(Value::Array(list)) => {
+            Some(JsonValue::Array(list)) => {
                 c.items = Items::Tuple(
                     list.iter()
                         .enumerate()
@@ -311,12 +344,13 @@ impl Compiler<'_> {
                 c.properties
                     .push((name.clone(), self.child(&["properties", name], s)?));
             }
-            c.properties_by_name = (0..c.properties.len()).collect();
-            c.properties_by_name
-                .sort_by(|a, b| by_length_then_bytes(&c.properties[*a].0, &c.properties[*b].0));
         }
         if let Some(r) = map.get("required") {
-            c.required = self.names(r, "required")?;
+            c.required = self
+                .names(r, "required")?
+                .into_iter()
+                .map(|n| (n, 0))
+                .collect();
         }
         if let Some(s) = map.get("additionalProperties") {
             c.additional_properties = Some(self.child(&["additionalProperties"], s)?);
@@ -345,10 +379,15 @@ impl Compiler<'_> {
             })?;
             for (name, dep) in d {
                 let dep = match dep {
-                    Value::Array(_) => Dependency::Properties(self.names(dep, "dependencies")?),
+                    JsonValue::Array(_) => Dependency::Properties(
+                        self.names(dep, "dependencies")?
+                            .into_iter()
+                            .map(|n| (n, 0))
+                            .collect(),
+                    ),
                     s => Dependency::Schema(self.child(&["dependencies", name], s)?),
                 };
-                c.dependencies.push((name.clone(), dep));
+                c.dependencies.push((name.clone(), 0, dep));
             }
         }
         if let Some(l) = map.get("allOf") {
@@ -375,26 +414,27 @@ impl Compiler<'_> {
         if let Some(s) = map.get("if") {
             c.condition = Some(Box::new((self.child(&["if"], s)?, then, otherwise)));
         }
+        c.index_names();
         Ok(Node::Checks(Box::new(c)))
     }
 
-    fn types(&self, value: &Value) -> Result<(u8, Box<str>), PlanError> {
+    fn types(&self, value: &JsonValue) -> Result<(u8, Box<str>), PlanError> {
         const EXPECTED: &str =
             "a type name (null, boolean, object, array, number, string, integer) or an array of them";
-        let bit = |name: &Value| {
+        let bit = |name: &JsonValue| {
             name.as_str()
                 .and_then(|n| TYPE_NAMES.iter().find(|(t, _)| *t == n))
                 .map(|(_, b)| *b)
                 .ok_or_else(|| self.invalid("type", EXPECTED))
         };
         match value {
-            Value::String(name) => Ok((bit(value)?, name.as_str().into())),
-            Value::Array(names) if !names.is_empty() => {
+            JsonValue::String(name) => Ok((bit(value)?, name.as_str().into())),
+            JsonValue::Array(names) if !names.is_empty() => {
                 let mut bits = 0;
                 for n in names {
                     bits |= bit(n)?;
                 }
-                let joined: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
+                let joined: Vec<&str> = names.iter().filter_map(JsonValue::as_str).collect();
                 Ok((bits, joined.join(",").into()))
             }
             _ => Err(self.invalid("type", EXPECTED)),
@@ -403,7 +443,7 @@ impl Compiler<'_> {
 
     fn number(
         &self,
-        map: &Map<String, Value>,
+        map: &Map<String, JsonValue>,
         keyword: &'static str,
     ) -> Result<Option<f64>, PlanError> {
         map.get(keyword)
@@ -413,10 +453,10 @@ impl Compiler<'_> {
 
     fn exclusive_bound(
         &self,
-        map: &Map<String, Value>,
+        map: &Map<String, JsonValue>,
         keyword: &'static str,
     ) -> Result<Option<f64>, PlanError> {
-        if let Some(Value::Bool(_)) = map.get(keyword) {
+        if let Some(JsonValue::Bool(_)) = map.get(keyword) {
             return Err(PlanError::Draft04ExclusiveBound {
                 keyword,
                 pointer: self.keyword_pointer(keyword),
@@ -427,7 +467,7 @@ impl Compiler<'_> {
 
     fn count(
         &self,
-        map: &Map<String, Value>,
+        map: &Map<String, JsonValue>,
         keyword: &'static str,
     ) -> Result<Option<usize>, PlanError> {
         let Some(v) = map.get(keyword) else {
@@ -443,7 +483,7 @@ impl Compiler<'_> {
             .ok_or_else(|| self.invalid(keyword, "a non-negative integer"))
     }
 
-    fn names(&self, value: &Value, keyword: &'static str) -> Result<Vec<String>, PlanError> {
+    fn names(&self, value: &JsonValue, keyword: &'static str) -> Result<Vec<String>, PlanError> {
         value
             .as_array()
             .and_then(|a| a.iter().map(|n| n.as_str().map(str::to_owned)).collect())
@@ -539,15 +579,15 @@ macro_rules! fail {
     };
 }
 
-fn type_bits(v: &Value) -> u8 {
+fn type_bits(v: &ValueRef<'_>) -> u8 {
     match v {
-        Value::Null => NULL,
-        Value::Bool(_) => BOOLEAN,
-        Value::Object(_) => OBJECT,
-        Value::Array(_) => ARRAY,
-        Value::String(_) => STRING,
-        Value::Number(n) if is_integer(n) => NUMBER | INTEGER,
-        Value::Number(_) => NUMBER,
+        ValueRef::Null => NULL,
+        ValueRef::Bool(_) => BOOLEAN,
+        ValueRef::Object(_) => OBJECT,
+        ValueRef::Array(_) => ARRAY,
+        ValueRef::String(_) => STRING,
+        ValueRef::Number(n) if is_integer(n) => NUMBER | INTEGER,
+        ValueRef::Number(_) => NUMBER,
     }
 }
 
@@ -599,8 +639,9 @@ impl Node {
         };
         let mut valid = true;
         let path = &*c.path;
+        let view = value.as_ref();
 
-        if c.types != 0 && type_bits(value) & c.types == 0 {
+        if c.types != 0 && type_bits(&view) & c.types == 0 {
             fail!(
                 out,
                 valid,
@@ -614,7 +655,7 @@ impl Node {
             );
         }
         if let Some(allowed) = &c.enumeration {
-            if !allowed.iter().any(|a| json_equal(a, value)) {
+            if !allowed.iter().any(|a| a.equals_ref(&view)) {
                 fail!(
                     out,
                     valid,
@@ -629,7 +670,7 @@ impl Node {
             }
         }
         if let Some(constant) = &c.constant {
-            if !json_equal(constant, value) {
+            if !constant.equals_ref(&view) {
                 fail!(
                     out,
                     valid,
@@ -644,8 +685,8 @@ impl Node {
             }
         }
 
-        match value {
-            Value::Number(n) => {
+        match view {
+            ValueRef::Number(n) => {
                 let f = n.as_f64().unwrap_or(f64::NAN);
                 let bounds = [
                     ("minimum", c.minimum, ">="),
@@ -676,7 +717,7 @@ impl Node {
                     }
                 }
                 if let Some(m) = c.multiple_of {
-                    if !is_multiple_of(n, m) {
+                    if !is_multiple_of(&n, m) {
                         fail!(
                             out,
                             valid,
@@ -691,7 +732,7 @@ impl Node {
                     }
                 }
             }
-            Value::String(s) => {
+            ValueRef::String(s) => {
                 // Lengths count code points; the byte length bounds them from above, which settles
                 // most strings without counting.
                 if let Some(min) = c.min_length {
@@ -755,15 +796,15 @@ impl Node {
                     }
                 }
             }
-            Value::Array(list) => {
-                if !c.eval_array(list, at, out.as_deref_mut()) {
+            ValueRef::Array(list) => {
+                if !c.eval_array(list.as_slice(), at, out.as_deref_mut()) {
                     if out.is_none() {
                         return false;
                     }
                     valid = false;
                 }
             }
-            Value::Object(map) => {
+            ValueRef::Object(map) => {
                 if !c.eval_object(value, map, at, out.as_deref_mut()) {
                     if out.is_none() {
                         return false;
@@ -771,7 +812,7 @@ impl Node {
                     valid = false;
                 }
             }
-            Value::Null | Value::Bool(_) => {}
+            ValueRef::Null | ValueRef::Bool(_) => {}
         }
 
         let has_combinators = !c.all_of.is_empty()
@@ -942,17 +983,190 @@ impl Checks {
         valid
     }
 
+    /// The slot of an instance key in `names`.
+    #[inline]
+    fn slot(&self, key: &str) -> Option<usize> {
+        if self.name_lengths & length_bit(key) == 0 {
+            return None;
+        }
+        let (from, to) = *self.names_of_length.get(key.len())?;
+        self.names[from..to]
+            .iter()
+            .position(|n| same_bytes(n.name.as_bytes(), key.as_bytes()))
+            .map(|i| from + i)
+    }
+
+    /// Fills `names` and the slots that point into it, once all keywords are compiled.
+    fn index_names(&mut self) {
+        let mut names: Vec<&str> = self.properties.iter().map(|(n, _)| n.as_str()).collect();
+        names.extend(self.required.iter().map(|(n, _)| n.as_str()));
+        for (name, _, dep) in &self.dependencies {
+            names.push(name);
+            if let Dependency::Properties(needed) = dep {
+                names.extend(needed.iter().map(|(n, _)| n.as_str()));
+            }
+        }
+        names.sort_by(|a, b| by_length_then_bytes(a, b));
+        names.dedup();
+        let mut table: Vec<LookupName> = names
+            .into_iter()
+            .map(|name| LookupName {
+                name: name.into(),
+                property: None,
+            })
+            .collect();
+        let slot = |table: &[LookupName], name: &str| {
+            table
+                .binary_search_by(|n| by_length_then_bytes(&n.name, name))
+                .expect("every looked-up name is in the table")
+        };
+        self.property_slots = Vec::with_capacity(self.properties.len());
+        for (i, (name, _)) in self.properties.iter().enumerate() {
+            let s = slot(&table, name);
+            table[s].property = Some(i);
+            self.property_slots.push(s);
+        }
+        for (name, s) in &mut self.required {
+            *s = slot(&table, name);
+        }
+        for (name, s, dep) in &mut self.dependencies {
+            *s = slot(&table, name);
+            if let Dependency::Properties(needed) = dep {
+                for (n, s) in needed {
+                    *s = slot(&table, n);
+                }
+            }
+        }
+        self.name_lengths = table.iter().fold(0, |bits, n| bits | length_bit(&n.name));
+        let longest = table.last().map_or(0, |n| n.name.len());
+        self.names_of_length = vec![(0, 0); longest + 1];
+        for (i, n) in table.iter().enumerate() {
+            let range = &mut self.names_of_length[n.name.len()];
+            if range.1 == 0 {
+                range.0 = i;
+            }
+            range.1 = i + 1;
+        }
+        self.names = table;
+    }
+
     fn eval_object(
         &self,
         value: &Value,
-        map: &Map<String, Value>,
+        map: &Object,
         at: &At,
         mut out: Option<&mut Vec<Violation>>,
     ) -> bool {
         let mut valid = true;
         let path = &*self.path;
-        for name in &self.required {
-            if find(map, name).is_none() {
+        let key_walk = !self.pattern_properties.is_empty()
+            || self.additional_properties.is_some()
+            || self.property_names.is_some();
+        // The first value of each looked-up name, found in one pass over the keys. Each key
+        // read costs a little with sonic-rs values, so searching the object once per name
+        // would read most keys several times.
+        let use_slots = !self.names.is_empty() && self.names.len() <= MAX_SLOTS;
+        let mut slots: [Option<&Value>; MAX_SLOTS] = [None; MAX_SLOTS];
+        let walk_start = out.as_deref().map_or(0, Vec::len);
+
+        if key_walk {
+            // The same pass serves `properties` and the key keywords.
+            for (key, v) in map.iter() {
+                let child = At::Key(at, key);
+                let slot = self.slot(key);
+                let declared = match slot {
+                    Some(i) => {
+                        if use_slots && slots[i].is_none() {
+                            slots[i] = Some(v);
+                        }
+                        self.names[i].property.map(|p| &self.properties[p].1)
+                    }
+                    None => None,
+                };
+                let mut matched = declared.is_some();
+                if let Some(schema) = declared {
+                    if !schema.eval(v, &child, out.as_deref_mut()) {
+                        if out.is_none() {
+                            return false;
+                        }
+                        valid = false;
+                    }
+                }
+                for (pattern, schema) in &self.pattern_properties {
+                    if pattern.regex.is_match(key) {
+                        matched = true;
+                        if !schema.eval(v, &child, out.as_deref_mut()) {
+                            if out.is_none() {
+                                return false;
+                            }
+                            valid = false;
+                        }
+                    }
+                }
+                if let Some(names) = &self.property_names {
+                    if !names.name_is_valid(key) {
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                "propertyNames",
+                                "property name must be valid".into(),
+                                key.to_owned(),
+                                at,
+                                path
+                            )
+                        );
+                    }
+                }
+                if matched {
+                    continue;
+                }
+                match &self.additional_properties {
+                    None | Some(Node::True) => {}
+                    Some(Node::False(_)) => {
+                        fail!(
+                            out,
+                            valid,
+                            violation(
+                                "additionalProperties",
+                                "must NOT have additional properties".into(),
+                                key.to_owned(),
+                                at,
+                                path
+                            )
+                        );
+                    }
+                    Some(schema) => {
+                        if !schema.eval(v, &child, out.as_deref_mut()) {
+                            if out.is_none() {
+                                return false;
+                            }
+                            valid = false;
+                        }
+                    }
+                }
+            }
+        } else if use_slots {
+            for (key, v) in map.iter() {
+                if let Some(i) = self.slot(key) {
+                    if slots[i].is_none() {
+                        slots[i] = Some(v);
+                    }
+                }
+            }
+        }
+        let get = |slot: usize| {
+            if use_slots {
+                slots[slot]
+            } else {
+                find(map, &self.names[slot].name)
+            }
+        };
+
+        // Checked after the key walk, reported before its violations.
+        let walk_end = out.as_deref().map_or(0, Vec::len);
+        for (name, slot) in &self.required {
+            if get(*slot).is_none() {
                 fail!(
                     out,
                     valid,
@@ -996,12 +1210,15 @@ impl Checks {
                 );
             }
         }
-        let needs_key_walk = !self.pattern_properties.is_empty()
-            || self.additional_properties.is_some()
-            || self.property_names.is_some();
-        if !needs_key_walk {
-            for (name, schema) in &self.properties {
-                if let Some(v) = find(map, name) {
+        if let Some(out) = out.as_deref_mut() {
+            if walk_end > walk_start && out.len() > walk_end {
+                out[walk_start..].rotate_left(walk_end - walk_start);
+            }
+        }
+
+        if !key_walk {
+            for ((name, schema), slot) in self.properties.iter().zip(&self.property_slots) {
+                if let Some(v) = get(*slot) {
                     if !schema.eval(v, &At::Key(at, name), out.as_deref_mut()) {
                         if out.is_none() {
                             return false;
@@ -1010,87 +1227,15 @@ impl Checks {
                     }
                 }
             }
-        } else {
-            // One pass over the instance's keys serves `properties` and the key keywords.
-            for (key, v) in map {
-                let child = At::Key(at, key);
-                let declared = self
-                    .properties_by_name
-                    .binary_search_by(|i| by_length_then_bytes(&self.properties[*i].0, key))
-                    .ok()
-                    .map(|i| &self.properties[self.properties_by_name[i]].1);
-                let mut matched = declared.is_some();
-                if let Some(schema) = declared {
-                    if !schema.eval(v, &child, out.as_deref_mut()) {
-                        if out.is_none() {
-                            return false;
-                        }
-                        valid = false;
-                    }
-                }
-                for (pattern, schema) in &self.pattern_properties {
-                    if pattern.regex.is_match(key) {
-                        matched = true;
-                        if !schema.eval(v, &child, out.as_deref_mut()) {
-                            if out.is_none() {
-                                return false;
-                            }
-                            valid = false;
-                        }
-                    }
-                }
-                if let Some(names) = &self.property_names {
-                    if !names.name_is_valid(key) {
-                        fail!(
-                            out,
-                            valid,
-                            violation(
-                                "propertyNames",
-                                "property name must be valid".into(),
-                                key.clone(),
-                                at,
-                                path
-                            )
-                        );
-                    }
-                }
-                if matched {
-                    continue;
-                }
-                match &self.additional_properties {
-                    None | Some(Node::True) => {}
-                    Some(Node::False(_)) => {
-                        fail!(
-                            out,
-                            valid,
-                            violation(
-                                "additionalProperties",
-                                "must NOT have additional properties".into(),
-                                key.clone(),
-                                at,
-                                path
-                            )
-                        );
-                    }
-                    Some(schema) => {
-                        if !schema.eval(v, &child, out.as_deref_mut()) {
-                            if out.is_none() {
-                                return false;
-                            }
-                            valid = false;
-                        }
-                    }
-                }
-            }
         }
-        for (name, dep) in &self.dependencies {
-            if find(map, name).is_none() {
+        for (name, slot, dep) in &self.dependencies {
+            if get(*slot).is_none() {
                 continue;
             }
             match dep {
                 Dependency::Properties(needed) => {
-                    for n in needed {
-                        if find(map, n).is_none() {
+                    for (n, slot) in needed {
+                        if get(*slot).is_none() {
                             fail!(
                                 out,
                                 valid,
@@ -1215,20 +1360,38 @@ impl Checks {
     }
 }
 
+/// `a == b` for slices of equal length, without a library call for short names.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let load8 = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap());
+    let load4 = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().unwrap());
+    match n {
+        0 => true,
+        1..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=7 => load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4),
+        8..=16 => load8(a, 0) == load8(b, 0) && load8(a, n - 8) == load8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+fn length_bit(name: &str) -> u64 {
+    1 << name.len().min(63)
+}
+
 fn by_length_then_bytes(a: &str, b: &str) -> std::cmp::Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 /// Looks `name` up in an event object. Event objects are small, and there a scan comparing
 /// lengths first beats hashing the name with SipHash.
-fn find<'v>(map: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
-    if map.len() <= 16 {
-        map.iter()
-            .find(|(k, _)| k.len() == name.len() && k.as_str() == name)
-            .map(|(_, v)| v)
-    } else {
-        map.get(name)
-    }
+fn find<'v>(map: &'v Object, name: &str) -> Option<&'v Value> {
+    map.iter()
+        .find(|(k, _)| same_bytes(k.as_bytes(), name.as_bytes()))
+        .map(|(_, v)| v)
 }
 
 fn first_duplicate(list: &[Value]) -> Option<(usize, usize)> {
@@ -1247,11 +1410,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// An event value as the pipeline holds it: parsed from JSON text, keys in document order.
+    fn doc(v: JsonValue) -> Value {
+        sonic_rs::from_str(&v.to_string()).unwrap()
+    }
+
     fn errors(
-        schema: Value,
-        instance: Value,
+        schema: JsonValue,
+        instance: JsonValue,
     ) -> Vec<(ViolationKind, String, String, String, String)> {
         let schema = Schema::compile(&schema).unwrap();
+        let instance = doc(instance);
         let mut out = Vec::new();
         schema.validate(&instance, &mut out);
         assert_eq!(
@@ -1272,11 +1441,11 @@ mod tests {
             .collect()
     }
 
-    fn messages(schema: Value, instance: Value) -> Vec<String> {
+    fn messages(schema: JsonValue, instance: JsonValue) -> Vec<String> {
         errors(schema, instance).into_iter().map(|e| e.1).collect()
     }
 
-    fn compile_error(schema: Value) -> String {
+    fn compile_error(schema: JsonValue) -> String {
         Schema::compile(&schema).unwrap_err().to_string()
     }
 
