@@ -27,27 +27,54 @@ struct Stats {
     plus: bool,
 }
 
-/// Counts with branch-free compares into byte-wide counters, which the compiler vectorises;
-/// a chunk of 255 bytes cannot overflow them.
+/// Per byte, the counts it adds to `Stats` in 10-bit fields: digits, letters, colons, dots, `@`,
+/// `+`. Summing these over at most 1023 bytes cannot carry from one field into the next.
+static STAT_FIELDS: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = if b.is_ascii_digit() {
+            1
+        } else if b.is_ascii_alphabetic() {
+            1 << 10
+        } else if b == b':' {
+            1 << 20
+        } else if b == b'.' {
+            1 << 30
+        } else if b == b'@' {
+            1 << 40
+        } else if b == b'+' {
+            1 << 50
+        } else {
+            0
+        };
+        c += 1;
+    }
+    t
+};
+
+/// One table load and one add per byte (two sums, to overlap the adds).
 fn stats(b: &[u8]) -> Stats {
     let mut s = Stats::default();
-    for chunk in b.chunks(255) {
-        let (mut digits, mut letters, mut colons, mut dots, mut at, mut plus) =
-            (0u8, 0u8, 0u8, 0u8, 0u8, 0u8);
-        for &c in chunk {
-            digits += u8::from(c.wrapping_sub(b'0') < 10);
-            letters += u8::from((c | 0x20).wrapping_sub(b'a') < 26);
-            colons += u8::from(c == b':');
-            dots += u8::from(c == b'.');
-            at |= u8::from(c == b'@');
-            plus |= u8::from(c == b'+');
+    for chunk in b.chunks(1022) {
+        let (mut x, mut y) = (0u64, 0u64);
+        let mut pairs = chunk.chunks_exact(2);
+        for p in &mut pairs {
+            x += STAT_FIELDS[usize::from(p[0])];
+            y += STAT_FIELDS[usize::from(p[1])];
         }
-        s.digits += usize::from(digits);
-        s.letters += usize::from(letters);
-        s.colons += usize::from(colons);
-        s.dots += usize::from(dots);
-        s.at |= at != 0;
-        s.plus |= plus != 0;
+        if let [c] = pairs.remainder() {
+            x += STAT_FIELDS[usize::from(*c)];
+        }
+        let field =
+            |k: u32| ((x >> (10 * k)) & 0x3ff) as usize + ((y >> (10 * k)) & 0x3ff) as usize;
+        s.digits += field(0);
+        s.letters += field(1);
+        s.colons += field(2);
+        s.dots += field(3);
+        s.at |= field(4) != 0;
+        s.plus |= field(5) != 0;
     }
     s
 }
@@ -57,6 +84,18 @@ pub(crate) fn scan(s: &str, ctx: TextContext, out: &mut Vec<Match>) {
     let b = s.as_bytes();
     // The shortest PII we detect is `::1`.
     if b.len() < 3 {
+        return;
+    }
+    // Below six bytes only an IPv6 address can be found (an email takes six, `a@b.cd`; every
+    // other class more), and it needs two colons.
+    if b.len() < 6 {
+        if b.iter().filter(|c| **c == b':').count() >= 2 {
+            let first = out.len();
+            ipv6(b, out);
+            if out.len() - first > 1 {
+                resolve_overlaps(out, first);
+            }
+        }
         return;
     }
     let st = stats(b);
@@ -170,6 +209,13 @@ fn digit_runs(b: &[u8], st: &Stats, ipv4: bool, iban: bool, out: &mut Vec<Match>
                 i = e;
                 continue;
             }
+        }
+        // Every other detector starts its match at this run (or at a `(` just before it, which
+        // leaves this side of the run free as well), so a run joined to what precedes it
+        // (`v10`, `a-12`, the inner groups of a UUID or a timestamp) starts nothing.
+        if !left_ok(b, i) {
+            i = end;
+            continue;
         }
         if nine {
             if cards {
@@ -535,13 +581,14 @@ fn is_ipv6_char(c: u8) -> bool {
 /// standard library's parser then decides.
 fn ipv6(b: &[u8], out: &mut Vec<Match>) {
     let mut i = 0;
-    while i < b.len() {
-        if !is_ipv6_char(b[i]) {
-            i += 1;
-            continue;
+    // Only a run holding a colon can be an address: go from colon to colon, taking the whole
+    // run around each (`i` is 0 or sits just after a run, on a byte that is not part of one).
+    while let Some(colon) = b[i..].iter().position(|c| *c == b':') {
+        let mut start = i + colon;
+        while start > i && is_ipv6_char(b[start - 1]) {
+            start -= 1;
         }
-        let start = i;
-        let mut end = i;
+        let mut end = start;
         let mut colons = 0;
         let mut has_digit = false;
         while end < b.len() && is_ipv6_char(b[end]) {
@@ -804,6 +851,41 @@ mod tests {
 
     fn none(s: &str) {
         assert_eq!(found(s), vec![], "in {s:?}");
+    }
+
+    #[test]
+    fn stats_count_every_byte() {
+        // Every byte value, in runs long enough to cross the table sums' chunk boundary.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in [0, 1, 2, 3, 17, 255, 1021, 1022, 1023, 2045, 5000] {
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed >> 24) as u8
+                })
+                .collect();
+            for b in [&b[..], &vec![b'7'; len][..], &vec![b'@'; len][..]] {
+                let st = stats(b);
+                let count = |f: fn(&u8) -> bool| b.iter().filter(|c| f(c)).count();
+                assert_eq!(st.digits, count(u8::is_ascii_digit), "{len}");
+                assert_eq!(st.letters, count(u8::is_ascii_alphabetic), "{len}");
+                assert_eq!(st.colons, count(|c| *c == b':'), "{len}");
+                assert_eq!(st.dots, count(|c| *c == b'.'), "{len}");
+                assert_eq!(st.at, b.contains(&b'@'), "{len}");
+                assert_eq!(st.plus, b.contains(&b'+'), "{len}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_strings() {
+        one("::1", PiiClass::Ipv6, "::1");
+        one("(::1)", PiiClass::Ipv6, "::1");
+        one("a@b.cd", PiiClass::Email, "a@b.cd");
+        none("a@b.c");
+        none("1:2:3");
     }
 
     #[test]

@@ -832,7 +832,7 @@ enum Format {
 /// Writes `value` with `edit` applied as compact JSON text.
 fn write_json(value: &Value, edit: Option<&Edit>, format: Format, out: &mut Vec<u8>) {
     match edit {
-        Some(Edit::Text(s)) => return write_json_str(s, out),
+        Some(Edit::Text(s)) => return crate::json::write_str(out, s),
         Some(Edit::Null | Edit::Removed) => return out.extend_from_slice(b"null"),
         Some(Edit::Nested(_)) => {}
         None if format == Format::Fast => {
@@ -860,7 +860,7 @@ fn write_json(value: &Value, edit: Option<&Edit>, format: Format, out: &mut Vec<
             };
             written.expect("writing to a Vec cannot fail");
         }
-        ValueRef::String(s) => write_json_str(s, out),
+        ValueRef::String(s) => crate::json::write_str(out, s),
         ValueRef::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -890,45 +890,13 @@ fn write_json(value: &Value, edit: Option<&Edit>, format: Format, out: &mut Vec<
                     out.push(b',');
                 }
                 first = false;
-                write_json_str(key, out);
+                crate::json::write_str(out, key);
                 out.push(b':');
                 write_json(item, e, format, out);
             }
             out.push(b'}');
         }
     }
-}
-
-/// A JSON string literal, escaped as `serde_json` escapes it.
-fn write_json_str(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 15)]);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 #[cfg(test)]
