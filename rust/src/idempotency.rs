@@ -34,6 +34,17 @@ pub enum Num {
     Float(f64),
 }
 
+impl Num {
+    /// A number as either value type reads it: unsigned first, then signed, else a float.
+    fn of(u: Option<u64>, i: Option<i64>, f: Option<f64>) -> Num {
+        match (u, i) {
+            (Some(u), _) => Num::Pos(u),
+            (None, Some(i)) => Num::Neg(i),
+            _ => Num::Float(f.unwrap_or_default()),
+        }
+    }
+}
+
 /// A JSON document type the keys can be computed over.
 pub trait Json: Sized {
     fn node(&self) -> Node<'_, Self>;
@@ -47,11 +58,7 @@ impl Json for serde_json::Value {
         match self {
             Value::Null => Node::Null,
             Value::Bool(b) => Node::Bool(*b),
-            Value::Number(n) => Node::Number(match (n.as_u64(), n.as_i64()) {
-                (Some(u), _) => Num::Pos(u),
-                (None, Some(i)) => Num::Neg(i),
-                _ => Num::Float(n.as_f64().unwrap_or_default()),
-            }),
+            Value::Number(n) => Node::Number(Num::of(n.as_u64(), n.as_i64(), n.as_f64())),
             Value::String(s) => Node::String(s),
             Value::Array(items) => Node::Array(items),
             Value::Object(map) => Node::Object(map.iter().map(|(k, v)| (k.as_str(), v)).collect()),
@@ -69,11 +76,7 @@ impl Json for sonic_rs::Value {
         match self.as_ref() {
             ValueRef::Null => Node::Null,
             ValueRef::Bool(b) => Node::Bool(b),
-            ValueRef::Number(n) => Node::Number(match (n.as_u64(), n.as_i64()) {
-                (Some(u), _) => Num::Pos(u),
-                (None, Some(i)) => Num::Neg(i),
-                _ => Num::Float(n.as_f64().unwrap_or_default()),
-            }),
+            ValueRef::Number(n) => Node::Number(Num::of(n.as_u64(), n.as_i64(), n.as_f64())),
             ValueRef::String(s) => Node::String(s),
             ValueRef::Array(items) => Node::Array(items),
             ValueRef::Object(map) => Node::Object(map.iter().collect()),

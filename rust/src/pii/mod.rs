@@ -842,25 +842,6 @@ fn write_json(value: &Value, edit: Option<&Edit>, format: Format, out: &mut Vec<
         None => {}
     }
     match value.as_ref() {
-        ValueRef::Null => out.extend_from_slice(b"null"),
-        ValueRef::Bool(true) => out.extend_from_slice(b"true"),
-        ValueRef::Bool(false) => out.extend_from_slice(b"false"),
-        ValueRef::Number(n) => {
-            use std::io::Write;
-            let written = if let Some(u) = n.as_u64() {
-                write!(out, "{u}")
-            } else if let Some(i) = n.as_i64() {
-                write!(out, "{i}")
-            } else {
-                let f = n.as_f64().unwrap_or(0.0);
-                match serde_json::Number::from_f64(f) {
-                    Some(n) => write!(out, "{n}"),
-                    None => write!(out, "null"),
-                }
-            };
-            written.expect("writing to a Vec cannot fail");
-        }
-        ValueRef::String(s) => crate::json::write_str(out, s),
         ValueRef::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -896,6 +877,8 @@ fn write_json(value: &Value, edit: Option<&Edit>, format: Format, out: &mut Vec<
             }
             out.push(b'}');
         }
+        // Scalars: the text `serde_json` writes (numbers, escapes), as everywhere else.
+        _ => crate::json::write(out, value),
     }
 }
 
