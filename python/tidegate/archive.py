@@ -45,6 +45,7 @@ from urllib.parse import quote, unquote
 import msgspec
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 from prometheus_client import Counter
 
 from . import metrics
@@ -185,25 +186,42 @@ def _read_segment(path: Path) -> pl.DataFrame:
     return pl.read_ipc(io.BytesIO(path.read_bytes()))
 
 
-def _write_partitions(root: Path, df: pl.DataFrame) -> int:
-    """Write ``df`` as one Parquet file per (source, date, hour); return the number of files."""
-    if df.is_empty():
-        return 0
-    keyed = df.with_columns(pl.col("received_at").dt.truncate("1h").alias("_hour"))
+def _write_partitions(root: Path, frames: Iterable[pl.DataFrame]) -> int:
+    """Write the rows of ``frames`` (spool segments, read one at a time) as one Parquet file per
+    (source, date, hour); return the number of files. Each frame's share of a partition is one
+    row group, so memory holds one segment, not the whole flush; rows keep arrival order."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    written = 0
-    for (source, hour), part in keyed.partition_by(["source", "_hour"], as_dict=True, maintain_order=True).items():
-        directory = partition_dir(root, str(source), hour)  # type: ignore[arg-type]
-        directory.mkdir(parents=True, exist_ok=True)
-        final = directory / f"{stamp}-{uuid.uuid4().hex[:16]}.parquet"
-        tmp = final.with_suffix(".parquet.tmp")
-        part.drop("_hour").sort("received_at").write_parquet(tmp, compression="zstd", statistics=True)
-        _fsync_file(tmp)
-        os.replace(tmp, final)
-        _fsync_dir(directory)
-        written += 1
-    files_written.inc(written)
-    return written
+    writers: dict[tuple[str, Any], tuple[pq.ParquetWriter, Path, Path]] = {}
+    try:
+        for df in frames:
+            if df.is_empty():
+                continue
+            keyed = df.with_columns(pl.col("received_at").dt.truncate("1h").alias("_hour"))
+            for (source, hour), part in keyed.partition_by(["source", "_hour"], as_dict=True,
+                                                           maintain_order=True).items():
+                table = part.drop("_hour").to_arrow()
+                key = (str(source), hour)
+                if key not in writers:
+                    directory = partition_dir(root, str(source), hour)  # type: ignore[arg-type]
+                    directory.mkdir(parents=True, exist_ok=True)
+                    final = directory / f"{stamp}-{uuid.uuid4().hex[:16]}.parquet"
+                    tmp = final.with_suffix(".parquet.tmp")
+                    writers[key] = (pq.ParquetWriter(tmp, table.schema, compression="zstd"), tmp, final)
+                writers[key][0].write_table(table)
+        for writer, tmp, final in writers.values():
+            writer.close()
+            _fsync_file(tmp)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+    except BaseException:
+        for writer, tmp, _ in writers.values():
+            try:
+                writer.close()
+            finally:
+                tmp.unlink(missing_ok=True)
+        raise
+    files_written.inc(len(writers))
+    return len(writers)
 
 
 # -- writer ---------------------------------------------------------------------------------
@@ -223,7 +241,6 @@ class ArchiveWriter:
                                "fix archive.path or its permissions") from None
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         self._lock = threading.Lock()
-        self._frames: list[pl.DataFrame] = []
         self._segments: list[Path] = []
         self._buffered = 0
         self._oldest: float | None = None
@@ -251,7 +268,6 @@ class ArchiveWriter:
                 os.replace(tmp, segment)
             except OSError as e:
                 raise ArchiveError(f"cannot write the archive spool {segment}: {e.strerror}") from None
-            self._frames.append(df)
             self._segments.append(segment)
             self._buffered += df.height
             if self._oldest is None:
@@ -267,15 +283,16 @@ class ArchiveWriter:
             return self._flush_locked()
 
     def _flush_locked(self) -> int:
-        if not self._frames:
+        if not self._segments:
             return 0
         try:
-            written = _write_partitions(self.root, pl.concat(self._frames))
+            # The spool is the buffer: segments are read back one at a time, nothing is kept in memory.
+            written = _write_partitions(self.root, (_read_segment(s) for s in self._segments))
         except OSError as e:
             raise ArchiveError(f"cannot write Parquet files under {self.root}: {e.strerror}") from None
         for segment in self._segments:
             segment.unlink(missing_ok=True)
-        self._frames, self._segments, self._buffered, self._oldest = [], [], 0, None
+        self._segments, self._buffered, self._oldest = [], 0, None
         return written
 
     def _tick(self) -> None:
@@ -304,9 +321,8 @@ class ArchiveWriter:
                     continue  # a live writer owns it
                 segments = sorted(spool.glob("*.arrow"))
                 if segments:
-                    df = pl.concat([_read_segment(s) for s in segments])
-                    _write_partitions(self.root, df)
-                    recovered += df.height
+                    _write_partitions(self.root, (_read_segment(s) for s in segments))
+                    recovered += sum(pl.scan_ipc(s).select(pl.len()).collect().item() for s in segments)
                 for p in spool.iterdir():
                     p.unlink(missing_ok=True)
                 spool.rmdir()

@@ -80,6 +80,7 @@ class PipelineConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     processing_guarantee: Annotated[Literal["at-least-once", "exactly-once"], _doc("Kafka processing guarantee of the pipeline's consumer.")] = "at-least-once"
     commit_interval_s: Annotated[float, _doc("Seconds between checkpoints: sinks flush and offsets commit at each."), Meta(gt=0)] = 1.0
     max_batch_messages: Annotated[int, _doc("Also checkpoint after this many Kafka messages, which bounds memory and latency when catching up on a backlog (0: time only)."), Meta(ge=0)] = 4000
+    max_write_mb: Annotated[float, _doc("A checkpoint's messages go to the stages and destinations in writes of at most this many MB of raw events (one write per checkpoint when they fit), which bounds the pipeline's memory; larger writes pay each destination's per-statement cost less often."), Meta(gt=0)] = 16.0
     state_dir: Annotated[str, _doc("Directory of the pipeline's local state (Quix Streams state stores).")] = "data/state"
     metrics_port: Annotated[int, _doc("Port of the pipeline's /metrics, /healthz and /readyz (0: off)."), Meta(ge=0, le=65535)] = 9108
     metrics_host: Annotated[str, _doc("Address the pipeline's metrics server listens on.")] = "127.0.0.1"

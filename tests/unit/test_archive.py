@@ -168,3 +168,19 @@ def test_frame_is_vectorised_for_big_batches() -> None:
     assert df.height == 50_000 and df["message_id"].n_unique() == 50_000
     assert took < 2.0, f"{took:.2f}s for 50,000 events"
     print(f"archive_frame: {50_000 / took:,.0f} events/s")
+
+
+def test_flush_streams_many_segments_into_one_file_per_partition(tmp_path: Path) -> None:
+    """The spool is the flush's buffer: segments are read back one by one (nothing is held in
+    memory between batches) and each partition still becomes one Parquet file."""
+    w = writer(tmp_path, flush_events=1_000)
+    for batch in range(5):
+        w.add(decode_messages([(envelope([ev(batch * 10 + i, hour=5 + i % 2) for i in range(4)]), 0, None)]).messages)
+    assert len(list((tmp_path / "archive" / "_spool").rglob("*.arrow"))) == 5
+    assert w.flush() == 2
+    assert parquet_files(tmp_path) == ["source=web/date=2026-11-26/hour=05", "source=web/date=2026-11-26/hour=06"]
+    files = sorted((tmp_path / "archive").rglob("*.parquet"))
+    assert [pl.read_parquet(f).height for f in files] == [10, 10]
+    assert pl.read_parquet(files[0])["message_id"].to_list() == [f"m{b * 10 + i}" for b in range(5) for i in (0, 2)]
+    assert not list((tmp_path / "archive" / "_spool").rglob("*.arrow"))
+    w.close()

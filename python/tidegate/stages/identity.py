@@ -40,6 +40,7 @@ __all__ = ["IdentityResolver", "IDENTITY_TABLE", "identity_topic"]
 log = logging.getLogger("tidegate.identity")
 
 IDENTITY_TABLE = "identity_map"
+PUBLISH_BYTES = 256 * 1024  # per identity-topic message (ids are not escaped often enough to matter)
 
 
 def identity_topic(raw_topic: str) -> str:
@@ -140,8 +141,17 @@ class IdentityResolver:
     def _publish(self, edges: pl.DataFrame) -> None:
         if self._producer is None or self._topic is None:
             return
-        payload = json.dumps(list(zip(edges["left"].to_list(), edges["right"].to_list()))).encode()
-        self._producer.produce(self._topic, payload)
+        # Messages stay under the broker's default 1 MB limit, however big the batch.
+        chunk: list[tuple[str, str]] = []
+        size = 0
+        for pair in zip(edges["left"].to_list(), edges["right"].to_list()):
+            chunk.append(pair)
+            size += len(pair[0]) + len(pair[1]) + 8
+            if size >= PUBLISH_BYTES:
+                self._producer.produce(self._topic, json.dumps(chunk).encode())
+                chunk, size = [], 0
+        if chunk:
+            self._producer.produce(self._topic, json.dumps(chunk).encode())
         self._producer.poll(0)
 
     def _follow(self, settings: dict[str, Any], topic: str) -> None:
