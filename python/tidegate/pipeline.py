@@ -14,8 +14,8 @@ import warnings
 import logging
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any, Callable, Iterable, Iterator
 
 # confluent-kafka pulls in authlib, whose import forces a deprecation warning on every run.
 with warnings.catch_warnings(record=True):
@@ -98,6 +98,7 @@ class GovernedSink(BatchingSink):
         # The raw archive is written while the batch is governed and delivered (both release the
         # GIL for most of their time); the checkpoint still waits for it before committing.
         self._archiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidegate-archive-batch")
+        self._governor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidegate-govern")
 
     def setup(self) -> None:
         for sink in self.destinations.values():
@@ -112,29 +113,48 @@ class GovernedSink(BatchingSink):
         assignment), so a checkpoint commits only when all its writes succeeded."""
         try:
             max_bytes = int(self.cfg.pipeline.max_write_mb * 1024 * 1024)
-            for write in CheckpointBatch.split(list(self._batches.values()), max_bytes):
-                self.write(write)
+            writes = CheckpointBatch.split(list(self._batches.values()), max_bytes)
+            if writes:
+                self.write(writes)
         finally:
             self._batches.clear()
 
-    def write(self, batch: SinkBatch | CheckpointBatch) -> None:
-        items = [(item.value, item.timestamp, item.headers) for item in batch]
-        decoded = decode_messages(items)
-        # Durable (spooled) before this returns, hence before the offset commit.
-        archived = self._archiver.submit(archive.record, self.cfg, decoded)
+    def write(self, batch: SinkBatch | CheckpointBatch | list[CheckpointBatch]) -> None:
+        """Run the stages over one batch, or over a checkpoint's writes in order. Writes overlap:
+        while one is delivered, the next is governed on another thread (both release the GIL for
+        most of their time) and the raw archive of each is written on a third. Governing stays in
+        order, so identity state evolves as if sequential; every thread is waited for before
+        this returns, so nothing of a failed checkpoint runs on after its backoff began."""
+        writes = batch if isinstance(batch, list) else [batch]
+        staged: list[tuple[list[Any], Future[None], Future[Any]]] = []
         try:
-            governed = self.path.govern(decoded)
-            metrics.pipeline.batches.inc()
-            # Per destination: suppression, consent, retries; what still fails is dead-lettered.
-            self.fanout.deliver(self.cfg, governed, items)
+            staged.append(self._stage(writes[0]))
+            for i in range(len(writes)):
+                if i + 1 < len(writes):
+                    staged.append(self._stage(writes[i + 1]))
+                items, _, governed = staged[i]
+                metrics.pipeline.batches.inc()
+                # Per destination: suppression, consent, retries; what still fails is dead-lettered.
+                self.fanout.deliver(self.cfg, governed.result(), items)
         except DeliveryError as e:
             self._failures += 1
             backoff = min(self._max_backoff_s, 0.5 * 2 ** min(self._failures, 10))
-            log.warning("%s; %s re-read from the last commit in %.1fs", e, batch.partition, backoff)
+            where = ",".join(dict.fromkeys(p for w in writes for p in getattr(w, "partition", "?").split(",")))
+            log.warning("%s; %s re-read from the last commit in %.1fs", e, where, backoff)
             raise SinkBackpressureError(retry_after=backoff) from e
         finally:
+            for _, archived, governed in staged:
+                wait([archived, governed])
+        for _, archived, _ in staged:
             archived.result()  # raises the archive's error, if any: no commit without the archive
         self._failures = 0
+
+    def _stage(self, write: Iterable[Any]) -> tuple[list[Any], Future[None], Future[Any]]:
+        """Decode one write and start its archive (durable, spooled, before the commit) and its
+        governing on their threads."""
+        items = [(item.value, item.timestamp, item.headers) for item in write]
+        decoded = decode_messages(items)
+        return items, self._archiver.submit(archive.record, self.cfg, decoded), self._governor.submit(self.path.govern, decoded)
 
 
 class Admission:

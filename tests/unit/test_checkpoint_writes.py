@@ -49,17 +49,17 @@ def test_nothing_gathered_means_no_write() -> None:
     assert CheckpointBatch.split([], max_bytes=100) == []
 
 
-def test_flush_hands_each_write_to_write_and_drops_the_batches() -> None:
+def test_flush_hands_the_checkpoints_writes_to_write_at_once_and_drops_the_batches() -> None:
     sink = GovernedSink.__new__(GovernedSink)  # only flush's own parts: the batches and the bound
     sink.cfg = SimpleNamespace(pipeline=PipelineConfig(max_write_mb=0.00002))  # 20.97 bytes
     sink._batches = {}
-    seen: list[list[str]] = []
-    sink.write = lambda write: seen.append(names(write))  # type: ignore[method-assign]
+    seen: list[list[list[str]]] = []
+    sink.write = lambda writes: seen.append([names(w) for w in writes])  # type: ignore[method-assign]
     for b in batches({0: [10, 10], 2: [10]}):
         for item in b:
             sink.add(item.value, item.key, item.timestamp, item.headers, "raw", b.partition, item.offset)
     sink.flush()
-    assert seen == [["0.0", "0.1"], ["2.0"]]
+    assert seen == [[["0.0", "0.1"], ["2.0"]]]  # one call per checkpoint: config reloads apply between checkpoints
     assert sink._batches == {}
 
 

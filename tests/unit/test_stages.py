@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from tidegate import _core
+from tidegate import _core, metrics
 from tidegate.config import DuckDBDestination
 from tidegate.sinks import DuckDBSink, deliver
 from tidegate.stages import decode_messages, govern
@@ -92,6 +92,24 @@ def test_duckdb_layout_and_idempotent_writes(sink: DuckDBSink) -> None:
     assert {"id", "user_id", "received_at", "timestamp", "context_library_name", "total", "currency", "event",
             "event_text", "uuid_ts", "context_source_id"} <= cols
     assert sink.con.execute("select event, event_text from tracks limit 1").fetchone() == ("order_completed", "Order Completed")
+
+
+def test_duckdb_inserts_plainly_and_rewrites_a_batch_that_meets_stored_ids(sink: DuckDBSink) -> None:
+    retries = metrics.REGISTRY.get_sample_value("tidegate_sink_optimistic_retries_total", {"destination": "warehouse"}) or 0
+    deliver(sink, governed([ev(i) for i in range(5)]))
+    assert sink._safe_writes == 0  # nothing stored yet: plain inserts went through
+    # A re-read after a crash: part of the batch is stored already, part is new.
+    deliver(sink, governed([ev(i) for i in range(3, 8)]))
+    assert metrics.REGISTRY.get_sample_value("tidegate_sink_optimistic_retries_total", {"destination": "warehouse"}) == retries + 1
+    assert sink.row_counts()["tracks"] == 8 and sink.row_counts()["order_completed"] == 8
+    assert sink.con.execute("select count(distinct id) from order_completed").fetchone() == (8,)
+    # The writes right after a conflict use ON CONFLICT, then plain inserts resume.
+    assert sink._safe_writes == DuckDBSink.SAFE_WRITES_AFTER_CONFLICT - 1
+    for i in range(DuckDBSink.SAFE_WRITES_AFTER_CONFLICT):
+        deliver(sink, governed([ev(100 + i)]))
+    assert sink._safe_writes == 0
+    assert metrics.REGISTRY.get_sample_value("tidegate_sink_optimistic_retries_total", {"destination": "warehouse"}) == retries + 1
+    assert sink.row_counts()["tracks"] == 8 + DuckDBSink.SAFE_WRITES_AFTER_CONFLICT
 
 
 def test_duckdb_schema_evolves_and_conflicts_are_discarded(sink: DuckDBSink) -> None:

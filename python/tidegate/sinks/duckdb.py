@@ -43,6 +43,8 @@ DUCKDB = Dialect(
 
 class DuckDBSink(WarehouseSink):
     dialect = DUCKDB
+    # DuckDB's ON CONFLICT costs ≈2.5 µs per event more than its primary-key check (see `write`).
+    optimistic_conflict = duckdb.ConstraintException
 
     def __init__(self, name: str, cfg: DuckDBDestination):
         super().__init__(name, cfg.schema)
@@ -102,4 +104,7 @@ class DuckDBSink(WarehouseSink):
         try:
             yield "_tidegate_batch"
         finally:
-            self.con.unregister("_tidegate_batch")
+            try:
+                self.con.unregister("_tidegate_batch")
+            except duckdb.TransactionException:
+                pass  # a failed statement aborted the transaction; its rollback drops the view

@@ -15,6 +15,7 @@ recorded in ``discards``.
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -23,9 +24,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import polars as pl
 
+from .. import metrics
 from ..stages.govern import STATE_TABLES, GovernedBatch
 from . import aggregates
 from .base import Sink
+
+log = logging.getLogger("tidegate.sinks.warehouse")
 
 __all__ = ["Dialect", "WarehouseSink", "conform", "rows_to_store", "newest_per_id", "quote", "store_batch", "upsert_values"]
 
@@ -155,6 +159,7 @@ class WarehouseSink(Sink):
         super().__init__(name)
         self.schema = schema
         self._columns: dict[str, dict[str, str]] | None = None
+        self._safe_writes = 0
         # The pipeline writes from its own thread; `tidegate up` reads counts from another.
         self._lock = threading.Lock()
 
@@ -191,19 +196,39 @@ class WarehouseSink(Sink):
             columns.setdefault(table, {})[column] = dtype
         self._columns = columns
 
+    # A database whose `ON CONFLICT` check costs much more than its own key constraint sets this
+    # to the exception a duplicate key raises: events are then inserted plainly, and a write
+    # that meets a stored id (a re-read after a crash or a backoff) is rolled back and written
+    # again with `ON CONFLICT DO NOTHING`, as are the next `SAFE_WRITES_AFTER_CONFLICT` writes.
+    optimistic_conflict: type[BaseException] | None = None
+    SAFE_WRITES_AFTER_CONFLICT = 20
+
     def write(self, batch: GovernedBatch) -> None:
         with self._lock:
-            try:
-                with self._transaction():
-                    if self._columns is None:
-                        self._load_columns()
-                    hourly = self._new_hourly_counts(batch)  # before the batch's rows land
-                    store_batch(batch, self._fit, self._insert)
-                    aggregates.apply_hourly_counts(hourly, self.schema, quote, self.dialect.param, self._rows,
-                                                   time.time_ns() // 1000)
-            except BaseException:
-                self._columns = None  # DDL inside the failed transaction was rolled back too
-                raise
+            if self.optimistic_conflict is not None and self._safe_writes == 0:
+                try:
+                    self._write(batch, optimistic=True)
+                    return
+                except self.optimistic_conflict as e:
+                    log.info("%s: a stored id came again (%s); writing this batch with ON CONFLICT",
+                             self.name, str(e).splitlines()[0][:200])
+                    metrics.sink.optimistic_retries.labels(self.name).inc()
+                    self._safe_writes = self.SAFE_WRITES_AFTER_CONFLICT
+            self._safe_writes = max(0, self._safe_writes - 1)
+            self._write(batch, optimistic=False)
+
+    def _write(self, batch: GovernedBatch, *, optimistic: bool) -> None:
+        try:
+            with self._transaction():
+                if self._columns is None:
+                    self._load_columns()
+                hourly = self._new_hourly_counts(batch)  # before the batch's rows land
+                store_batch(batch, self._fit, lambda t, df, upsert: self._insert(t, df, upsert, optimistic))
+                aggregates.apply_hourly_counts(hourly, self.schema, quote, self.dialect.param, self._rows,
+                                               time.time_ns() // 1000)
+        except BaseException:
+            self._columns = None  # DDL inside the failed transaction was rolled back too
+            raise
 
     def _new_hourly_counts(self, batch: GovernedBatch) -> pl.DataFrame:
         tracks = batch.tables.get("tracks")
@@ -239,12 +264,14 @@ class WarehouseSink(Sink):
                 targets[column] = (self.dialect.polars_of[have], have)
         return conform(table, df, targets)
 
-    def _insert(self, table: str, df: pl.DataFrame, upsert: bool) -> None:
+    def _insert(self, table: str, df: pl.DataFrame, upsert: bool, optimistic: bool = False) -> None:
         df = rows_to_store(df, upsert=upsert)
         cols = ", ".join(quote(c) for c in df.columns)
         if upsert:
             sets = ", ".join(f"{quote(c)} = {v}" for c, v in upsert_values(table, df.columns).items())
             on_conflict = f"ON CONFLICT (id) DO UPDATE SET {sets}"
+        elif optimistic:
+            on_conflict = ""  # a stored id raises `optimistic_conflict`; see `write`
         else:
             on_conflict = "ON CONFLICT DO NOTHING"
         with self._staged(table, df) as source:
