@@ -12,6 +12,7 @@ __all__ = [
     "Governance",
     "process_batch",
     "message_index",
+    "archive_rows",
     "DedupeIndex",
     "IdentityGraph",
     "hmac_column",
@@ -80,6 +81,7 @@ def process_batch(
     governance: Governance | None = None,
 ) -> BatchResult: ...
 def message_index(source: str, events_json: bytes, kafka_time_us: int) -> tuple[bytes, bytes]: ...
+def archive_rows(messages: list[bytes]) -> tuple[list[str], bytes, list[str | None], bytes]: ...
 
 @final
 class DedupeIndex:

@@ -21,9 +21,11 @@ place — before the pipeline delivers and commits that batch's offsets. A Parqu
   turns every orphaned spool (its owner's lock is free) into Parquet files, and readers read
   spools too, so nothing committed is ever missing from the archive.
 
-Building the frame does no per-event Python work: each message's ``events`` array is split into
-raw event slices by msgspec (C), joined with a separator that cannot occur in JSON text, and
-split again by polars; ids and times come from polars' JSON path expressions.
+Building the frame does no per-event Python work: one Rust call per batch splits each
+message's ``events`` array into the events as received (sonic-rs skips over each element rather
+than parsing it) and reads ``messageId`` and ``receivedAt`` from each event's top level. A
+Parquet flush reads the spool back one segment at a time, so the archive holds no events in
+memory between batches.
 """
 
 from __future__ import annotations
@@ -42,13 +44,12 @@ from pathlib import Path
 from typing import Any, Iterable
 from urllib.parse import quote, unquote
 
-import msgspec
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 from prometheus_client import Counter
 
-from . import metrics
+from . import _core, metrics
 from .config import ArchiveConfig, Config
 from .errors import TidegateError
 
@@ -64,11 +65,6 @@ ARCHIVE_SCHEMA: dict[str, pl.DataType] = {
     "event_json": pl.String(),
 }
 SPOOL = "_spool"
-# ASCII record separator: JSON text may not contain it (control characters must be escaped in
-# strings, and only space, tab, CR and LF are whitespace), so it safely separates raw events.
-_SEP = "\x1e"
-_SEP_B = _SEP.encode()
-_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 events_archived = Counter("tidegate_archive_events", "Events appended to the raw archive (spool).",
                           registry=metrics.REGISTRY)
@@ -82,20 +78,12 @@ class ArchiveError(TidegateError):
 
 # -- building the frame ---------------------------------------------------------------------
 
-def _raw_events(events: bytes) -> list[Any]:
-    """The raw slices of one message's events: an array's elements, else the message itself."""
-    if events[:1] == b"[" or events.lstrip()[:1] == b"[":
-        try:
-            return _raw_list.decode(events)
-        except msgspec.DecodeError:
-            pass
-    # Not an array: one event (possibly not even JSON; it is archived as received). A separator
-    # byte can only be in text that is not JSON anyway.
-    return [events.replace(_SEP_B, b"\\u001e") if _SEP_B in events else events]
-
-
 def archive_frame(messages: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
     """Archive rows of decoded messages ``(source, kafka_time_us, events_json, duplicate_flags, ...)``.
+
+    One Rust call splits every message into its events as received (an array's elements, else
+    the message itself, JSON or not) and reads each event's ``messageId`` and ``receivedAt``;
+    ``received_at`` falls back to the Kafka time. Events flagged as duplicates are left out.
 
     >>> import json
     >>> env = json.dumps([{"type": "track", "messageId": "m1", "receivedAt": "2026-11-26T05:30:44.000Z"},
@@ -104,46 +92,24 @@ def archive_frame(messages: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
     >>> df.select("message_id", "source", "received_at").rows()
     [('m1', 'web', datetime.datetime(2026, 11, 26, 5, 30, 44, tzinfo=zoneinfo.ZoneInfo(key='UTC')))]
     """
-    chunks: list[bytes] = []
-    sources: list[str] = []
-    kafka_us: list[int] = []
-    counts: list[int] = []
-    flags: list[bytes] = []
-    for message in messages:
-        source, time_us, events, duplicates = message[0], message[1], message[2], message[3]
-        raws = _raw_events(bytes(events))
-        n = len(raws)
-        if n == 0:
-            continue
-        chunks.append(_SEP_B.join(raws))
-        sources.append(source)
-        kafka_us.append(int(time_us))
-        counts.append(n)
-        flags.append(duplicates if len(duplicates) == n else bytes(n))
-    if not chunks:
+    messages = list(messages)
+    if not messages:
         return pl.DataFrame(schema=ARCHIVE_SCHEMA)
-    text = _SEP_B.join(chunks).decode("utf-8", "replace")
-    events_col = pl.Series("event_json", [text]).str.split(_SEP).explode()
-    index = np.repeat(np.arange(len(sources), dtype=np.int64), counts)
-    if events_col.len() != index.size:  # cannot happen for JSON input; never archive misaligned rows
-        raise ArchiveError(f"internal error: {events_col.len()} event slices for {index.size} events")
-    keep = np.frombuffer(b"".join(flags), dtype=np.uint8) == 0
-    df = pl.DataFrame({
-        "source": pl.Series(sources, dtype=pl.String).gather(index),
-        "kafka_us": pl.Series(kafka_us, dtype=pl.Int64).gather(index),
-        "event_json": events_col,
-    }).filter(pl.Series(keep))
-    received = pl.col("event_json").str.json_path_match("$.receivedAt")
-    return df.select(
-        pl.col("event_json").str.json_path_match("$.messageId").alias("message_id"),
-        "source",
-        pl.coalesce(
-            received.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us", time_zone="UTC", strict=False),
-            received.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="us", time_zone="UTC", strict=False),
-            pl.col("kafka_us").cast(pl.Datetime("us", "UTC")),
-        ).alias("received_at"),
-        "event_json",
-    )
+    events, counts_raw, message_ids, received_raw = _core.archive_rows([bytes(m[2]) for m in messages])
+    if not events:
+        return pl.DataFrame(schema=ARCHIVE_SCHEMA)
+    counts = np.frombuffer(counts_raw, dtype="<u4")
+    index = np.repeat(np.arange(len(messages), dtype=np.int64), counts)
+    flags = b"".join(m[3] if len(m[3]) == n else bytes(int(n)) for m, n in zip(messages, counts))
+    received = np.frombuffer(received_raw, dtype="<i8")
+    kafka_us = np.fromiter((int(m[1]) for m in messages), dtype=np.int64, count=len(messages))[index]
+    return pl.DataFrame({
+        "message_id": pl.Series(message_ids, dtype=pl.String),
+        "source": pl.Series([m[0] for m in messages], dtype=pl.String).gather(index),
+        "received_at": pl.Series(np.where(received == np.iinfo(np.int64).min, kafka_us, received))
+                         .cast(pl.Datetime("us", "UTC")),
+        "event_json": pl.Series(events, dtype=pl.String),
+    }).filter(pl.Series(np.frombuffer(flags, dtype=np.uint8) == 0))
 
 
 # -- layout ---------------------------------------------------------------------------------

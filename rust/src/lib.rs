@@ -3,6 +3,7 @@
 //! Domain modules hold no PyO3 types, so `cargo test` checks them without Python; the one
 //! `#[pymodule]` lives in [`python`], compiled with the `python` feature that maturin enables.
 
+pub mod archive;
 pub mod batch;
 pub mod dedupe;
 pub mod fields;

@@ -293,6 +293,21 @@ fn message_index<'py>(py: Python<'py>, source: &str, events_json: &[u8], kafka_t
     (PyBytes::new(py, &k), PyBytes::new(py, &t))
 }
 
+/// The raw archive's rows of a batch of messages (see `archive.py`): `(events, counts,
+/// message_ids, received_us)` — each event's text, events per message as little-endian u32,
+/// each event's `messageId`, and its `receivedAt` in µs as little-endian i64 (`i64::MIN` when
+/// it has none).
+#[pyfunction]
+fn archive_rows<'py>(
+    py: Python<'py>,
+    messages: Vec<PyBackedBytes>,
+) -> (Vec<String>, Bound<'py, PyBytes>, Vec<Option<String>>, Bound<'py, PyBytes>) {
+    let rows = py.detach(|| crate::archive::archive_rows(&messages));
+    let counts: Vec<u8> = rows.counts.iter().flat_map(|c| c.to_le_bytes()).collect();
+    let received: Vec<u8> = rows.received_us.iter().flat_map(|t| t.unwrap_or(i64::MIN).to_le_bytes()).collect();
+    (rows.events, PyBytes::new(py, &counts), rows.message_ids, PyBytes::new(py, &received))
+}
+
 /// The dedupe index of one partition (see `stages/dedupe.py`).
 #[pyclass(module = "tidegate._core")]
 struct DedupeIndex {
@@ -406,6 +421,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(event_table, m)?)?;
     m.add_function(wrap_pyfunction!(idempotency_key, m)?)?;
     m.add_function(wrap_pyfunction!(message_index, m)?)?;
+    m.add_function(wrap_pyfunction!(archive_rows, m)?)?;
     m.add_function(wrap_pyfunction!(hmac_column, m)?)?;
     Ok(())
 }

@@ -10,10 +10,13 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from tidegate import archive
+from tidegate import _core, archive
 from tidegate.archive import ArchiveWriter, archive_frame, read_archive
 from tidegate.config import ArchiveConfig
 from tidegate.stages import decode_messages
@@ -184,3 +187,27 @@ def test_flush_streams_many_segments_into_one_file_per_partition(tmp_path: Path)
     assert pl.read_parquet(files[0])["message_id"].to_list() == [f"m{b * 10 + i}" for b in range(5) for i in (0, 2)]
     assert not list((tmp_path / "archive" / "_spool").rglob("*.arrow"))
     w.close()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["messageId", "receivedAt", "type", "x"]), json_values, max_size=4),
+                max_size=5),
+       st.sampled_from([None, 2]), st.binary(max_size=30))
+def test_rows_match_a_plain_python_split(events: list[dict], indent: int | None, junk: bytes) -> None:
+    """Rust's split and field reads against msgspec's raw elements and json.loads."""
+    import msgspec
+
+    array = json.dumps(events, indent=indent).encode()
+    texts, counts, ids, received = _core.archive_rows([array, junk])
+    raw = [bytes(r).decode() for r in msgspec.json.decode(array, type=list[msgspec.Raw])]
+    assert texts[:len(raw)] == raw
+    assert list(np.frombuffer(counts, dtype="<u4"))[0] == len(events)
+    want = [e.get("messageId") if isinstance(e.get("messageId"), str) else
+            (json.dumps(e["messageId"]) if isinstance(e.get("messageId"), (int, float, bool)) else None) for e in events]
+    assert ids[:len(events)] == want
+    assert len(np.frombuffer(received, dtype="<i8")) == len(texts)
