@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--state-dir", default="baseline-state")
     ap.add_argument("--input", choices=("singles", "envelopes"), default="singles")
     ap.add_argument("--plan", default=str(corpus.PLAN_PATH))
-    ap.add_argument("--commit-interval", type=float, default=1.0)
+    ap.add_argument("--commit-interval", type=float, default=0.25)
     args = ap.parse_args(argv)
 
     gov = baseline.PythonGovernance(corpus.load_plan(args.plan))

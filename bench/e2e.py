@@ -239,7 +239,7 @@ class TidegateRun:
     """``tidegate run`` (and optionally ``serve``) with its own config, topic, group, DuckDB."""
 
     def __init__(self, work: Path, bootstrap: str, topic: str, partitions: int, replicas: int = 1,
-                 commit_interval: float = 1.0, dedupe_window: float | None = None, guarantee: str = "at-least-once"):
+                 commit_interval: float = 0.25, dedupe_window: float | None = None, guarantee: str = "at-least-once"):
         self.work = work
         self.topic = topic
         self.group = f"bench-{uuid.uuid4().hex[:8]}"
@@ -754,7 +754,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-seconds", type=float, default=15.0, help="seconds of live production per load step")
     ap.add_argument("--collector-seconds", type=float, default=20.0, help="length of the collector load (default 20)")
     ap.add_argument("--concurrency", type=int, default=32, help="concurrent HTTP connections of the load generator")
-    ap.add_argument("--commit-interval", type=float, default=1.0, help="pipeline commit interval in seconds (default 1.0)")
+    ap.add_argument("--commit-interval", type=float, default=0.25,
+                    help="commit interval in seconds of Tidegate and the baseline (default 0.25, the product default)")
     ap.add_argument("--dedupe-window", type=float, default=None,
                     help="pipeline.dedupe_window_s for Tidegate (default: the product default; 0 turns dedupe off)")
     ap.add_argument("--guarantee", choices=("at-least-once", "exactly-once", "both"), default="at-least-once",

@@ -78,7 +78,7 @@ class CollectorConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
 
 class PipelineConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     processing_guarantee: Annotated[Literal["at-least-once", "exactly-once"], _doc("Kafka processing guarantee of the pipeline's consumer.")] = "at-least-once"
-    commit_interval_s: Annotated[float, _doc("Seconds between checkpoints: sinks flush and offsets commit at each."), Meta(gt=0)] = 1.0
+    commit_interval_s: Annotated[float, _doc("Seconds between checkpoints: sinks flush and offsets commit at each. Shorter means lower latency and more, smaller destination writes (measured: p99 1.5 s at half the max rate with 0.25, 2.3 s with 0.5, 3.2 s with 1.0)."), Meta(gt=0)] = 0.25
     max_batch_messages: Annotated[int, _doc("Also checkpoint after this many Kafka messages, which bounds memory and latency when catching up on a backlog (0: time only)."), Meta(ge=0)] = 4000
     max_write_mb: Annotated[float, _doc("A checkpoint's messages go to the stages and destinations in writes of at most this many MB of raw events (one write per checkpoint when they fit), which bounds the pipeline's memory; larger writes pay each destination's per-statement cost less often."), Meta(gt=0)] = 16.0
     state_dir: Annotated[str, _doc("Directory of the pipeline's local state (Quix Streams state stores).")] = "data/state"
