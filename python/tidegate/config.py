@@ -233,7 +233,7 @@ class DuckDBDestination(DestinationPolicy, tag="duckdb", tag_field="type"):
     path: Annotated[str, _doc("DuckDB database file; created with its directory if missing.")] = "data/tidegate.duckdb"
     schema: Annotated[str, _doc("Schema the tables are written to."), Meta(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = "main"
     checkpoint_threshold_mb: Annotated[int, _doc("Write-ahead log size at which DuckDB checkpoints; larger is faster for steady loads, slower to reopen after a crash."), Meta(ge=1)] = 256
-    memory_limit_mb: Annotated[int, _doc("DuckDB's memory limit (its default is 80% of the machine's RAM), which bounds the pipeline's memory."), Meta(ge=64)] = 512
+    memory_limit_mb: Annotated[int, _doc("DuckDB's memory limit; 0 keeps DuckDB's own (80% of the machine's memory). DuckDB holds the primary-key indexes in memory (≈80 bytes per stored row here) on top of data not yet checkpointed, so a limit must grow with the warehouse: a write that cannot get memory fails and its events go to the destination's dead-letter topic. Measured here: with 512, writes began failing after ≈2.8M events."), Meta(ge=0)] = 0
 
 
 class PostgresDestination(DestinationPolicy, tag="postgres", tag_field="type"):

@@ -64,7 +64,8 @@ class DuckDBSink(WarehouseSink):
         # DuckDB's default checkpoints every 16 MB of WAL, which dominated commit time under load
         # (measured: 37K -> 50K events/s per 10K-event batch with a larger threshold).
         self._con.execute(f"SET checkpoint_threshold = '{int(self.cfg.checkpoint_threshold_mb)}MB'")
-        self._con.execute(f"SET memory_limit = '{int(self.cfg.memory_limit_mb)}MB'")
+        if self.cfg.memory_limit_mb:
+            self._con.execute(f"SET memory_limit = '{int(self.cfg.memory_limit_mb)}MB'")
         self._create_layout()
 
     def close(self) -> None:
