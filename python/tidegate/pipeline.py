@@ -70,6 +70,10 @@ class CheckpointBatch:
             writes.append(cls(items, parts))
         return writes
 
+    @staticmethod
+    def partitions_of(batch: SinkBatch | CheckpointBatch) -> list[tuple[str, int]]:
+        return batch.partitions if isinstance(batch, CheckpointBatch) else [(batch.topic, batch.partition)]
+
     @property
     def partition(self) -> str:
         return ",".join(f"{t}[{p}]" for t, p in self.partitions)
@@ -139,7 +143,7 @@ class GovernedSink(BatchingSink):
         except DeliveryError as e:
             self._failures += 1
             backoff = min(self._max_backoff_s, 0.5 * 2 ** min(self._failures, 10))
-            where = ",".join(dict.fromkeys(p for w in writes for p in getattr(w, "partition", "?").split(",")))
+            where = ",".join(dict.fromkeys(f"{t}[{p}]" for w in writes for t, p in CheckpointBatch.partitions_of(w)))
             log.warning("%s; %s re-read from the last commit in %.1fs", e, where, backoff)
             raise SinkBackpressureError(retry_after=backoff) from e
         finally:

@@ -142,16 +142,10 @@ class IdentityResolver:
         if self._producer is None or self._topic is None:
             return
         # Messages stay under the broker's default 1 MB limit, however big the batch.
-        chunk: list[tuple[str, str]] = []
-        size = 0
-        for pair in zip(edges["left"].to_list(), edges["right"].to_list()):
-            chunk.append(pair)
-            size += len(pair[0]) + len(pair[1]) + 8
-            if size >= PUBLISH_BYTES:
-                self._producer.produce(self._topic, json.dumps(chunk).encode())
-                chunk, size = [], 0
-        if chunk:
-            self._producer.produce(self._topic, json.dumps(chunk).encode())
+        pair_bytes = pl.col("left").str.len_bytes() + pl.col("right").str.len_bytes() + 8
+        chunked = edges.with_columns(((pair_bytes.cum_sum() - pair_bytes) // PUBLISH_BYTES).alias("_chunk"))
+        for chunk in chunked.partition_by("_chunk", maintain_order=True, include_key=False):
+            self._producer.produce(self._topic, json.dumps(chunk.rows()).encode())
         self._producer.poll(0)
 
     def _follow(self, settings: dict[str, Any], topic: str) -> None:
