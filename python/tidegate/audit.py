@@ -335,28 +335,28 @@ class AppliedConfigWatcher:
 
 
 def reload_on_apply(sink: Any, watcher: AppliedConfigWatcher) -> None:
-    """Wrap a ``GovernedSink``'s ``write`` so that, at each checkpoint and before the batch is
-    governed, a newly applied config replaces ``sink.cfg`` and the policy of ``sink.path`` (so every row still
-    carries the version that governed it). Policy sections (sources, plans, PII) take effect at
-    once; other sections (Kafka, destinations, archive) need a restart, which the log says."""
-    write = sink.write
+    """Make a ``GovernedSink`` take up applied configs: before each checkpoint's first write is
+    governed, a newly applied config replaces ``sink.cfg`` and the policy of ``sink.path`` (so
+    every row still carries the version that governed it). Policy sections (sources, plans, PII)
+    take effect at once; other sections (Kafka, destinations, archive) need a restart, which the
+    log says."""
 
-    def write_with_reload(batch: Any) -> None:
+    def reload() -> None:
         new = watcher.poll()
-        if new is not None:
-            try:
-                sink.path.reload(new)
-            except TidegateError as e:
-                log.error("applied config %s does not compile; keeping the current policy: %s", new.version, e)
-            else:
-                restart = [s for s in ("kafka", "pipeline", "destinations", "archive", "collector")
-                           if getattr(new, s) != getattr(sink.cfg, s)]
-                log.warning("applied config %s is now governing (was %s)%s", new.version, sink.cfg.version,
-                            f"; changes to [{', '.join(restart)}] take effect after a restart" if restart else "")
-                sink.cfg = new
-        write(batch)
+        if new is None:
+            return
+        try:
+            sink.path.reload(new)
+        except TidegateError as e:
+            log.error("applied config %s does not compile; keeping the current policy: %s", new.version, e)
+        else:
+            restart = [s for s in ("kafka", "pipeline", "destinations", "archive", "collector")
+                       if getattr(new, s) != getattr(sink.cfg, s)]
+            log.warning("applied config %s is now governing (was %s)%s", new.version, sink.cfg.version,
+                        f"; changes to [{', '.join(restart)}] take effect after a restart" if restart else "")
+            sink.cfg = new
 
-    sink.write = write_with_reload
+    sink.before_checkpoint = reload
 
 
 # -- plan: what would change -----------------------------------------------------------------

@@ -1,11 +1,12 @@
 """The consumer service: a Quix Streams application over the raw topic.
 
 Quix Streams drives consumption, checkpoints and offset commits; Tidegate plugs in as one
-batching sink (`GovernedSink`). At each checkpoint the messages gathered on all assigned
-partitions go through the stages as one batch — decode (msgspec) -> govern (one Rust call) -> every
-destination — and only then are the offsets committed. A destination that fails makes Quix
-Streams pause the partition and re-read from the last committed offset after a backoff, so
-nothing is lost; idempotent writes make the re-read harmless.
+batching sink (`GovernedSink`). The messages of all assigned partitions go through the stages in
+writes of `pipeline.max_write_mb` — decode (msgspec) -> govern (one Rust call) -> every
+destination — while consumption goes on, and a checkpoint commits its offsets only once all its
+writes are done. A destination that fails makes Quix Streams pause the partitions and re-read
+from the last committed offset after a backoff, so nothing is lost; idempotent writes make the
+re-read harmless.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 # confluent-kafka pulls in authlib, whose import forces a deprecation warning on every run.
 with warnings.catch_warnings(record=True):
@@ -25,7 +26,7 @@ with warnings.catch_warnings(record=True):
 
 from . import _core, archive, metrics
 from .config import Config
-from .dlq import Fanout
+from .dlq import Fanout, RawItem
 from .errors import DeliveryError
 from .health import serve_health
 from .kafka import client_settings, ensure_raw_topic, ensure_topic
@@ -41,53 +42,31 @@ __all__ = ["GovernedSink", "Pipeline"]
 log = logging.getLogger("tidegate.pipeline")
 
 
-class CheckpointBatch:
-    """Messages of one checkpoint, over every partition it covers, in partition order: what
-    `GovernedSink.write` takes. `split` cuts a checkpoint into writes of bounded size."""
+class Write:
+    """One write of a checkpoint: a run of its messages, on their way through the stages on the
+    sink's threads (archive, govern, deliver)."""
 
-    def __init__(self, items: list[Any], partitions: list[tuple[str, int]]):
-        self.items = items
+    def __init__(self, partitions: list[tuple[str, int]], archived: Future[None], delivered: Future[None]):
         self.partitions = partitions
-
-    @classmethod
-    def split(cls, batches: list[SinkBatch], max_bytes: int) -> list[CheckpointBatch]:
-        writes: list[CheckpointBatch] = []
-        items: list[Any] = []
-        parts: list[tuple[str, int]] = []
-        size = 0
-        for batch in batches:
-            for item in batch:
-                # After the admission step a value is (message, duplicate flags, lateness).
-                n = len(item.value[0] if isinstance(item.value, tuple) else item.value)
-                if items and size + n > max_bytes:
-                    writes.append(cls(items, parts))
-                    items, parts, size = [], [], 0
-                if not parts or parts[-1] != (batch.topic, batch.partition):
-                    parts.append((batch.topic, batch.partition))
-                items.append(item)
-                size += n
-        if items:
-            writes.append(cls(items, parts))
-        return writes
-
-    @staticmethod
-    def partitions_of(batch: SinkBatch | CheckpointBatch) -> list[tuple[str, int]]:
-        return batch.partitions if isinstance(batch, CheckpointBatch) else [(batch.topic, batch.partition)]
-
-    @property
-    def partition(self) -> str:
-        return ",".join(f"{t}[{p}]" for t, p in self.partitions)
-
-    @property
-    def size(self) -> int:
-        return len(self.items)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.items)
+        self.archived = archived
+        self.delivered = delivered
 
 
 class GovernedSink(BatchingSink):
-    """The Quix Streams sink that runs Tidegate's stages over each checkpoint's batch."""
+    """The Quix Streams sink that runs Tidegate's stages over each checkpoint's messages.
+
+    Messages are not held until the checkpoint: every `max_write_mb` of them (across
+    partitions) becomes a write at once, which is decoded here and then archived, governed and
+    delivered on three threads of its own (each in write order), while consumption goes on. A
+    destination write is idempotent, so delivering before the offsets commit is what a re-read
+    would do anyway. The checkpoint's `flush` makes a write of what is left and waits for all of
+    them: offsets commit only when every write was archived and delivered. A failed delivery
+    stops the writes after it (they are re-read with it) and makes `flush` back off; Quix Streams
+    then re-reads every partition from the last commit."""
+
+    # Writes staged beyond the one being delivered; adding waits for the oldest beyond this,
+    # which bounds memory when destinations are slower than consumption.
+    WRITES_AHEAD = 2
 
     def __init__(self, cfg: Config, destinations: dict[str, Sink], *, max_backoff_s: float = 30.0):
         super().__init__()
@@ -97,68 +76,100 @@ class GovernedSink(BatchingSink):
             client_settings(cfg) if cfg.identity.share_across_replicas else None, identity_topic(cfg.kafka.raw_topic))
         self.path = PolicyPath(cfg, self.identity)
         self.fanout = Fanout(cfg, destinations, self.path)
+        # Called before a checkpoint's first write is governed (see `audit.reload_on_apply`).
+        self.before_checkpoint: Callable[[], None] | None = None
         self._failures = 0
         self._max_backoff_s = max_backoff_s
-        # The raw archive is written while the batch is governed and delivered (both release the
-        # GIL for most of their time); the checkpoint still waits for it before committing.
         self._archiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidegate-archive-batch")
         self._governor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidegate-govern")
+        self._deliverer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidegate-deliver")
+        self._pending: list[RawItem] = []
+        self._pending_partitions: list[tuple[str, int]] = []
+        self._pending_bytes = 0
+        self._writes: list[Write] = []
+        self._skipped: list[tuple[str, int]] = []  # partitions of writes not staged after a failure
+        self._failed: BaseException | None = None  # set by the deliver thread
 
     def setup(self) -> None:
         for sink in self.destinations.values():
             sink.setup()
 
-    def flush(self) -> None:
-        """Writes span partitions: one per checkpoint, or per `max_write_mb` of it. Every
-        destination statement and transaction has a fixed cost (a DuckDB insert ≈2-6 ms per
-        table whatever its row count), which per-partition writes paid once per partition: at
-        low rates checkpoints spent most of their time on it. A failed write backs off and
-        re-reads every partition from the checkpoint's start (Quix Streams pauses the whole
-        assignment), so a checkpoint commits only when all its writes succeeded."""
-        try:
-            max_bytes = int(self.cfg.pipeline.max_write_mb * 1024 * 1024)
-            writes = CheckpointBatch.split(list(self._batches.values()), max_bytes)
-            if writes:
-                self.write(writes)
-        finally:
-            self._batches.clear()
+    def add(self, value: Any, key: Any, timestamp: int, headers: Any, topic: str, partition: int, offset: int) -> None:
+        if not self._pending_partitions or self._pending_partitions[-1] != (topic, partition):
+            self._pending_partitions.append((topic, partition))
+        self._pending.append((value, timestamp, headers))
+        # After the admission step a value is (message, duplicate flags, lateness).
+        self._pending_bytes += len(value[0] if isinstance(value, tuple) else value)
+        if self._pending_bytes >= self.cfg.pipeline.max_write_mb * 1024 * 1024:
+            self._stage()
 
-    def write(self, batch: SinkBatch | CheckpointBatch | list[CheckpointBatch]) -> None:
-        """Run the stages over one batch, or over a checkpoint's writes in order. Writes overlap:
-        while one is delivered, the next is governed on another thread (both release the GIL for
-        most of their time) and the raw archive of each is written on a third. Governing stays in
-        order, so identity state evolves as if sequential; every thread is waited for before
-        this returns, so nothing of a failed checkpoint runs on after its backoff began."""
-        writes = batch if isinstance(batch, list) else [batch]
-        staged: list[tuple[list[Any], Future[None], Future[Any]]] = []
+    def write(self, batch: SinkBatch) -> None:
+        """One partition's batch through the stages at once (the checkpoint path is `add` +
+        `flush`)."""
+        for item in batch:
+            self.add(item.value, item.key, item.timestamp, item.headers, batch.topic, batch.partition, item.offset)
+        self.flush()
+
+    def flush(self) -> None:
+        """Stage what is left of the checkpoint and wait for every write of it."""
         try:
-            staged.append(self._stage(writes[0]))
-            for i in range(len(writes)):
-                if i + 1 < len(writes):
-                    staged.append(self._stage(writes[i + 1]))
-                items, _, governed = staged[i]
-                metrics.pipeline.batches.inc()
-                # Per destination: suppression, consent, retries; what still fails is dead-lettered.
-                self.fanout.deliver(self.cfg, governed.result(), items)
-        except DeliveryError as e:
+            self._stage()
+            writes, skipped = self._writes, self._skipped
+            wait([f for w in writes for f in (w.archived, w.delivered)])
+            failed, self._failed = self._failed, None
+        finally:
+            self._writes, self._skipped = [], []
+        if isinstance(failed, DeliveryError):
             self._failures += 1
             backoff = min(self._max_backoff_s, 0.5 * 2 ** min(self._failures, 10))
-            where = ",".join(dict.fromkeys(f"{t}[{p}]" for w in writes for t, p in CheckpointBatch.partitions_of(w)))
-            log.warning("%s; %s re-read from the last commit in %.1fs", e, where, backoff)
-            raise SinkBackpressureError(retry_after=backoff) from e
-        finally:
-            for _, archived, governed in staged:
-                wait([archived, governed])
-        for _, archived, _ in staged:
-            archived.result()  # raises the archive's error, if any: no commit without the archive
+            where = ",".join(dict.fromkeys(f"{t}[{p}]" for w in writes for t, p in w.partitions + skipped))
+            log.warning("%s; %s re-read from the last commit in %.1fs", failed, where, backoff)
+            raise SinkBackpressureError(retry_after=backoff) from failed
+        if failed is not None:
+            raise failed
+        for w in writes:
+            w.archived.result()  # raises the archive's error, if any: no commit without the archive
         self._failures = 0
 
-    def _stage(self, write: Iterable[Any]) -> tuple[list[Any], Future[None], Future[Any]]:
-        """Decode one write and start its archive (durable, spooled, before the commit) and its
-        governing on their threads."""
-        items = [(item.value, item.timestamp, item.headers) for item in write]
+    def on_paused(self) -> None:
+        """Backpressure: whatever was gathered is re-read."""
+        wait([f for w in self._writes for f in (w.archived, w.delivered)])
+        self._pending, self._pending_partitions, self._pending_bytes = [], [], 0
+        self._writes, self._skipped, self._failed = [], [], None
+
+    def _stage(self) -> None:
+        """Make the pending messages a write: decode them, then archive (durable, spooled,
+        before the commit), govern and deliver them on their threads."""
+        items, partitions = self._pending, self._pending_partitions
+        if not items:
+            return
+        self._pending, self._pending_partitions, self._pending_bytes = [], [], 0
+        if self._failed is not None:
+            self._skipped.extend(partitions)  # re-read after the backoff anyway
+            return
+        if not self._writes and self.before_checkpoint is not None:
+            self.before_checkpoint()
+        ahead = [w.delivered for w in self._writes if not w.delivered.done()]
+        if len(ahead) > self.WRITES_AHEAD:
+            wait(ahead[:len(ahead) - self.WRITES_AHEAD])
         decoded = decode_messages(items)
-        return items, self._archiver.submit(archive.record, self.cfg, decoded), self._governor.submit(self.path.govern, decoded)
+        archived = self._archiver.submit(archive.record, self.cfg, decoded)
+        governed = self._governor.submit(self.path.govern, decoded)
+        delivered = self._deliverer.submit(self._deliver, items, governed)
+        self._writes.append(Write(partitions, archived, delivered))
+
+    def _deliver(self, items: list[RawItem], governed: Future[Any]) -> None:
+        """On the deliver thread, in write order."""
+        try:
+            batch = governed.result()
+            if self._failed is None:
+                metrics.pipeline.batches.inc()
+                # Per destination: suppression, consent, retries; what still fails is dead-lettered.
+                self.fanout.deliver(self.cfg, batch, items)
+        except BaseException as e:
+            if self._failed is None:
+                self._failed = e
+            raise
 
 
 class Admission:

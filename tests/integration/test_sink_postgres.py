@@ -166,3 +166,26 @@ def test_server_outage_loses_nothing_and_duplicates_nothing() -> None:
     finally:
         s.close()
         pg_local("stop", port)
+
+
+def test_hourly_counts_update_in_place_and_restate_when_late(sink: PostgresSink) -> None:
+    """The one-statement hourly upsert (aggregates.apply_hourly_counts) in PostgreSQL's dialect."""
+    import json
+    import struct
+
+    from tidegate.stages import decode_messages, govern
+
+    def late_batch(ids: list[int], late_ms: int = 0) -> Any:
+        late = struct.pack("<q", late_ms)
+        return govern(decode_messages([((json.dumps(event(i, timestamp="2026-11-26T05:10:00.000Z")).encode(), b"", late),
+                                        1_767_607_200_000, [("tidegate-source", b"web")]) for i in ids]))
+
+    deliver(sink, late_batch([1, 2]))
+    deliver(sink, late_batch([3]))
+    deliver(sink, late_batch([3]))  # redelivered: counts must not move
+    hourly = "select version, event_count, restated from {s}.event_counts_hourly order by version"
+    assert query(sink, hourly) == [(1, 3, False)]
+    deliver(sink, late_batch([4, 5], late_ms=7_200_000))  # beyond the allowed lateness
+    assert query(sink, hourly) == [(1, 3, False), (2, 5, True)]
+    deliver(sink, late_batch([6]))  # in time again: the newest version grows
+    assert query(sink, hourly) == [(1, 3, False), (2, 6, True)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,8 +173,10 @@ def test_running_pipeline_takes_up_an_applied_config(config: Path) -> None:
     class RecordingSink:  # the parts of GovernedSink the reload touches, with the real PolicyPath
         def __init__(self) -> None:
             self.cfg, self.path, self.seen = running, PolicyPath(running), []
+            self.before_checkpoint: Any = None
 
-        def write(self, batch: object) -> None:
+        def write(self, batch: object) -> None:  # a checkpoint's first write, as GovernedSink stages it
+            self.before_checkpoint()
             self.seen.append((batch, self.cfg.version))
 
     sink = RecordingSink()

@@ -1,71 +1,163 @@
-"""How a checkpoint's messages become writes: across partitions, bounded by `max_write_mb`."""
+"""How a checkpoint's messages become writes: started every `max_write_mb` while consumption goes
+on, across partitions, and all done before `flush` returns (the offsets commit after it).
+
+The sink runs for real here: the stages, the archive and a DuckDB destination; the destination
+is a DuckDB sink whose writes a test can hold back or fail."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import json
+import threading
+from pathlib import Path
+from typing import Any
 
-from quixstreams.sinks import SinkBatch
+import pytest
+from quixstreams.sinks import SinkBackpressureError
 
-from tidegate.config import PipelineConfig
+from tidegate import load_config
+from tidegate.errors import DeliveryError
+from tidegate.pipeline import GovernedSink
+from tidegate.sinks.duckdb import DuckDBSink
+from tidegate.stages.govern import GovernedBatch
 
-from tidegate.pipeline import CheckpointBatch, GovernedSink
+from sink_support import event
 
-
-def batches(sizes: dict[int, list[int]]) -> list[SinkBatch]:
-    """One SinkBatch per partition; each message's value is `size` bytes naming its place."""
-    out = []
-    offset = 0
-    for partition, values in sizes.items():
-        b = SinkBatch(topic="raw", partition=partition)
-        for i, size in enumerate(values):
-            b.append(value=f"{partition}.{i}".encode().ljust(size, b" "), key=None, timestamp=0, headers=None, offset=offset)
-            offset += 1
-        out.append(b)
-    return out
+SOURCE = [("tidegate-source", b"web")]
 
 
-def names(write: CheckpointBatch) -> list[str]:
-    return [item.value.decode().strip() for item in write]
+class Warehouse(DuckDBSink):
+    """The DuckDB sink, with a gate on its writes and a way to fail the next one."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail_next = False
+        self.writes: list[int] = []  # events per write, in order
+
+    def write(self, batch: GovernedBatch) -> None:
+        self.gate.wait(10)
+        if self.fail_next:
+            self.fail_next = False
+            raise DeliveryError("warehouse unavailable (test)")
+        super().write(batch)
+        self.writes.append(batch.accepted)
 
 
-def test_one_write_spans_every_partition_when_it_fits() -> None:
-    [write] = CheckpointBatch.split(batches({0: [10, 10], 1: [10], 3: [10]}), max_bytes=1_000)
-    assert names(write) == ["0.0", "0.1", "1.0", "3.0"]
-    assert write.partition == "raw[0],raw[1],raw[3]" and write.size == 4
+def make_sink(tmp_path: Path, max_write_mb: float) -> tuple[GovernedSink, Warehouse]:
+    (tmp_path / "tidegate.toml").write_text(f"""
+[kafka]
+raw_topic = "tidegate.unit"
+[pipeline]
+max_write_mb = {max_write_mb}
+state_dir = "state"
+[sources.web]
+write_key = "k"
+[destinations.warehouse]
+type = "duckdb"
+path = "warehouse.duckdb"
+[delivery]
+max_attempts = 1
+dead_letter = false
+""")
+    cfg = load_config(tmp_path / "tidegate.toml", env={})
+    warehouse = Warehouse("warehouse", cfg.destinations["warehouse"])
+    sink = GovernedSink(cfg, {"warehouse": warehouse})
+    sink.setup()
+    return sink, warehouse
 
 
-def test_writes_are_cut_at_max_bytes_in_partition_order() -> None:
-    writes = CheckpointBatch.split(batches({0: [40, 40, 40], 1: [40, 40]}), max_bytes=100)
-    assert [names(w) for w in writes] == [["0.0", "0.1"], ["0.2", "1.0"], ["1.1"]]
-    assert [w.partition for w in writes] == ["raw[0]", "raw[0],raw[1]", "raw[1]"]
+def message(n: int) -> bytes:
+    return json.dumps(event(n)).encode()
 
 
-def test_a_message_bigger_than_the_bound_is_a_write_of_its_own() -> None:
-    writes = CheckpointBatch.split(batches({0: [10, 500, 10]}), max_bytes=100)
-    assert [names(w) for w in writes] == [["0.0"], ["0.1"], ["0.2"]]
+def add(sink: GovernedSink, n: int, partition: int = 0, *, admitted: bool = False) -> None:
+    value: Any = (message(n), b"", b"") if admitted else message(n)
+    sink.add(value, None, 1_767_607_200_000, SOURCE, "raw", partition, n)
 
 
-def test_nothing_gathered_means_no_write() -> None:
-    assert CheckpointBatch.split([], max_bytes=100) == []
+def stored(warehouse: Warehouse) -> int:
+    return warehouse.row_counts().get("tracks", 0)
 
 
-def test_flush_hands_the_checkpoints_writes_to_write_at_once_and_drops_the_batches() -> None:
-    sink = GovernedSink.__new__(GovernedSink)  # only flush's own parts: the batches and the bound
-    sink.cfg = SimpleNamespace(pipeline=PipelineConfig(max_write_mb=0.00002))  # 20.97 bytes
-    sink._batches = {}
-    seen: list[list[list[str]]] = []
-    sink.write = lambda writes: seen.append([names(w) for w in writes])  # type: ignore[method-assign]
-    for b in batches({0: [10, 10], 2: [10]}):
-        for item in b:
-            sink.add(item.value, item.key, item.timestamp, item.headers, "raw", b.partition, item.offset)
+def test_writes_start_while_the_checkpoint_is_consumed(tmp_path: Path) -> None:
+    size = len(message(0))
+    sink, warehouse = make_sink(tmp_path, max_write_mb=(3 * size + 1) / 2**20)  # 4 messages a write
+    for n in range(10):
+        add(sink, n, partition=n % 3)
+    sink._writes[-1].delivered.result(10)  # delivered before any flush
+    assert warehouse.writes == [4, 4] and stored(warehouse) == 8
     sink.flush()
-    assert seen == [[["0.0", "0.1"], ["2.0"]]]  # one call per checkpoint: config reloads apply between checkpoints
-    assert sink._batches == {}
+    assert warehouse.writes == [4, 4, 2] and stored(warehouse) == 10
+    assert sink._writes == [] and sink._pending == []
 
 
-def test_the_bound_counts_the_message_not_the_admission_tuple() -> None:
+def test_flush_writes_a_small_checkpoint_in_one_write_across_partitions(tmp_path: Path) -> None:
+    sink, warehouse = make_sink(tmp_path, max_write_mb=16)
+    for n in range(6):
+        add(sink, n, partition=n % 3)
+    assert warehouse.writes == []
+    sink.flush()
+    assert warehouse.writes == [6] and stored(warehouse) == 6
+    sink.flush()  # nothing gathered: no write
+    assert warehouse.writes == [6]
+
+
+def test_the_bound_counts_the_message_not_the_admission_tuple(tmp_path: Path) -> None:
     """After the admission step a value is (message, duplicate flags, lateness)."""
-    b = SinkBatch(topic="raw", partition=0)
-    for i in range(3):
-        b.append(value=(b"x" * 60, b"", b""), key=None, timestamp=0, headers=None, offset=i)
-    assert [w.size for w in CheckpointBatch.split([b], max_bytes=100)] == [1, 1, 1]
+    size = len(message(0))
+    sink, warehouse = make_sink(tmp_path, max_write_mb=(2 * size + 1) / 2**20)
+    for n in range(6):
+        add(sink, n, admitted=True)
+    sink.flush()
+    assert warehouse.writes == [3, 3]
+
+
+def test_a_failed_write_backs_off_and_the_writes_after_it_are_not_delivered(tmp_path: Path) -> None:
+    size = len(message(0))
+    sink, warehouse = make_sink(tmp_path, max_write_mb=(size + 1) / 2**20)  # 2 messages a write
+    warehouse.fail_next = True
+    for n in range(8):
+        add(sink, n, partition=n % 2)
+    with pytest.raises(SinkBackpressureError) as e:
+        sink.flush()
+    assert e.value.retry_after == 1.0
+    assert warehouse.writes == [] and stored(warehouse) == 0  # the first failed; none after it ran
+    sink.on_paused()
+    # The re-read (Quix Streams seeks back to the last commit) delivers everything.
+    for n in range(8):
+        add(sink, n, partition=n % 2)
+    sink.flush()
+    assert sum(warehouse.writes) == 8 and stored(warehouse) == 8
+
+
+def test_writes_ahead_of_delivery_are_bounded(tmp_path: Path) -> None:
+    size = len(message(0))
+    sink, warehouse = make_sink(tmp_path, max_write_mb=(size - 1) / 2**20)  # a write per message
+    warehouse.gate.clear()
+    undelivered = []
+    release = threading.Timer(1.0, warehouse.gate.set)
+    release.start()
+    for n in range(6):
+        add(sink, n)
+        undelivered.append(sum(not w.delivered.done() for w in sink._writes))
+    sink.flush()
+    release.join()
+    # While the destination was held, staging stopped at the one being delivered plus
+    # WRITES_AHEAD waiting: adding waited instead of piling up governed batches.
+    assert max(undelivered) == GovernedSink.WRITES_AHEAD + 1
+    assert warehouse.writes == [1] * 6
+
+
+def test_before_checkpoint_runs_once_per_checkpoint_before_its_first_write(tmp_path: Path) -> None:
+    size = len(message(0))
+    sink, warehouse = make_sink(tmp_path, max_write_mb=(size + 1) / 2**20)
+    calls: list[int] = []
+    sink.before_checkpoint = lambda: calls.append(len(warehouse.writes))
+    for n in range(5):
+        add(sink, n)
+    sink.flush()
+    for n in range(5, 7):
+        add(sink, n)
+    sink.flush()
+    assert calls == [0, 3]

@@ -156,6 +156,9 @@ def test_hourly_counts_update_in_place_and_restate_when_late(sink: DuckDBSink) -
     deliver(sink, batch([4, 5], late_ms=7_200_000))  # beyond the allowed lateness
     rows = sink.con.execute("select version, event_count, restated from event_counts_hourly order by version").fetchall()
     assert rows == [(1, 3, False), (2, 5, True)]
+    deliver(sink, batch([6]))  # in time again: the newest version grows
+    rows = sink.con.execute("select version, event_count, restated from event_counts_hourly order by version").fetchall()
+    assert rows == [(1, 3, False), (2, 6, True)]
     late = sink.con.execute("select id, late, late_by_ms from order_completed where late order by id").fetchall()
     assert late == [("m4", True, 7_200_000), ("m5", True, 7_200_000)]
 

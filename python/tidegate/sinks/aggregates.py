@@ -33,9 +33,11 @@ def hourly_ddl(schema: str, quote: Callable[[str], str]) -> str:
 
 
 def count_new_tracks(tracks: pl.DataFrame, table_exists: bool, schema: str, quote: Callable[[str], str],
-                     rows: Rows, staged: Staged) -> pl.DataFrame:
+                     rows: Rows, staged: Staged, *, all_new: bool = False) -> pl.DataFrame:
     """Per (hour, source, event): how many of ``tracks`` are new to the warehouse, and whether
-    any new one is late. Run before the batch's rows are inserted."""
+    any new one is late. Run before the batch's rows are inserted. ``all_new``: the caller
+    inserts them without ``ON CONFLICT`` in the same transaction, which fails if any is stored
+    already, so there is nothing to look up."""
     keys = tracks.select(
         "id",
         (pl.col("timestamp").dt.epoch("s") // 3600).alias("hour_index"),
@@ -43,7 +45,7 @@ def count_new_tracks(tracks: pl.DataFrame, table_exists: bool, schema: str, quot
         pl.col("event_text").fill_null("").alias("event"),
         (pl.col("late") if "late" in tracks.columns else pl.lit(False)).fill_null(False).alias("late"),
     ).unique(subset="id", keep="first")
-    if not table_exists:
+    if not table_exists or all_new:
         new = keys
     else:
         with staged("_tidegate_hourly_keys", keys) as src:
@@ -55,26 +57,29 @@ def count_new_tracks(tracks: pl.DataFrame, table_exists: bool, schema: str, quot
 
 
 def apply_hourly_counts(new: pl.DataFrame, schema: str, quote: Callable[[str], str], param: str,
-                        rows: Rows, now_us: int) -> None:
-    """Add the new counts: in place for open hours, as a restated version for late ones."""
+                        rows: Rows, staged: Staged, now_us: int) -> None:
+    """Add the new counts, in one statement: in place for open hours (the current version's
+    count grows), as a new restated version for late ones (the newest count plus the late
+    events), and as version 1 for hours not counted yet."""
     if new.is_empty():
         return
     table = f"{quote(schema)}.{HOURLY_TABLE}"
-    for hour_index, source, event, n, late in new.iter_rows():
-        # One statement pair per touched (hour, source, event): a batch touches few of them.
-        current = rows(
-            f"SELECT version, event_count FROM {table} WHERE hour_start = to_timestamp({param}) "
-            f"AND source_id = {param} AND event = {param} ORDER BY version DESC LIMIT 1",
-            [hour_index * 3600, source, event])
-        if current and not late:
-            rows(f"UPDATE {table} SET event_count = event_count + {param}, updated_at = to_timestamp({param}) "
-                 f"WHERE hour_start = to_timestamp({param}) AND source_id = {param} AND event = {param} "
-                 f"AND version = {param}",
-                 [n, now_us / 1e6, hour_index * 3600, source, event, current[0][0]])
-        else:
-            version, base = (current[0][0] + 1, current[0][1]) if current else (1, 0)
-            rows(f"INSERT INTO {table} VALUES (to_timestamp({param}), {param}, {param}, {param}, {param}, {param}, "
-                 f"to_timestamp({param}))",
-                 [hour_index * 3600, source, event, version, base + n, bool(current), now_us / 1e6])
-
-
+    counts = new.select((pl.col("hour_index") * 3600).cast(pl.Int64).alias("hour_epoch"), "source_id", "event",
+                        pl.col("events").cast(pl.Int64), "late")
+    with staged("_tidegate_hourly_counts", counts) as src:
+        rows(f"""INSERT INTO {table} AS h (hour_start, source_id, event, version, event_count, restated, updated_at)
+            SELECT to_timestamp(n.hour_epoch), n.source_id, n.event,
+                   CASE WHEN c.version IS NULL THEN 1 WHEN n.late THEN c.version + 1 ELSE c.version END,
+                   CASE WHEN c.version IS NOT NULL AND n.late THEN c.event_count + n.events ELSE n.events END,
+                   c.version IS NOT NULL AND n.late,
+                   to_timestamp({param})
+            FROM {src} n LEFT JOIN (
+                SELECT DISTINCT ON (t.hour_start, t.source_id, t.event) t.hour_start, t.source_id, t.event,
+                       t.version, t.event_count
+                FROM {table} t JOIN {src} k ON t.hour_start = to_timestamp(k.hour_epoch)
+                     AND t.source_id = k.source_id AND t.event = k.event
+                ORDER BY t.hour_start, t.source_id, t.event, t.version DESC) c
+              ON c.hour_start = to_timestamp(n.hour_epoch) AND c.source_id = n.source_id AND c.event = n.event
+            ON CONFLICT (hour_start, source_id, event, version) DO UPDATE
+              SET event_count = h.event_count + excluded.event_count, updated_at = excluded.updated_at""",
+             [now_us / 1e6])

@@ -222,15 +222,15 @@ class WarehouseSink(Sink):
             with self._transaction():
                 if self._columns is None:
                     self._load_columns()
-                hourly = self._new_hourly_counts(batch)  # before the batch's rows land
+                hourly = self._new_hourly_counts(batch, optimistic)  # before the batch's rows land
                 store_batch(batch, self._fit, lambda t, df, upsert: self._insert(t, df, upsert, optimistic))
                 aggregates.apply_hourly_counts(hourly, self.schema, quote, self.dialect.param, self._rows,
-                                               time.time_ns() // 1000)
+                                               self._staged, time.time_ns() // 1000)
         except BaseException:
             self._columns = None  # DDL inside the failed transaction was rolled back too
             raise
 
-    def _new_hourly_counts(self, batch: GovernedBatch) -> pl.DataFrame:
+    def _new_hourly_counts(self, batch: GovernedBatch, optimistic: bool) -> pl.DataFrame:
         tracks = batch.tables.get("tracks")
         if tracks is None or tracks.is_empty():
             return pl.DataFrame()
@@ -238,8 +238,10 @@ class WarehouseSink(Sink):
         if aggregates.HOURLY_TABLE not in self._columns:
             self._rows(aggregates.hourly_ddl(self.schema, quote))
             self._columns[aggregates.HOURLY_TABLE] = {}
+        # Optimistic: `tracks` is inserted without ON CONFLICT, so its rows are all new or the
+        # write fails and is redone with ON CONFLICT (and this lookup).
         return aggregates.count_new_tracks(tracks, "tracks" in self._columns, self.schema, quote,
-                                           self._rows, self._staged)
+                                           self._rows, self._staged, all_new=optimistic)
 
     def _fit(self, table: str, df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
         """Create or widen the table for ``df``; cast ``df`` to the table's column types, turning
