@@ -66,6 +66,8 @@ class DuckDBSink(WarehouseSink):
         self._con.execute(f"SET checkpoint_threshold = '{int(self.cfg.checkpoint_threshold_mb)}MB'")
         if self.cfg.memory_limit_mb:
             self._con.execute(f"SET memory_limit = '{int(self.cfg.memory_limit_mb)}MB'")
+        if self.cfg.threads:
+            self._con.execute(f"SET threads = {int(self.cfg.threads)}")
         self._create_layout()
 
     def close(self) -> None:
