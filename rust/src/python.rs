@@ -356,20 +356,25 @@ impl IdentityGraph {
         IdentityGraph { inner: crate::identity::IdentityGraph::default() }
     }
 
-    /// Join each `left[i]` with `right[i]`; return the nodes whose canonical id changed.
-    fn link(&mut self, left: Vec<String>, right: Vec<String>) -> Vec<String> {
-        let mut changed: Vec<String> = Vec::new();
-        for (a, b) in left.iter().zip(&right) {
-            changed.extend(self.inner.link(a, b));
-        }
-        changed.sort_unstable();
-        changed.dedup();
-        changed
+    /// Join each `left[i]` with `right[i]`; return the nodes whose canonical id changed. The
+    /// GIL is released while the graph is walked (the pipeline's other threads run meanwhile).
+    fn link(&mut self, py: Python<'_>, left: Vec<String>, right: Vec<String>) -> Vec<String> {
+        let inner = &mut self.inner;
+        py.detach(|| {
+            let mut changed: Vec<String> = Vec::new();
+            for (a, b) in left.iter().zip(&right) {
+                changed.extend(inner.link(a, b));
+            }
+            changed.sort_unstable();
+            changed.dedup();
+            changed
+        })
     }
 
     /// The canonical node of each node (itself when unknown).
-    fn resolve(&mut self, nodes: Vec<String>) -> Vec<String> {
-        nodes.iter().map(|n| self.inner.canonical(n)).collect()
+    fn resolve(&mut self, py: Python<'_>, nodes: Vec<String>) -> Vec<String> {
+        let inner = &mut self.inner;
+        py.detach(|| nodes.iter().map(|n| inner.canonical(n)).collect())
     }
 
     fn __len__(&self) -> usize {
