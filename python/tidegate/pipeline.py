@@ -78,6 +78,10 @@ class GovernedSink(BatchingSink):
         self.fanout = Fanout(cfg, destinations, self.path)
         # Called before a checkpoint's first write is governed (see `audit.reload_on_apply`).
         self.before_checkpoint: Callable[[], None] | None = None
+        # Called when every write of a checkpoint is done, before its offsets and state commit
+        # (the admission step persists its dedupe keys), and when a checkpoint backs off instead.
+        self.before_commit: list[Callable[[], None]] = []
+        self.after_backoff: list[Callable[[], None]] = []
         self._failures = 0
         self._max_backoff_s = max_backoff_s
         self._archiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidegate-archive-batch")
@@ -119,6 +123,9 @@ class GovernedSink(BatchingSink):
             failed, self._failed = self._failed, None
         finally:
             self._writes, self._skipped = [], []
+        if failed is not None:
+            for hook in self.after_backoff:
+                hook()
         if isinstance(failed, DeliveryError):
             self._failures += 1
             backoff = min(self._max_backoff_s, 0.5 * 2 ** min(self._failures, 10))
@@ -129,6 +136,8 @@ class GovernedSink(BatchingSink):
             raise failed
         for w in writes:
             w.archived.result()  # raises the archive's error, if any: no commit without the archive
+        for hook in self.before_commit:
+            hook()
         self._failures = 0
 
     def on_paused(self) -> None:
@@ -136,6 +145,8 @@ class GovernedSink(BatchingSink):
         wait([f for w in self._writes for f in (w.archived, w.delivered)])
         self._pending, self._pending_partitions, self._pending_bytes = [], [], 0
         self._writes, self._skipped, self._failed = [], [], None
+        for hook in self.after_backoff:
+            hook()
 
     def _stage(self) -> None:
         """Make the pending messages a write: decode them, then archive (durable, spooled,
@@ -192,6 +203,16 @@ class Admission:
             duplicates = self.dedupe.flags(keys, kafka_us, state, (ctx.partition, key or b""))
         return value, duplicates, self.reconcile.lateness(times, kafka_us, state)
 
+    def persist(self) -> None:
+        """At a checkpoint, before its state commits: the dedupe keys it learned."""
+        if self.dedupe is not None:
+            self.dedupe.persist()
+
+    def forget(self) -> None:
+        """The checkpoint backed off: its state is discarded, and so are the in-memory indexes."""
+        if self.dedupe is not None:
+            self.dedupe.forget()
+
 
 class Pipeline:
     """Build and run the consumer service for one config."""
@@ -228,7 +249,10 @@ class Pipeline:
         )
         topic = app.topic(self.cfg.kafka.raw_topic, value_deserializer="bytes", key_deserializer="bytes")
         sdf = app.dataframe(topic)
-        sdf = sdf.apply(Admission(self.cfg), stateful=True, metadata=True)
+        admission = Admission(self.cfg)
+        self.sink.before_commit.append(admission.persist)
+        self.sink.after_backoff.append(admission.forget)
+        sdf = sdf.apply(admission, stateful=True, metadata=True)
         sdf.sink(self.sink)
         self.app = app
         return app

@@ -161,3 +161,22 @@ def test_before_checkpoint_runs_once_per_checkpoint_before_its_first_write(tmp_p
         add(sink, n)
     sink.flush()
     assert calls == [0, 3]
+
+
+def test_commit_hooks_run_after_every_write_is_done_or_on_backoff(tmp_path: Path) -> None:
+    """The admission step persists its dedupe keys only once the checkpoint's writes are all
+    delivered, and forgets them when the checkpoint backs off instead."""
+    size = len(message(0))
+    sink, warehouse = make_sink(tmp_path, max_write_mb=(size + 1) / 2**20)
+    calls: list[tuple[str, int]] = []
+    sink.before_commit.append(lambda: calls.append(("commit", stored(warehouse))))
+    sink.after_backoff.append(lambda: calls.append(("backoff", stored(warehouse))))
+    for n in range(4):
+        add(sink, n)
+    sink.flush()
+    warehouse.fail_next = True
+    for n in range(4, 8):
+        add(sink, n)
+    with pytest.raises(SinkBackpressureError):
+        sink.flush()
+    assert calls == [("commit", 4), ("backoff", 4)]

@@ -52,6 +52,8 @@ def test_dedupe_flags_repeats_within_and_across_checkpoints(partition) -> None:
     tx = partition.begin()
     state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
     assert dedupe.flags(index("web", [ev(1), ev(2), ev(1), ev(3)]), NOW_US, state, scope) == b"\x00\x00\x01\x00"
+    assert dedupe.flags(index("web", [ev(2), ev(4)]), NOW_US, state, scope) == b"\x01\x00"  # same checkpoint
+    dedupe.persist()
     commit(tx)
     tx = partition.begin()
     state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
@@ -60,11 +62,26 @@ def test_dedupe_flags_repeats_within_and_across_checkpoints(partition) -> None:
     assert dedupe.flags(index("ios", [ev(1)]), NOW_US + 2, state, scope) == b"\x00"
 
 
+def test_dedupe_writes_one_segment_per_checkpoint(partition) -> None:
+    dedupe = Dedupe(window_s=3600)
+    tx = partition.begin()
+    state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
+    for i in range(5):
+        dedupe.flags(index("web", [ev(2 * i), ev(2 * i + 1)]), NOW_US + i, state, (0, b"web"))
+    assert state.get(b"dd:head") is None  # nothing written per message
+    dedupe.persist()
+    assert state.get(b"dd:head") == 1 and len(state.get_bytes(b"dd:seg:0")) == 8 + 10 * 16
+    dedupe.persist()  # nothing new: no empty segment
+    assert state.get(b"dd:head") == 1
+
+
 def test_dedupe_state_survives_a_restart(partition) -> None:
     tx = partition.begin()
     state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
-    Dedupe(window_s=3600).flags(index("web", [ev(1), ev(2)]), NOW_US, state, (0, b"web"))
-    Dedupe(window_s=3600).flags(index("web", [ev(3)]), NOW_US, state, (0, b"web"))
+    first = Dedupe(window_s=3600)
+    first.flags(index("web", [ev(1), ev(2)]), NOW_US, state, (0, b"web"))
+    first.flags(index("web", [ev(3)]), NOW_US, state, (0, b"web"))
+    first.persist()
     commit(tx)
     # a new process (empty memory) rebuilds its index from the committed segments
     fresh = Dedupe(window_s=3600)
@@ -78,8 +95,29 @@ def test_dedupe_rebuilds_when_another_replica_wrote(partition) -> None:
     tx = partition.begin()
     state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
     a.flags(index("web", [ev(1)]), NOW_US, state, (0, b"web"))
-    b.flags(index("web", [ev(2)]), NOW_US, state, (0, b"web"))  # the partition moved to b, then back
-    assert a.flags(index("web", [ev(2)]), NOW_US + 1, state, (0, b"web")) == b"\x01"
+    a.persist()
+    # the partition moved to b, which checkpointed, then back
+    b.flags(index("web", [ev(2)]), NOW_US, state, (0, b"web"))
+    b.persist()
+    assert a.flags(index("web", [ev(2), ev(1)]), NOW_US + 1, state, (0, b"web")) == b"\x01\x01"
+
+
+def test_dedupe_forgets_what_a_backed_off_checkpoint_learned(partition) -> None:
+    """The sink backed off: the checkpoint's state is discarded and its messages are re-read;
+    they must not be flagged as repeats of themselves."""
+    dedupe = Dedupe(window_s=3600)
+    tx = partition.begin()
+    state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
+    dedupe.flags(index("web", [ev(1)]), NOW_US, state, (0, b"web"))
+    dedupe.persist()
+    commit(tx)
+    tx = partition.begin()  # the next checkpoint: learns ev(2), then backs off
+    state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
+    assert dedupe.flags(index("web", [ev(2)]), NOW_US + 1, state, (0, b"web")) == b"\x00"
+    dedupe.forget()
+    tx = partition.begin()  # the re-read, on a fresh transaction
+    state = tx.as_state(prefix=b"web", timestamp=NOW_US // 1000)
+    assert dedupe.flags(index("web", [ev(2), ev(1)]), NOW_US + 2, state, (0, b"web")) == b"\x00\x01"
 
 
 def test_dedupe_forgets_after_the_window_and_prunes_state(partition) -> None:
@@ -87,9 +125,11 @@ def test_dedupe_forgets_after_the_window_and_prunes_state(partition) -> None:
     tx = partition.begin()
     state = tx.as_state(prefix=b"k", timestamp=NOW_US // 1000)
     assert dedupe.flags(index("web", [ev(1)]), NOW_US, state, (0, b"k")) == b"\x00"
+    dedupe.persist()
     later = NOW_US + 61_000_000
     state = tx.as_state(prefix=b"k", timestamp=later // 1000)
     assert dedupe.flags(index("web", [ev(1)]), later, state, (0, b"k")) == b"\x00", "expired"
+    dedupe.persist()
     assert state.get(b"dd:tail") == 1, "the expired segment was deleted"
     assert state.get_bytes(b"dd:seg:0") is None
 
