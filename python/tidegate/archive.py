@@ -193,7 +193,8 @@ def _write_partitions(root: Path, frames: Iterable[pl.DataFrame]) -> int:
 # -- writer ---------------------------------------------------------------------------------
 
 class ArchiveWriter:
-    """Buffers archive rows, spools each batch durably, writes Parquet at N events or T seconds."""
+    """Buffers archive rows, spools each batch durably, writes Parquet at N events or T seconds
+    (on its own thread when it has one, so a batch waits for its spool segment, not a flush)."""
 
     def __init__(self, cfg: ArchiveConfig, *, start_timer: bool = True):
         self.cfg = cfg
@@ -206,13 +207,15 @@ class ArchiveWriter:
             raise ArchiveError(f"cannot create the archive spool in {self.root}: {e.strerror}; "
                                "fix archive.path or its permissions") from None
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the spool's bookkeeping
+        self._flushing = threading.Lock()  # one Parquet flush at a time
         self._segments: list[Path] = []
         self._buffered = 0
         self._oldest: float | None = None
         self._closed = False
         self.recover_orphans()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._timer: threading.Thread | None = None
         if start_timer:
             self._timer = threading.Thread(target=self._tick, name="tidegate-archive", daemon=True)
@@ -239,32 +242,48 @@ class ArchiveWriter:
             if self._oldest is None:
                 self._oldest = time.monotonic()
             events_archived.inc(df.height)
-            if self._buffered >= self.cfg.flush_events:
-                self._flush_locked()
+            buffered = self._buffered
+        if buffered >= self.cfg.flush_events:
+            # Durable already (spooled): the Parquet file is written off the caller's path, by the
+            # writer's thread, unless that thread is missing or has fallen far behind (a flush
+            # that keeps failing): then here, so that its error reaches the pipeline.
+            if self._timer is None or buffered >= 4 * self.cfg.flush_events:
+                self.flush()
+            else:
+                self._wake.set()
         return df.height
 
     def flush(self) -> int:
-        """Write what is buffered as Parquet now; returns the number of files written."""
-        with self._lock:
-            return self._flush_locked()
-
-    def _flush_locked(self) -> int:
-        if not self._segments:
-            return 0
-        try:
-            # The spool is the buffer: segments are read back one at a time, nothing is kept in memory.
-            written = _write_partitions(self.root, (_read_segment(s) for s in self._segments))
-        except OSError as e:
-            raise ArchiveError(f"cannot write Parquet files under {self.root}: {e.strerror}") from None
-        for segment in self._segments:
-            segment.unlink(missing_ok=True)
-        self._segments, self._buffered, self._oldest = [], 0, None
-        return written
+        """Write what is spooled as Parquet now; returns the number of files written. Batches
+        can be added meanwhile: they stay spooled for the next flush."""
+        with self._flushing:
+            with self._lock:
+                segments, events = list(self._segments), self._buffered
+            if not segments:
+                return 0
+            try:
+                # The spool is the buffer: segments are read back one at a time, nothing is kept in memory.
+                written = _write_partitions(self.root, (_read_segment(s) for s in segments))
+            except OSError as e:
+                raise ArchiveError(f"cannot write Parquet files under {self.root}: {e.strerror}") from None
+            with self._lock:
+                for segment in segments:
+                    segment.unlink(missing_ok=True)
+                self._segments = self._segments[len(segments):]
+                self._buffered -= events
+                self._oldest = time.monotonic() if self._segments else None
+            return written
 
     def _tick(self) -> None:
-        while not self._stop.wait(min(1.0, self.cfg.flush_seconds / 4)):
+        while not self._stop.is_set():
+            self._wake.wait(min(1.0, self.cfg.flush_seconds / 4))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             oldest = self._oldest
-            if oldest is not None and time.monotonic() - oldest >= self.cfg.flush_seconds:
+            due = self._buffered >= self.cfg.flush_events or (
+                oldest is not None and time.monotonic() - oldest >= self.cfg.flush_seconds)
+            if due:
                 try:
                     self.flush()
                 except Exception as e:  # noqa: BLE001 - the spool keeps the events; retried next tick
@@ -301,12 +320,14 @@ class ArchiveWriter:
     def close(self) -> None:
         """Flush and release the spool (shutdown)."""
         self._stop.set()
+        self._wake.set()
         if self._timer is not None:
             self._timer.join(timeout=5)
         with self._lock:
             if self._closed:
                 return
-            self._flush_locked()
+        self.flush()
+        with self._lock:
             self._closed = True
             try:
                 for p in self.spool.iterdir():

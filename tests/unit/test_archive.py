@@ -97,6 +97,38 @@ def test_flush_after_t_seconds(tmp_path: Path) -> None:
     w.close()
 
 
+def test_the_flush_at_n_events_runs_on_the_writers_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch waits for its spool segment, not for the Parquet flush it triggers; what is added
+    while that flush runs stays spooled for the next one."""
+    import threading
+    import time
+
+    from tidegate import archive as archive_mod
+
+    release, started = threading.Event(), threading.Event()
+    real = archive_mod._write_partitions
+
+    def slow(root: Path, frames: object) -> int:
+        started.set()
+        release.wait(10)
+        return real(root, frames)
+
+    monkeypatch.setattr(archive_mod, "_write_partitions", slow)
+    w = ArchiveWriter(ArchiveConfig(path=str(tmp_path / "archive"), flush_events=2))
+    t0 = time.monotonic()
+    w.add(decode_messages([(envelope([ev(1), ev(2)]), 0, None)]).messages)
+    assert started.wait(5) and time.monotonic() - t0 < 5  # returned while the flush is held
+    w.add(decode_messages([(envelope([ev(3)]), 0, None)]).messages)  # during the flush
+    release.set()
+    spooled = lambda: len(list((tmp_path / "archive" / "_spool").rglob("*.arrow")))  # noqa: E731
+    deadline = time.monotonic() + 10
+    while (not parquet_files(tmp_path) or spooled() != 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert parquet_files(tmp_path) and spooled() == 1  # ev(3) is still spooled
+    w.close()
+    assert sorted(read_archive(tmp_path / "archive")["message_id"]) == ["m1", "m2", "m3"]
+
+
 def test_read_archive_filters_by_time_and_source_and_keeps_one_copy(tmp_path: Path) -> None:
     w = writer(tmp_path)
     batch = decode_messages([(envelope([ev(1), ev(2, hour=7)]), 0, None),
