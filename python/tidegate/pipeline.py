@@ -93,6 +93,9 @@ class GovernedSink(BatchingSink):
         self._writes: list[Write] = []
         self._skipped: list[tuple[str, int]] = []  # partitions of writes not staged after a failure
         self._failed: BaseException | None = None  # set by the deliver thread
+        # Writes staged / whose delivery started (each counted by one thread): none waiting when equal.
+        self._staged_n = 0
+        self._started_n = 0
 
     def setup(self) -> None:
         for sink in self.destinations.values():
@@ -166,11 +169,13 @@ class GovernedSink(BatchingSink):
         decoded = decode_messages(items)
         archived = self._archiver.submit(archive.record, self.cfg, decoded)
         governed = self._governor.submit(self.path.govern, decoded)
+        self._staged_n += 1
         delivered = self._deliverer.submit(self._deliver, items, governed)
         self._writes.append(Write(partitions, archived, delivered))
 
     def _deliver(self, items: list[RawItem], governed: Future[Any]) -> None:
         """On the deliver thread, in write order."""
+        self._started_n += 1
         try:
             batch = governed.result()
             if self._failed is None:
@@ -181,6 +186,12 @@ class GovernedSink(BatchingSink):
             if self._failed is None:
                 self._failed = e
             raise
+        if self._started_n == self._staged_n:
+            for sink in self.destinations.values():
+                try:
+                    sink.idle()
+                except Exception as e:  # noqa: BLE001 - upkeep; the next write reports a real failure
+                    log.warning("destination %r: upkeep between writes failed: %s", sink.name, e)
 
 
 class Admission:

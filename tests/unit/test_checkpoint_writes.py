@@ -34,6 +34,7 @@ class Warehouse(DuckDBSink):
         self.gate.set()
         self.fail_next = False
         self.writes: list[int] = []  # events per write, in order
+        self.idled: list[int] = []  # writes done at each idle call
 
     def write(self, batch: GovernedBatch) -> None:
         self.gate.wait(10)
@@ -42,6 +43,10 @@ class Warehouse(DuckDBSink):
             raise DeliveryError("warehouse unavailable (test)")
         super().write(batch)
         self.writes.append(batch.accepted)
+
+    def idle(self) -> None:
+        self.idled.append(len(self.writes))
+        super().idle()
 
 
 def make_sink(tmp_path: Path, max_write_mb: float) -> tuple[GovernedSink, Warehouse]:
@@ -180,3 +185,33 @@ def test_commit_hooks_run_after_every_write_is_done_or_on_backoff(tmp_path: Path
     with pytest.raises(SinkBackpressureError):
         sink.flush()
     assert calls == [("commit", 4), ("backoff", 4)]
+
+
+def test_destinations_get_an_idle_call_when_no_write_waits(tmp_path: Path) -> None:
+    size = len(message(0))
+    sink, warehouse = make_sink(tmp_path, max_write_mb=(size - 1) / 2**20)  # a write per message
+    warehouse.gate.clear()  # hold the first write: the next three queue behind it
+    for n in range(4):
+        add(sink, n)
+    warehouse.gate.set()
+    sink.flush()
+    assert warehouse.writes == [1, 1, 1, 1] and warehouse.idled == [4]  # only once the queue emptied
+
+
+def test_duckdb_checkpoints_when_idle_past_its_wal_bound(tmp_path: Path) -> None:
+    from tidegate.config import DuckDBDestination
+    from tidegate.sinks.duckdb import DuckDBSink
+
+    path = tmp_path / "w.duckdb"
+    duck = DuckDBSink("w", DuckDBDestination(path=str(path), idle_checkpoint_mb=1))
+    duck.setup()
+    duck.con.execute("CREATE TABLE t AS SELECT range AS i, repeat('x', 100) AS s FROM range(30000)")
+    wal = Path(f"{path}.wal")
+    assert wal.exists() and wal.stat().st_size >= 1024 * 1024
+    duck.idle()
+    assert not wal.exists() or wal.stat().st_size < 1024 * 1024
+    off = DuckDBSink("w", DuckDBDestination(path=str(tmp_path / "x.duckdb")))  # the default: off
+    off.setup()
+    off.con.execute("CREATE TABLE t AS SELECT range AS i, repeat('x', 100) AS s FROM range(30000)")
+    off.idle()
+    assert Path(f"{tmp_path / 'x.duckdb'}.wal").stat().st_size >= 1024 * 1024

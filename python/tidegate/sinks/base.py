@@ -32,6 +32,10 @@ class Sink(abc.ABC):
     def ready(self) -> bool:
         return True
 
+    def idle(self) -> None:
+        """The pipeline has no write waiting for this sink: a moment for upkeep (called on the
+        pipeline's deliver thread, between writes)."""
+
     def close(self) -> None:
         """Flush and release; called on shutdown."""
 
