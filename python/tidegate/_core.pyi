@@ -12,6 +12,7 @@ __all__ = [
     "Governance",
     "process_batch",
     "message_index",
+    "lateness",
     "archive_rows",
     "DedupeIndex",
     "IdentityGraph",
@@ -81,6 +82,7 @@ def process_batch(
     governance: Governance | None = None,
 ) -> BatchResult: ...
 def message_index(source: str, events_json: bytes, kafka_time_us: int) -> tuple[bytes, bytes]: ...
+def lateness(times: bytes, kafka_time_us: int, watermark: int | None, allowed_us: int, max_future_us: int) -> tuple[bytes, int | None]: ...
 def archive_rows(messages: list[bytes]) -> tuple[list[str], bytes, list[str | None], bytes]: ...
 
 @final

@@ -15,6 +15,7 @@ pub mod json;
 pub mod pii;
 pub mod plan;
 mod pointer;
+pub mod reconcile;
 pub mod timefmt;
 pub mod warehouse;
 

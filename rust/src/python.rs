@@ -293,6 +293,24 @@ fn message_index<'py>(py: Python<'py>, source: &str, events_json: &[u8], kafka_t
     (PyBytes::new(py, &k), PyBytes::new(py, &t))
 }
 
+/// `(late_by_ms, watermark)` of one message's event times (little-endian i64 µs, as
+/// `message_index` returns them) against the partition's watermark (see `reconcile.rs`):
+/// milliseconds beyond the allowed lateness per event as little-endian i64, and the new watermark.
+#[pyfunction]
+fn lateness<'py>(
+    py: Python<'py>,
+    times: &[u8],
+    kafka_time_us: i64,
+    watermark: Option<i64>,
+    allowed_us: i64,
+    max_future_us: i64,
+) -> (Bound<'py, PyBytes>, Option<i64>) {
+    let times: Vec<i64> = times.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+    let (late, watermark) = crate::reconcile::lateness(&times, kafka_time_us, watermark, allowed_us, max_future_us);
+    let late: Vec<u8> = late.iter().flat_map(|v| v.to_le_bytes()).collect();
+    (PyBytes::new(py, &late), watermark)
+}
+
 /// The raw archive's rows of a batch of messages (see `archive.py`): `(events, counts,
 /// message_ids, received_us)` — each event's text, events per message as little-endian u32,
 /// each event's `messageId`, and its `receivedAt` in µs as little-endian i64 (`i64::MIN` when
@@ -426,6 +444,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(event_table, m)?)?;
     m.add_function(wrap_pyfunction!(idempotency_key, m)?)?;
     m.add_function(wrap_pyfunction!(message_index, m)?)?;
+    m.add_function(wrap_pyfunction!(lateness, m)?)?;
     m.add_function(wrap_pyfunction!(archive_rows, m)?)?;
     m.add_function(wrap_pyfunction!(hmac_column, m)?)?;
     Ok(())

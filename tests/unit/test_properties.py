@@ -205,3 +205,34 @@ def test_pii_in_free_text_found_like_reference(before: str, pii: tuple[str, str]
 def test_plain_words_have_no_pii(text: str) -> None:
     assert not any(ref(text) for ref in REFERENCE.values())
     assert rust_classes(text) == set()
+
+
+# -- reconcile: the Rust arithmetic against the numpy formulation it replaced -----------------
+def _lateness_reference(times: list[int], kafka_us: int, watermark: int | None, allowed_us: int,
+                        max_future_us: int) -> tuple[list[int], int | None]:
+    import numpy as np
+
+    if not times:
+        return [], watermark
+    ts = np.asarray(times, dtype=np.int64)
+    usable = np.minimum(ts, kafka_us + max_future_us)
+    start = int(usable[0]) if watermark is None else int(watermark)
+    before = np.maximum.accumulate(np.concatenate(([start], usable)))[:-1]
+    behind = before - ts
+    late = np.where(behind > allowed_us, behind // 1000, 0)
+    return late.tolist(), max(start, int(usable.max()))
+
+
+_US = st.integers(min_value=1_700_000_000_000_000, max_value=1_900_000_000_000_000)
+
+
+@given(times=st.lists(_US, max_size=40), kafka_us=_US, watermark=st.none() | _US,
+       allowed_us=st.integers(min_value=0, max_value=7 * 86_400_000_000),
+       max_future_us=st.integers(min_value=0, max_value=86_400_000_000))
+def test_lateness_matches_the_reference(times: list[int], kafka_us: int, watermark: int | None, allowed_us: int,
+                                        max_future_us: int) -> None:
+    raw = struct.pack(f"<{len(times)}q", *times)
+    late, new_watermark = _core.lateness(raw, kafka_us, watermark, allowed_us, max_future_us)
+    expected_late, expected_watermark = _lateness_reference(times, kafka_us, watermark, allowed_us, max_future_us)
+    assert list(struct.unpack(f"<{len(times)}q", late)) == expected_late
+    assert new_watermark == expected_watermark

@@ -11,13 +11,14 @@ A device whose clock runs ahead must not drag the watermark into the future and 
 honest event late: the watermark never moves past the message's Kafka timestamp (when the
 collector accepted it), plus ``max_future`` (default 0).
 
-All of it is vectorised over the message's event times (numpy); no Python loop per event.
+The arithmetic is one Rust call per message (``_core.lateness``); no Python loop per event.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from quixstreams.state import State
+
+from .. import _core
 
 __all__ = ["Reconcile"]
 
@@ -32,17 +33,10 @@ class Reconcile:
     def lateness(self, times: bytes, kafka_time_us: int, state: State) -> bytes:
         """Per event, milliseconds beyond the allowed lateness (0: in time), as little-endian
         i64; the watermark in ``state`` moves forward."""
-        ts = np.frombuffer(times, dtype="<i8")
-        if ts.size == 0:
+        if not times:
             return b""
         watermark = state.get(_WATERMARK)
-        usable = np.minimum(ts, kafka_time_us + self.max_future_us)
-        start = int(usable[0]) if watermark is None else int(watermark)
-        # The watermark as each event arrives: the maximum of everything before it.
-        before = np.maximum.accumulate(np.concatenate(([start], usable)))[:-1]
-        behind = before - ts
-        late_ms = np.where(behind > self.allowed_us, behind // 1000, 0).astype("<i8")
-        new_watermark = max(start, int(usable.max()))
-        if watermark is None or new_watermark > watermark:
+        late_ms, new_watermark = _core.lateness(times, kafka_time_us, watermark, self.allowed_us, self.max_future_us)
+        if new_watermark is not None and (watermark is None or new_watermark > watermark):
             state.set(_WATERMARK, new_watermark)
-        return late_ms.tobytes()
+        return late_ms
