@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any, Callable
 
 # confluent-kafka pulls in authlib, whose import forces a deprecation warning on every run.
@@ -42,14 +43,14 @@ __all__ = ["GovernedSink", "Pipeline"]
 log = logging.getLogger("tidegate.pipeline")
 
 
+@dataclass(frozen=True)
 class Write:
     """One write of a checkpoint: a run of its messages, on their way through the stages on the
     sink's threads (archive, govern, deliver)."""
 
-    def __init__(self, partitions: list[tuple[str, int]], archived: Future[None], delivered: Future[None]):
-        self.partitions = partitions
-        self.archived = archived
-        self.delivered = delivered
+    partitions: list[tuple[str, int]]
+    archived: Future[None]
+    delivered: Future[None]
 
 
 class GovernedSink(BatchingSink):

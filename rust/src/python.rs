@@ -234,7 +234,7 @@ fn process_batch(
     py.detach(|| {
         let late: Vec<Vec<i64>> = messages
             .iter()
-            .map(|(.., late)| late.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+            .map(|(.., late)| i64s_of(late))
             .collect();
         let msgs: Vec<Message<'_>> = messages
             .iter()
@@ -305,8 +305,7 @@ fn lateness<'py>(
     allowed_us: i64,
     max_future_us: i64,
 ) -> (Bound<'py, PyBytes>, Option<i64>) {
-    let times: Vec<i64> = times.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-    let (late, watermark) = crate::reconcile::lateness(&times, kafka_time_us, watermark, allowed_us, max_future_us);
+    let (late, watermark) = crate::reconcile::lateness(&i64s_of(times), kafka_time_us, watermark, allowed_us, max_future_us);
     let late: Vec<u8> = late.iter().flat_map(|v| v.to_le_bytes()).collect();
     (PyBytes::new(py, &late), watermark)
 }
@@ -334,6 +333,11 @@ struct DedupeIndex {
 
 fn keys_of(raw: &[u8]) -> Vec<u128> {
     raw.chunks_exact(16).map(|c| u128::from_le_bytes(c.try_into().expect("16 bytes"))).collect()
+}
+
+/// Concatenated little-endian i64s (event times, lateness), as the stateful stages pass them.
+fn i64s_of(raw: &[u8]) -> Vec<i64> {
+    raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
 }
 
 #[pymethods]

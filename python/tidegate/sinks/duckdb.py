@@ -11,7 +11,6 @@ logic is shared with PostgreSQL in :mod:`.warehouse`.
 from __future__ import annotations
 
 import os
-
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
