@@ -73,9 +73,9 @@ class _Sink:
                               buckets=_LATENCY_BUCKETS, registry=REGISTRY)
     retries = Counter("tidegate_sink_retries", "Retried destination writes within a checkpoint.", ["destination"],
                       registry=REGISTRY)
-    optimistic_retries = Counter("tidegate_sink_optimistic_retries",
-                                 "Warehouse writes inserted plainly that met a stored id (a re-read) and were written again with ON CONFLICT.",
-                                 ["destination"], registry=REGISTRY)
+    rows_skipped = Counter("tidegate_sink_rows_skipped",
+                           "Warehouse event rows not inserted because their id was stored already (a re-read after a crash or a backoff, or a replay).",
+                           ["destination"], registry=REGISTRY)
     dead_lettered = Counter("tidegate_sink_dead_lettered_events",
                             "Events parked in a destination's dead-letter topic after the retry budget.",
                             ["destination"], registry=REGISTRY)

@@ -12,6 +12,7 @@ import pytest
 
 from sink_support import ROOT, assert_standard_metrics, batch, event, mixed, postgres_dsn
 from support import free_port
+from tidegate import metrics
 from tidegate.config import PostgresDestination
 from tidegate.errors import DeliveryError
 from tidegate.sinks import PostgresSink, deliver
@@ -47,9 +48,13 @@ def columns(s: PostgresSink, table: str) -> dict[str, str]:
 def test_layout_and_idempotent_writes(sink: PostgresSink) -> None:
     b = batch(mixed(30))
     deliver(sink, b)
+    skipped = metrics.REGISTRY.get_sample_value("tidegate_sink_rows_skipped_total", {"destination": "pg"}) or 0
     deliver(sink, b)  # a redelivered batch adds nothing
     counts = sink.row_counts()
     assert counts["tracks"] == counts["order_completed"] == 18
+    # Every event row of the second delivery was stored already (users are upserted, not skipped).
+    event_rows = sum(df.height for t, df in b.tables.items() if t != "users")
+    assert metrics.REGISTRY.get_sample_value("tidegate_sink_rows_skipped_total", {"destination": "pg"}) == skipped + event_rows
     assert counts["identifies"] == 4 and counts["pages"] == 4 and counts["screens"] == 4
     assert counts["users"] == 4 and counts["discards"] == 0
     cols = columns(sink, "order_completed")

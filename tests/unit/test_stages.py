@@ -94,22 +94,40 @@ def test_duckdb_layout_and_idempotent_writes(sink: DuckDBSink) -> None:
     assert sink.con.execute("select event, event_text from tracks limit 1").fetchone() == ("order_completed", "Order Completed")
 
 
-def test_duckdb_inserts_plainly_and_rewrites_a_batch_that_meets_stored_ids(sink: DuckDBSink) -> None:
-    retries = metrics.REGISTRY.get_sample_value("tidegate_sink_optimistic_retries_total", {"destination": "warehouse"}) or 0
-    deliver(sink, governed([ev(i) for i in range(5)]))
-    assert sink._safe_writes == 0  # nothing stored yet: plain inserts went through
+def test_duckdb_event_tables_are_keyed_without_an_index(sink: DuckDBSink) -> None:
+    skipped = metrics.REGISTRY.get_sample_value("tidegate_sink_rows_skipped_total", {"destination": "warehouse"}) or 0
+    received = "2026-11-26T05:30:44.789456Z"
+    deliver(sink, governed([ev(i, receivedAt=received) for i in range(5)]))
+    # No primary-key index (DuckDB keeps one in memory per stored row), except on `users`.
+    keyed = {r[0] for r in sink.con.execute(
+        "select table_name from duckdb_constraints() where constraint_type = 'PRIMARY KEY'").fetchall()}
+    assert "tracks" not in keyed and "order_completed" not in keyed
     # A re-read after a crash: part of the batch is stored already, part is new.
-    deliver(sink, governed([ev(i) for i in range(3, 8)]))
-    assert metrics.REGISTRY.get_sample_value("tidegate_sink_optimistic_retries_total", {"destination": "warehouse"}) == retries + 1
+    deliver(sink, governed([ev(i, receivedAt=received) for i in range(3, 8)]))
     assert sink.row_counts()["tracks"] == 8 and sink.row_counts()["order_completed"] == 8
-    assert sink.con.execute("select count(distinct id) from order_completed").fetchone() == (8,)
-    # The writes right after a conflict use ON CONFLICT, then plain inserts resume.
-    assert sink._safe_writes == DuckDBSink.SAFE_WRITES_AFTER_CONFLICT - 1
-    for i in range(DuckDBSink.SAFE_WRITES_AFTER_CONFLICT):
-        deliver(sink, governed([ev(100 + i)]))
-    assert sink._safe_writes == 0
-    assert metrics.REGISTRY.get_sample_value("tidegate_sink_optimistic_retries_total", {"destination": "warehouse"}) == retries + 1
-    assert sink.row_counts()["tracks"] == 8 + DuckDBSink.SAFE_WRITES_AFTER_CONFLICT
+    assert sink.con.execute("select count(distinct id), count(*) from order_completed").fetchone() == (8, 8)
+    # 2 rows in each of tracks and order_completed were stored already.
+    assert metrics.REGISTRY.get_sample_value("tidegate_sink_rows_skipped_total", {"destination": "warehouse"}) == skipped + 4
+    # A replay re-stamps receivedAt to the millisecond: still found (the lookup allows a second).
+    deliver(sink, governed([ev(i, receivedAt="2026-11-26T05:30:44.789Z") for i in range(8)]))
+    assert sink.row_counts()["tracks"] == 8
+    # The hourly counts grew only by the new rows.
+    assert sink.con.execute("select sum(event_count) from event_counts_hourly").fetchone() == (8,)
+    # The same id received again a day later is a producer's resend, the dedupe stage's to drop
+    # (within its window); the warehouse does not look that far back.
+    deliver(sink, governed([ev(0, receivedAt="2026-11-27T05:30:44.789Z")]))
+    assert sink.row_counts()["tracks"] == 9
+
+
+def test_duckdb_keeps_using_a_primary_key_a_table_already_has(sink: DuckDBSink) -> None:
+    """A file written by a version that keyed event tables with a primary key."""
+    deliver(sink, governed([ev(1)]))
+    sink.con.execute("create table pages (id varchar primary key, received_at timestamptz)")
+    sink.con.execute("insert into pages values ('m20', '2020-01-01T00:00:00Z')")
+    sink._columns = None  # reloaded, as after a restart
+    page = ev(20, type="page", name="Home", properties={"path": "/"})
+    deliver(sink, governed([page, ev(21, type="page", name="Home", properties={"path": "/"})]))
+    assert sink.con.execute("select id from pages order by id").fetchall() == [("m20",), ("m21",)]
 
 
 def test_duckdb_schema_evolves_and_conflicts_are_discarded(sink: DuckDBSink) -> None:

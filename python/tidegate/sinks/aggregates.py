@@ -32,12 +32,12 @@ def hourly_ddl(schema: str, quote: Callable[[str], str]) -> str:
             "updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (hour_start, source_id, event, version))")
 
 
-def count_new_tracks(tracks: pl.DataFrame, table_exists: bool, schema: str, quote: Callable[[str], str],
-                     rows: Rows, staged: Staged, *, all_new: bool = False) -> pl.DataFrame:
+def count_new_tracks(tracks: pl.DataFrame, stored: tuple[str, list[Any]] | None, schema: str,
+                     quote: Callable[[str], str], rows: Rows, staged: Staged) -> pl.DataFrame:
     """Per (hour, source, event): how many of ``tracks`` are new to the warehouse, and whether
-    any new one is late. Run before the batch's rows are inserted. ``all_new``: the caller
-    inserts them without ``ON CONFLICT`` in the same transaction, which fails if any is stored
-    already, so there is nothing to look up."""
+    any new one is late. Run before the batch's rows are inserted. ``stored``: ``None`` if there
+    is no ``tracks`` table yet, else a condition on its rows ``s`` (and its parameters) that the
+    rows a batch row may repeat meet, as the insert itself looks them up."""
     keys = tracks.select(
         "id",
         (pl.col("timestamp").dt.epoch("s") // 3600).alias("hour_index"),
@@ -45,12 +45,13 @@ def count_new_tracks(tracks: pl.DataFrame, table_exists: bool, schema: str, quot
         pl.col("event_text").fill_null("").alias("event"),
         (pl.col("late") if "late" in tracks.columns else pl.lit(False)).fill_null(False).alias("late"),
     ).unique(subset="id", keep="first")
-    if not table_exists or all_new:
+    if stored is None:
         new = keys
     else:
+        condition, params = stored
         with staged("_tidegate_hourly_keys", keys) as src:
-            ids = rows(f"SELECT s.id FROM {src} s WHERE NOT EXISTS "
-                       f"(SELECT 1 FROM {quote(schema)}.tracks t WHERE t.id = s.id)")
+            ids = rows(f"SELECT b.id FROM {src} b WHERE NOT EXISTS "
+                       f"(SELECT 1 FROM {quote(schema)}.tracks s WHERE s.id = b.id AND {condition})", params)
         new = keys.filter(pl.col("id").is_in([r[0] for r in ids]))
     return new.group_by("hour_index", "source_id", "event").agg(
         pl.len().alias("events"), pl.col("late").any().alias("late"))

@@ -1,9 +1,10 @@
 """DuckDB warehouse sink (the embedded default).
 
 Segment/RudderStack layout, one table per event type plus one per track event name. Tables are
-created on first sight and evolve by adding columns. Writes are idempotent: every event table
-has ``id`` as its primary key and rows are inserted with ``ON CONFLICT DO NOTHING``, so a
-redelivered batch adds nothing; ``users`` is upserted (newest non-null trait wins). A value whose
+created on first sight and evolve by adding columns. Writes are idempotent: a row is inserted
+only if its ``id`` is not stored yet, looked up among the rows received around the same time
+(event tables carry no primary key: DuckDB would keep its index in memory for every stored row;
+see ``WarehouseSink.id_index``), so a redelivered batch adds nothing; ``users`` is upserted (newest non-null trait wins). A value whose
 type conflicts with its column's is set NULL in the row and recorded in ``discards``. The layout
 logic is shared with PostgreSQL in :mod:`.warehouse`.
 """
@@ -44,8 +45,7 @@ DUCKDB = Dialect(
 
 class DuckDBSink(WarehouseSink):
     dialect = DUCKDB
-    # DuckDB's ON CONFLICT costs ≈2.5 µs per event more than its primary-key check (see `write`).
-    optimistic_conflict = duckdb.ConstraintException
+    id_index = False
 
     def __init__(self, name: str, cfg: DuckDBDestination):
         super().__init__(name, cfg.schema)

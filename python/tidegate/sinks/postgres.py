@@ -103,6 +103,9 @@ class PostgresSink(WarehouseSink):
         cur = self.con.execute(sql, params)  # type: ignore[call-overload]
         return cur.fetchall() if cur.description is not None else []
 
+    def _insert_rows(self, sql: str, params: Sequence[Any]) -> int | None:
+        return self.con.execute(sql, params).rowcount  # type: ignore[call-overload]
+
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         try:

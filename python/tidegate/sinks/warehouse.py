@@ -7,7 +7,7 @@ also used by the Delta Lake sink.
 
 One batch is one transaction: tables are created or widened (``ADD COLUMN``) for the batch's
 columns, every event row is inserted unless its ``id`` is already there (a redelivered batch adds
-nothing), ``users`` is upserted (the newest non-null trait wins, older data arriving later never
+nothing; see :attr:`WarehouseSink.id_index` for how each database finds stored ids), ``users`` is upserted (the newest non-null trait wins, older data arriving later never
 overwrites newer), and a value whose type conflicts with its column's is stored as NULL and
 recorded in ``discards``.
 """
@@ -20,6 +20,7 @@ import threading
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Callable, Mapping, Sequence
 
 import polars as pl
@@ -159,7 +160,7 @@ class WarehouseSink(Sink):
         super().__init__(name)
         self.schema = schema
         self._columns: dict[str, dict[str, str]] | None = None
-        self._safe_writes = 0
+        self._keyed: set[str] = set()  # tables with a primary key
         # The pipeline writes from its own thread; `tidegate up` reads counts from another.
         self._lock = threading.Lock()
 
@@ -194,43 +195,39 @@ class WarehouseSink(Sink):
         columns: dict[str, dict[str, str]] = {}
         for table, column, dtype in rows:
             columns.setdefault(table, {})[column] = dtype
+        self._keyed = {r[0] for r in self._rows(
+            "SELECT table_name FROM information_schema.table_constraints "
+            f"WHERE table_schema = {self.dialect.param} AND constraint_type = 'PRIMARY KEY'", [self.schema])}
         self._columns = columns
 
-    # A database whose `ON CONFLICT` check costs much more than its own key constraint sets this
-    # to the exception a duplicate key raises: events are then inserted plainly, and a write
-    # that meets a stored id (a re-read after a crash or a backoff) is rolled back and written
-    # again with `ON CONFLICT DO NOTHING`, as are the next `SAFE_WRITES_AFTER_CONFLICT` writes.
-    optimistic_conflict: type[BaseException] | None = None
-    SAFE_WRITES_AFTER_CONFLICT = 20
+    # How event tables created here stay keyed by `id`, so that a re-read after a crash or a
+    # backoff, or a replay, adds nothing. True: a primary key, and inserts skip stored ids with ON CONFLICT
+    # (PostgreSQL, whose index lives on disk). False (DuckDB): no index, because DuckDB keeps a
+    # primary key's index in memory for every stored row (measured: ≈150 bytes per event, the
+    # pipeline's memory grew with the warehouse) and maintaining it cost ≈1.8 µs per row. An
+    # insert then skips the ids stored with a `received_at` within `RECEIVED_MARGIN` of the
+    # batch's own: a re-read or a replayed event carries the `receivedAt` it was first stored
+    # with, and a scan restricted to that range reads only the recent row groups. A producer's
+    # retry of an event (a new `receivedAt`) is the dedupe stage's to drop, within its window.
+    # A table that has a primary key (`users`, or created by an earlier version) uses it.
+    id_index = True
+    RECEIVED_MARGIN = timedelta(seconds=1)
 
     def write(self, batch: GovernedBatch) -> None:
         with self._lock:
-            if self.optimistic_conflict is not None and self._safe_writes == 0:
-                try:
-                    self._write(batch, optimistic=True)
-                    return
-                except self.optimistic_conflict as e:
-                    log.info("%s: a stored id came again (%s); writing this batch with ON CONFLICT",
-                             self.name, str(e).splitlines()[0][:200])
-                    metrics.sink.optimistic_retries.labels(self.name).inc()
-                    self._safe_writes = self.SAFE_WRITES_AFTER_CONFLICT
-            self._safe_writes = max(0, self._safe_writes - 1)
-            self._write(batch, optimistic=False)
+            try:
+                with self._transaction():
+                    if self._columns is None:
+                        self._load_columns()
+                    hourly = self._new_hourly_counts(batch)  # before the batch's rows land
+                    store_batch(batch, self._fit, self._insert)
+                    aggregates.apply_hourly_counts(hourly, self.schema, quote, self.dialect.param, self._rows,
+                                                   self._staged, time.time_ns() // 1000)
+            except BaseException:
+                self._columns = None  # DDL inside the failed transaction was rolled back too
+                raise
 
-    def _write(self, batch: GovernedBatch, *, optimistic: bool) -> None:
-        try:
-            with self._transaction():
-                if self._columns is None:
-                    self._load_columns()
-                hourly = self._new_hourly_counts(batch, optimistic)  # before the batch's rows land
-                store_batch(batch, self._fit, lambda t, df, upsert: self._insert(t, df, upsert, optimistic))
-                aggregates.apply_hourly_counts(hourly, self.schema, quote, self.dialect.param, self._rows,
-                                               self._staged, time.time_ns() // 1000)
-        except BaseException:
-            self._columns = None  # DDL inside the failed transaction was rolled back too
-            raise
-
-    def _new_hourly_counts(self, batch: GovernedBatch, optimistic: bool) -> pl.DataFrame:
+    def _new_hourly_counts(self, batch: GovernedBatch) -> pl.DataFrame:
         tracks = batch.tables.get("tracks")
         if tracks is None or tracks.is_empty():
             return pl.DataFrame()
@@ -238,10 +235,21 @@ class WarehouseSink(Sink):
         if aggregates.HOURLY_TABLE not in self._columns:
             self._rows(aggregates.hourly_ddl(self.schema, quote))
             self._columns[aggregates.HOURLY_TABLE] = {}
-        # Optimistic: `tracks` is inserted without ON CONFLICT, so its rows are all new or the
-        # write fails and is redone with ON CONFLICT (and this lookup).
-        return aggregates.count_new_tracks(tracks, "tracks" in self._columns, self.schema, quote,
-                                           self._rows, self._staged, all_new=optimistic)
+        stored = self._stored_rows("tracks", tracks) if "tracks" in self._columns else None
+        return aggregates.count_new_tracks(tracks, stored, self.schema, quote, self._rows, self._staged)
+
+    def _stored_rows(self, table: str, df: pl.DataFrame) -> tuple[str, list[Any]]:
+        """A condition on ``s``, the stored rows of ``table``, that every stored row a row of
+        ``df`` may repeat meets, and its parameters: the `received_at` range (see `id_index`)."""
+        if table in self._keyed or "received_at" not in df.columns or "received_at" not in (self._columns or {}).get(table, {}):
+            return "TRUE", []
+        received = df["received_at"]
+        lo, hi = received.min(), received.max()
+        if lo is None:
+            return "s.received_at IS NULL", []
+        p = self.dialect.param
+        nulls = " OR s.received_at IS NULL" if received.null_count() else ""
+        return f"(s.received_at BETWEEN {p} AND {p}{nulls})", [lo - self.RECEIVED_MARGIN, hi + self.RECEIVED_MARGIN]
 
     def _fit(self, table: str, df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
         """Create or widen the table for ``df``; cast ``df`` to the table's column types, turning
@@ -251,8 +259,10 @@ class WarehouseSink(Sink):
         s, t = quote(self.schema), quote(table)
         if existing is None:
             cols = ", ".join(f"{quote(c)} {self.dialect.sql_type(d)}" for c, d in df.schema.items())
-            key = ", PRIMARY KEY (id)" if "id" in df.columns else ""
-            self._rows(f"CREATE TABLE IF NOT EXISTS {s}.{t} ({cols}{key})")
+            keyed = "id" in df.columns and (self.id_index or table in STATE_TABLES)
+            self._rows(f"CREATE TABLE IF NOT EXISTS {s}.{t} ({cols}{', PRIMARY KEY (id)' if keyed else ''})")
+            if keyed:
+                self._keyed.add(table)
             self._columns[table] = {c: self.dialect.sql_type(d) for c, d in df.schema.items()}
             return df, []
         targets: dict[str, tuple[pl.DataType, str]] = {}
@@ -266,19 +276,29 @@ class WarehouseSink(Sink):
                 targets[column] = (self.dialect.polars_of[have], have)
         return conform(table, df, targets)
 
-    def _insert(self, table: str, df: pl.DataFrame, upsert: bool, optimistic: bool = False) -> None:
+    def _insert(self, table: str, df: pl.DataFrame, upsert: bool) -> None:
         df = rows_to_store(df, upsert=upsert)
         cols = ", ".join(quote(c) for c in df.columns)
+        target = f"{quote(self.schema)}.{quote(table)}"
+        where, params = "", []
         if upsert:
             sets = ", ".join(f"{quote(c)} = {v}" for c, v in upsert_values(table, df.columns).items())
             on_conflict = f"ON CONFLICT (id) DO UPDATE SET {sets}"
-        elif optimistic:
-            on_conflict = ""  # a stored id raises `optimistic_conflict`; see `write`
+        elif table in self._keyed or "id" not in df.columns:
+            on_conflict = "ON CONFLICT DO NOTHING" if table in self._keyed else ""
         else:
-            on_conflict = "ON CONFLICT DO NOTHING"
+            on_conflict = ""
+            stored, params = self._stored_rows(table, df)
+            where = f"WHERE NOT EXISTS (SELECT 1 FROM {target} s WHERE s.id = b.id AND {stored})"
         with self._staged(table, df) as source:
-            self._rows(f"INSERT INTO {quote(self.schema)}.{quote(table)} ({cols}) "
-                       f"SELECT {cols} FROM {source} {on_conflict}")
+            inserted = self._insert_rows(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {source} b {where} {on_conflict}", params)
+        if inserted is not None and not upsert and inserted < df.height:
+            metrics.sink.rows_skipped.labels(self.name).inc(df.height - inserted)
+
+    def _insert_rows(self, sql: str, params: Sequence[Any]) -> int | None:
+        """Run an INSERT; how many rows it inserted, if the database says."""
+        rows = self._rows(sql, params)
+        return int(rows[0][0]) if rows else None
 
     # -- reading (for `tidegate up` and tests) ------------------------------------------------
     def row_counts(self) -> dict[str, int]:
