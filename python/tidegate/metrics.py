@@ -73,6 +73,9 @@ class _Sink:
                               buckets=_LATENCY_BUCKETS, registry=REGISTRY)
     retries = Counter("tidegate_sink_retries", "Retried destination writes within a checkpoint.", ["destination"],
                       registry=REGISTRY)
+    memory_limit_bytes = Gauge("tidegate_sink_memory_limit_bytes",
+                               "An embedded database's memory limit (DuckDB), raised when a write needed more.",
+                               ["destination"], registry=REGISTRY)
     rows_skipped = Counter("tidegate_sink_rows_skipped",
                            "Warehouse event rows not inserted because their id was stored already (a re-read after a crash or a backoff, or a replay).",
                            ["destination"], registry=REGISTRY)

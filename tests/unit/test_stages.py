@@ -130,6 +130,24 @@ def test_duckdb_keeps_using_a_primary_key_a_table_already_has(sink: DuckDBSink) 
     assert sink.con.execute("select id from pages order by id").fetchall() == [("m20",), ("m21",)]
 
 
+def test_duckdb_memory_limit_grows_instead_of_failing_a_write(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`memory_limit_mb` bounds DuckDB's cache; a write that needs more gets a higher limit."""
+    s = DuckDBSink("small", DuckDBDestination(path=str(tmp_path / "w.duckdb"), memory_limit_mb=4))
+    s.setup()
+    try:
+        pad = "x" * 400
+        for round_ in range(6):  # ≈12 MB of rows not yet checkpointed: well past 4 MB
+            deliver(s, governed([ev(round_ * 5000 + i, properties={"total": 1.0, "note": pad}) for i in range(5000)]))
+        assert s.row_counts()["tracks"] == 30_000
+        assert s._memory_limit_mb > 4
+        assert metrics.REGISTRY.get_sample_value("tidegate_sink_memory_limit_bytes", {"destination": "small"}) == s._memory_limit_mb * 2**20
+        assert "needed more than DuckDB's memory limit of 4 MB" in caplog.text
+        limit = s.con.execute("select current_setting('memory_limit')").fetchone()[0]
+        assert limit.endswith(("MiB", "MB", "GiB")) and limit != "4.0 MiB"
+    finally:
+        s.close()
+
+
 def test_duckdb_schema_evolves_and_conflicts_are_discarded(sink: DuckDBSink) -> None:
     deliver(sink, governed([ev(1)]))
     deliver(sink, governed([ev(2, properties={"total": "n/a", "coupon": "WINTER"})]))

@@ -11,6 +11,7 @@ logic is shared with PostgreSQL in :mod:`.warehouse`.
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,9 +20,13 @@ from typing import Any, Iterator, Sequence
 import duckdb
 import polars as pl
 
+from .. import metrics
 from ..config import DuckDBDestination
 from ..errors import DeliveryError
+from ..stages.govern import GovernedBatch
 from .warehouse import Dialect, WarehouseSink
+
+log = logging.getLogger("tidegate.sinks.duckdb")
 
 __all__ = ["DuckDBSink", "DUCKDB"]
 
@@ -47,10 +52,15 @@ class DuckDBSink(WarehouseSink):
     dialect = DUCKDB
     id_index = False
 
+    # A write that meets the memory limit is retried with a limit this much higher, this often.
+    MEMORY_LIMIT_GROWTH = 1.5
+    MEMORY_LIMIT_RETRIES = 8
+
     def __init__(self, name: str, cfg: DuckDBDestination):
         super().__init__(name, cfg.schema)
         self.cfg = cfg
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._memory_limit_mb = cfg.memory_limit_mb
 
     # -- lifecycle ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -65,8 +75,9 @@ class DuckDBSink(WarehouseSink):
         # DuckDB's default checkpoints every 16 MB of WAL, which dominated commit time under load
         # (measured: 37K -> 50K events/s per 10K-event batch with a larger threshold).
         self._con.execute(f"SET checkpoint_threshold = '{int(self.cfg.checkpoint_threshold_mb)}MB'")
-        if self.cfg.memory_limit_mb:
-            self._con.execute(f"SET memory_limit = '{int(self.cfg.memory_limit_mb)}MB'")
+        if self._memory_limit_mb:
+            self._con.execute(f"SET memory_limit = '{int(self._memory_limit_mb)}MB'")
+            metrics.sink.memory_limit_bytes.labels(self.name).set(self._memory_limit_mb * 2**20)
         if self.cfg.threads:
             self._con.execute(f"SET threads = {int(self.cfg.threads)}")
         self._create_layout()
@@ -79,6 +90,27 @@ class DuckDBSink(WarehouseSink):
 
     def ready(self) -> bool:
         return self._con is not None
+
+    def write(self, batch: GovernedBatch) -> None:
+        """The shared write; one that needs more memory than the limit is written again with a
+        higher limit: `memory_limit_mb` bounds DuckDB's cache, it must not fail a write."""
+        for _ in range(self.MEMORY_LIMIT_RETRIES):
+            try:
+                return super().write(batch)
+            except duckdb.Error as e:
+                if not self._memory_limit_mb or not _out_of_memory(e):
+                    raise
+                self._grow_memory_limit(e)
+        super().write(batch)
+
+    def _grow_memory_limit(self, e: duckdb.Error) -> None:
+        before, self._memory_limit_mb = self._memory_limit_mb, int(self._memory_limit_mb * self.MEMORY_LIMIT_GROWTH)
+        log.warning("destination %r: a write needed more than DuckDB's memory limit of %d MB (%s); "
+                    "writing it again with %d MB. Raise memory_limit_mb to start there",
+                    self.name, before, str(e).splitlines()[0][:200], self._memory_limit_mb)
+        with self._lock:
+            self.con.execute(f"SET memory_limit = '{self._memory_limit_mb}MB'")
+        metrics.sink.memory_limit_bytes.labels(self.name).set(self._memory_limit_mb * 2**20)
 
     def idle(self) -> None:
         """Checkpoint while nothing waits, once the WAL holds `idle_checkpoint_mb` (off by
@@ -127,3 +159,11 @@ class DuckDBSink(WarehouseSink):
                 self.con.unregister("_tidegate_batch")
             except duckdb.TransactionException:
                 pass  # a failed statement aborted the transaction; its rollback drops the view
+
+
+def _out_of_memory(e: duckdb.Error) -> bool:
+    """DuckDB ran out of its memory limit: an OutOfMemoryException, or a commit that could not
+    get a block (raised as a TransactionException)."""
+    text = str(e)
+    return (isinstance(e, duckdb.OutOfMemoryException) or "failed to pin block" in text
+            or "could not allocate block" in text)
