@@ -84,7 +84,7 @@ class PipelineConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     state_dir: Annotated[str, _doc("Directory of the pipeline's local state (Quix Streams state stores).")] = "data/state"
     metrics_port: Annotated[int, _doc("Port of the pipeline's /metrics, /healthz and /readyz (0: off)."), Meta(ge=0, le=65535)] = 9108
     metrics_host: Annotated[str, _doc("Address the pipeline's metrics server listens on.")] = "127.0.0.1"
-    dedupe_window_s: Annotated[float, _doc("Duplicates (same idempotency key) within this many seconds are dropped and counted; 0 turns dedupe off."), Meta(ge=0)] = 86_400.0
+    dedupe_window_s: Annotated[float, _doc("Duplicates (same idempotency key) within this many seconds are dropped and counted; 0 turns dedupe off. The window's keys are also held in memory, ≈62 bytes each: 1,000 events/s for 24 h is ≈5.4 GB, for 1 h ≈220 MB."), Meta(ge=0)] = 86_400.0
     allowed_lateness_s: Annotated[float, _doc("Events more than this behind the partition's event-time watermark are delivered flagged `late`, and restate the hourly aggregates."), Meta(ge=0)] = 3600.0
     session_timeout_s: Annotated[float, _doc("Kafka consumer session timeout: how soon a dead replica's partitions move to the others."), Meta(ge=6, le=300)] = 10.0
 
