@@ -254,6 +254,7 @@ class Pipeline:
             processing_guarantee=self.cfg.pipeline.processing_guarantee,
             state_dir=self.cfg.pipeline.state_dir,
             consumer_extra_config={**extra, "fetch.max.bytes": 64 * 1024 * 1024,
+                                   "queued.max.messages.kbytes": self.cfg.pipeline.fetch_queue_mb * 1024,
                                    "session.timeout.ms": int(self.cfg.pipeline.session_timeout_s * 1000)},
             producer_extra_config=extra,
             loglevel="WARNING",
