@@ -4,9 +4,10 @@ Segment/RudderStack layout, one table per event type plus one per track event na
 created on first sight and evolve by adding columns. Writes are idempotent: a row is inserted
 only if its ``id`` is not stored yet, looked up among the rows received around the same time
 (event tables carry no primary key: DuckDB would keep its index in memory for every stored row;
-see ``WarehouseSink.id_index``), so a redelivered batch adds nothing; ``users`` is upserted (newest non-null trait wins). A value whose
-type conflicts with its column's is set NULL in the row and recorded in ``discards``. The layout
-logic is shared with PostgreSQL in :mod:`.warehouse`.
+see ``WarehouseSink.id_index``), so a redelivered batch adds nothing; ``users`` is upserted
+(newest non-null trait wins). A value whose type conflicts with its column's is set NULL in the
+row and recorded in ``discards``. ``memory_limit_mb`` bounds DuckDB's cache and grows when a write
+needs more. The layout logic is shared with PostgreSQL in :mod:`.warehouse`.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from ..errors import DeliveryError
 from ..stages.govern import GovernedBatch
 from .warehouse import Dialect, WarehouseSink
 
-log = logging.getLogger("tidegate.sinks.duckdb")
-
 __all__ = ["DuckDBSink", "DUCKDB"]
+
+log = logging.getLogger("tidegate.sinks.duckdb")
 
 DUCKDB = Dialect(
     types={

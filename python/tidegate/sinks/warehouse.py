@@ -244,7 +244,8 @@ class WarehouseSink(Sink):
         if table in self._keyed or "received_at" not in df.columns or "received_at" not in (self._columns or {}).get(table, {}):
             return "TRUE", []
         received = df["received_at"]
-        lo, hi = received.min(), received.max()
+        lo: Any = received.min()  # datetimes: the column is `received_at`
+        hi: Any = received.max()
         if lo is None:
             return "s.received_at IS NULL", []
         p = self.dialect.param
