@@ -281,7 +281,8 @@ class WarehouseSink(Sink):
         df = rows_to_store(df, upsert=upsert)
         cols = ", ".join(quote(c) for c in df.columns)
         target = f"{quote(self.schema)}.{quote(table)}"
-        where, params = "", []
+        where = ""
+        params: list[Any] = []
         if upsert:
             sets = ", ".join(f"{quote(c)} = {v}" for c, v in upsert_values(table, df.columns).items())
             on_conflict = f"ON CONFLICT (id) DO UPDATE SET {sets}"
