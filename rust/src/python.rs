@@ -21,26 +21,6 @@ use crate::warehouse;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in the option enum of the mimalloc (v3) that `libmimalloc-sys` bundles; its default is 1,000 ms.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Give freed memory back to the OS at once rather than after mimalloc's delay (1 s), which in a
-/// long-lived service left the peaks of earlier batches resident (measured: 150 MB retained
-/// after governing 20,000 events, 110 with this; the dedupe index at 1.5M keys 160 MB, 94 with
-/// this), at no measurable cost. `MIMALLOC_PURGE_DELAY` in the environment still decides.
-fn purge_freed_memory_at_once() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    // SAFETY: plain calls into mimalloc's option API; the enum value is checked against its
-    // documented default first, so a different mimalloc build is left as it is.
-    unsafe {
-        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 1000 {
-            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
-        }
-    }
-}
-
 // Exceptions are defined once, in Python (`tidegate.errors`), so users catch one tree.
 pyo3::import_exception!(tidegate.errors, RequestRejected);
 pyo3::import_exception!(tidegate.errors, ConfigError);
@@ -455,7 +435,6 @@ fn idempotency_key(source: &str, event_json: &[u8]) -> PyResult<String> {
 #[pymodule]
 #[pyo3(name = "_core")]
 fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    purge_freed_memory_at_once();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_SENSITIVE_KEYS", crate::pii::DEFAULT_SENSITIVE_KEYS.to_vec())?;
     m.add("SUPPORTED_KEYWORDS", crate::plan::SUPPORTED_KEYWORDS.to_vec())?;
