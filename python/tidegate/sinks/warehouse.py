@@ -7,15 +7,14 @@ also used by the Delta Lake sink.
 
 One batch is one transaction: tables are created or widened (``ADD COLUMN``) for the batch's
 columns, every event row is inserted unless its ``id`` is already there (a redelivered batch adds
-nothing; see :attr:`WarehouseSink.id_index` for how each database finds stored ids), ``users`` is upserted (the newest non-null trait wins, older data arriving later never
-overwrites newer), and a value whose type conflicts with its column's is stored as NULL and
-recorded in ``discards``.
+nothing; :attr:`WarehouseSink.id_index` says how each database finds stored ids), ``users`` is
+upserted (the newest non-null trait wins, older data arriving later never overwrites newer), and
+a value whose type conflicts with its column's is stored as NULL and recorded in ``discards``.
 """
 
 from __future__ import annotations
 
 import abc
-import logging
 import threading
 import time
 from contextlib import AbstractContextManager
@@ -29,8 +28,6 @@ from .. import metrics
 from ..stages.govern import STATE_TABLES, GovernedBatch
 from . import aggregates
 from .base import Sink
-
-log = logging.getLogger("tidegate.sinks.warehouse")
 
 __all__ = ["Dialect", "WarehouseSink", "conform", "rows_to_store", "newest_per_id", "quote", "store_batch", "upsert_values"]
 
@@ -201,8 +198,8 @@ class WarehouseSink(Sink):
         self._columns = columns
 
     # How event tables created here stay keyed by `id`, so that a re-read after a crash or a
-    # backoff, or a replay, adds nothing. True: a primary key, and inserts skip stored ids with ON CONFLICT
-    # (PostgreSQL, whose index lives on disk). False (DuckDB): no index, because DuckDB keeps a
+    # backoff, or a replay, adds nothing. True: a primary key, and inserts skip stored ids with
+    # ON CONFLICT (PostgreSQL, whose index lives on disk). False (DuckDB): no index, because DuckDB keeps a
     # primary key's index in memory for every stored row (measured: ≈150 bytes per event, the
     # pipeline's memory grew with the warehouse) and maintaining it cost ≈1.8 µs per row. An
     # insert then skips the ids stored with a `received_at` within `RECEIVED_MARGIN` of the
