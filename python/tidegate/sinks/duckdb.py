@@ -77,8 +77,7 @@ class DuckDBSink(WarehouseSink):
         # (measured: 37K -> 50K events/s per 10K-event batch with a larger threshold).
         self._con.execute(f"SET checkpoint_threshold = '{int(self.cfg.checkpoint_threshold_mb)}MB'")
         if self._memory_limit_mb:
-            self._con.execute(f"SET memory_limit = '{int(self._memory_limit_mb)}MB'")
-            metrics.sink.memory_limit_bytes.labels(self.name).set(self._memory_limit_mb * 2**20)
+            self._set_memory_limit(self._con)
         if self.cfg.threads:
             self._con.execute(f"SET threads = {int(self.cfg.threads)}")
         self._create_layout()
@@ -110,7 +109,10 @@ class DuckDBSink(WarehouseSink):
                     "writing it again with %d MB. Raise memory_limit_mb to start there",
                     self.name, before, str(e).splitlines()[0][:200], self._memory_limit_mb)
         with self._lock:
-            self.con.execute(f"SET memory_limit = '{self._memory_limit_mb}MB'")
+            self._set_memory_limit(self.con)
+
+    def _set_memory_limit(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(f"SET memory_limit = '{int(self._memory_limit_mb)}MiB'")
         metrics.sink.memory_limit_bytes.labels(self.name).set(self._memory_limit_mb * 2**20)
 
     def idle(self) -> None:
