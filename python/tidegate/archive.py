@@ -46,6 +46,7 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 from prometheus_client import Counter
 
@@ -53,7 +54,7 @@ from . import _core, metrics
 from .config import ArchiveConfig, Config
 from .errors import TidegateError
 
-__all__ = ["ARCHIVE_SCHEMA", "ArchiveWriter", "ArchiveError", "archive_frame", "record", "read_archive",
+__all__ = ["ARCHIVE_SCHEMA", "ArchiveWriter", "ArchiveError", "archive_frame", "strings", "record", "read_archive",
            "partition_dir", "source_of_dir", "close_all"]
 
 log = logging.getLogger("tidegate.archive")
@@ -78,6 +79,17 @@ class ArchiveError(TidegateError):
 
 # -- building the frame ---------------------------------------------------------------------
 
+def strings(validity: bytes | None, offsets: bytes, data: bytes) -> pl.Series:
+    """A string column the core returns as Arrow ``large_string`` buffers, as a Series (no
+    Python object per row)."""
+    rows = len(offsets) // 8 - 1
+    array = pa.Array.from_buffers(pa.large_string(), rows, [
+        None if validity is None else pa.py_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)])
+    series = pl.from_arrow(array)
+    assert isinstance(series, pl.Series)
+    return series.cast(pl.String)
+
+
 def archive_frame(messages: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
     """Archive rows of decoded messages ``(source, kafka_time_us, events_json, duplicate_flags, ...)``.
 
@@ -95,8 +107,9 @@ def archive_frame(messages: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
     messages = list(messages)
     if not messages:
         return pl.DataFrame(schema=ARCHIVE_SCHEMA)
-    events, counts_raw, message_ids, received_raw = _core.archive_rows([bytes(m[2]) for m in messages])
-    if not events:
+    events_raw, counts_raw, ids_raw, received_raw = _core.archive_rows([bytes(m[2]) for m in messages])
+    events, message_ids = strings(*events_raw), strings(*ids_raw)
+    if events.is_empty():
         return pl.DataFrame(schema=ARCHIVE_SCHEMA)
     counts = np.frombuffer(counts_raw, dtype="<u4")
     index = np.repeat(np.arange(len(messages), dtype=np.int64), counts)
@@ -104,11 +117,11 @@ def archive_frame(messages: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
     received = np.frombuffer(received_raw, dtype="<i8")
     kafka_us = np.fromiter((int(m[1]) for m in messages), dtype=np.int64, count=len(messages))[index]
     return pl.DataFrame({
-        "message_id": pl.Series(message_ids, dtype=pl.String),
+        "message_id": message_ids,
         "source": pl.Series([m[0] for m in messages], dtype=pl.String).gather(index),
         "received_at": pl.Series(np.where(received == np.iinfo(np.int64).min, kafka_us, received))
                          .cast(pl.Datetime("us", "UTC")),
-        "event_json": pl.Series(events, dtype=pl.String),
+        "event_json": events,
     }).filter(pl.Series(np.frombuffer(flags, dtype=np.uint8) == 0))
 
 

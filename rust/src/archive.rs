@@ -13,15 +13,56 @@ use crate::{json, timefmt};
 /// that is not JSON is written as its escape, which keeps row text aligned with the counts.
 const SEPARATOR: u8 = 0x1e;
 
+/// A column of optional strings laid out as Arrow's `large_string`: `rows + 1` offsets into one
+/// byte buffer, and which rows hold a value. Handed to Python as buffers, so a batch's rows never
+/// become a Python object each.
+#[derive(Debug, PartialEq)]
+pub struct StrColumn {
+    pub offsets: Vec<i64>,
+    pub bytes: Vec<u8>,
+    pub valid: Vec<bool>,
+}
+
+impl Default for StrColumn {
+    fn default() -> Self {
+        StrColumn { offsets: vec![0], bytes: Vec::new(), valid: Vec::new() }
+    }
+}
+
+impl StrColumn {
+    fn push(&mut self, value: Option<&str>) {
+        if let Some(v) = value {
+            self.bytes.extend_from_slice(v.as_bytes());
+        }
+        self.offsets.push(self.bytes.len() as i64);
+        self.valid.push(value.is_some());
+    }
+
+    pub fn len(&self) -> usize {
+        self.valid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.valid.is_empty()
+    }
+
+    /// Row `i`'s value.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let (a, b) = (self.offsets[i] as usize, self.offsets[i + 1] as usize);
+        // Only whole `&str`s are pushed, so every span is valid UTF-8.
+        self.valid[i].then(|| std::str::from_utf8(&self.bytes[a..b]).expect("pushed as str"))
+    }
+}
+
 /// The archive rows of a batch of messages, in order.
 #[derive(Debug, Default, PartialEq)]
 pub struct ArchiveRows {
     /// Each event's text as received (invalid UTF-8 replaced, as the archive stores text).
-    pub events: Vec<String>,
+    pub events: StrColumn,
     /// Events per message (0 for an empty array).
     pub counts: Vec<u32>,
     /// Each event's top-level `messageId`: a string as is, a number or boolean as its JSON text.
-    pub message_ids: Vec<Option<String>>,
+    pub message_ids: StrColumn,
     /// Each event's top-level `receivedAt` (µs since the epoch) when it is an RFC 3339 time.
     pub received_us: Vec<Option<i64>>,
 }
@@ -87,6 +128,8 @@ fn fields(event: &str) -> (Option<String>, Option<i64>) {
 /// event, JSON or not) and read their archive fields.
 pub fn archive_rows<M: AsRef<[u8]>>(messages: &[M]) -> ArchiveRows {
     let mut rows = ArchiveRows::default();
+    let total: usize = messages.iter().map(|m| m.as_ref().len()).sum();
+    rows.events.bytes.reserve(total);
     for message in messages {
         let bytes = message.as_ref();
         match elements(bytes) {
@@ -94,8 +137,8 @@ pub fn archive_rows<M: AsRef<[u8]>>(messages: &[M]) -> ArchiveRows {
                 rows.counts.push(events.len() as u32);
                 for event in events {
                     let (id, received) = fields(event);
-                    rows.events.push(event.to_owned());
-                    rows.message_ids.push(id);
+                    rows.events.push(Some(event));
+                    rows.message_ids.push(id.as_deref());
                     rows.received_us.push(received);
                 }
             }
@@ -103,13 +146,12 @@ pub fn archive_rows<M: AsRef<[u8]>>(messages: &[M]) -> ArchiveRows {
                 rows.counts.push(1);
                 let text = String::from_utf8_lossy(bytes);
                 let (id, received) = fields(text.trim_ascii());
-                let text = if text.as_bytes().contains(&SEPARATOR) {
-                    text.replace(SEPARATOR as char, "\\u001e")
+                if text.as_bytes().contains(&SEPARATOR) {
+                    rows.events.push(Some(&text.replace(SEPARATOR as char, "\\u001e")));
                 } else {
-                    text.into_owned()
-                };
-                rows.events.push(text);
-                rows.message_ids.push(id);
+                    rows.events.push(Some(&text));
+                }
+                rows.message_ids.push(id.as_deref());
                 rows.received_us.push(received);
             }
         }
@@ -121,6 +163,20 @@ pub fn archive_rows<M: AsRef<[u8]>>(messages: &[M]) -> ArchiveRows {
 mod tests {
     use super::*;
 
+    fn ids(rows: &ArchiveRows) -> Vec<Option<&str>> {
+        (0..rows.message_ids.len()).map(|i| rows.message_ids.get(i)).collect()
+    }
+
+    #[test]
+    fn string_columns_hold_nulls_and_empty_strings_apart() {
+        let mut col = StrColumn::default();
+        col.push(Some("ab"));
+        col.push(None);
+        col.push(Some(""));
+        assert_eq!(col.offsets, vec![0, 2, 2, 2]);
+        assert_eq!((col.get(0), col.get(1), col.get(2)), (Some("ab"), None, Some("")));
+    }
+
     #[test]
     fn splits_arrays_and_reads_the_two_fields() {
         let rows = archive_rows(&[
@@ -128,15 +184,16 @@ mod tests {
             b"[]",
         ]);
         assert_eq!(rows.counts, vec![2, 0]);
-        assert_eq!(rows.events[0], r#"{"messageId":"m1","receivedAt":"2026-11-26T05:30:44.000Z","n":[1,{"messageId":"x"}]}"#);
-        assert_eq!(rows.message_ids, vec![Some("m1".to_owned()), Some("7".to_owned())]);
+        assert_eq!(rows.events.get(0), Some(r#"{"messageId":"m1","receivedAt":"2026-11-26T05:30:44.000Z","n":[1,{"messageId":"x"}]}"#));
+        assert_eq!(rows.events.get(1), Some(r#"{"receivedAt":"2026-11-26T05:30:44+01:00","messageId":7}"#));
+        assert_eq!(ids(&rows), vec![Some("m1"), Some("7")]);
         assert_eq!(rows.received_us, vec![Some(1_795_671_044_000_000), Some(1_795_667_444_000_000)]);
     }
 
     #[test]
     fn escaped_strings_and_duplicate_keys() {
         let rows = archive_rows(&[br#"[{"messageId":"a\"b","messageId":"c\u00e9"}]"#]);
-        assert_eq!(rows.message_ids, vec![Some("cé".to_owned())]);
+        assert_eq!(ids(&rows), vec![Some("cé")]);
         assert_eq!(rows.received_us, vec![None]);
     }
 
@@ -151,12 +208,12 @@ mod tests {
             deep.as_bytes(),
         ]);
         assert_eq!(rows.counts, vec![1, 1, 1, 1, 1]);
-        assert_eq!(rows.events[0], r#"{"messageId":"single"}"#);
-        assert_eq!(rows.message_ids[0].as_deref(), Some("single"));
-        assert_eq!(rows.events[1], "[1, 2");
-        assert_eq!(rows.events[2], "[1] trailing");
-        assert_eq!(rows.events[3], "not json \\u001e \u{fffd}");
-        assert_eq!(rows.events[4].len(), deep.len());
-        assert_eq!(rows.message_ids[1..], [None, None, None, None]);
+        assert_eq!(rows.events.get(0), Some(r#"{"messageId":"single"}"#));
+        assert_eq!(rows.events.get(1), Some("[1, 2"));
+        assert_eq!(rows.events.get(2), Some("[1] trailing"));
+        assert_eq!(rows.events.get(3), Some("not json \\u001e \u{fffd}"));
+        assert_eq!(rows.events.get(4).map(str::len), Some(deep.len()));
+        assert_eq!(rows.events.len(), 5);
+        assert_eq!(ids(&rows), vec![Some("single"), None, None, None, None]);
     }
 }

@@ -310,19 +310,35 @@ fn lateness<'py>(
     (PyBytes::new(py, &late), watermark)
 }
 
+/// A string column as Arrow `large_string` buffers: `(validity, offsets, data)`, the validity
+/// bitmap `None` when every row holds a value.
+type StrBuffers<'py> = (Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+
+fn str_buffers<'py>(py: Python<'py>, col: &crate::archive::StrColumn) -> StrBuffers<'py> {
+    let validity = (!col.valid.iter().all(|v| *v)).then(|| {
+        let mut bits = vec![0u8; col.len().div_ceil(8)];
+        for (i, _) in col.valid.iter().enumerate().filter(|(_, v)| **v) {
+            bits[i / 8] |= 1 << (i % 8);
+        }
+        PyBytes::new(py, &bits)
+    });
+    let offsets: Vec<u8> = col.offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+    (validity, PyBytes::new(py, &offsets), PyBytes::new(py, &col.bytes))
+}
+
 /// The raw archive's rows of a batch of messages (see `archive.py`): `(events, counts,
-/// message_ids, received_us)` — each event's text, events per message as little-endian u32,
-/// each event's `messageId`, and its `receivedAt` in µs as little-endian i64 (`i64::MIN` when
-/// it has none).
+/// message_ids, received_us)` — each event's text and its `messageId` as Arrow string buffers
+/// (see `StrBuffers`), events per message as little-endian u32, and each event's `receivedAt` in
+/// µs as little-endian i64 (`i64::MIN` when it has none).
 #[pyfunction]
 fn archive_rows<'py>(
     py: Python<'py>,
     messages: Vec<PyBackedBytes>,
-) -> (Vec<String>, Bound<'py, PyBytes>, Vec<Option<String>>, Bound<'py, PyBytes>) {
+) -> (StrBuffers<'py>, Bound<'py, PyBytes>, StrBuffers<'py>, Bound<'py, PyBytes>) {
     let rows = py.detach(|| crate::archive::archive_rows(&messages));
     let counts: Vec<u8> = rows.counts.iter().flat_map(|c| c.to_le_bytes()).collect();
     let received: Vec<u8> = rows.received_us.iter().flat_map(|t| t.unwrap_or(i64::MIN).to_le_bytes()).collect();
-    (rows.events, PyBytes::new(py, &counts), rows.message_ids, PyBytes::new(py, &received))
+    (str_buffers(py, &rows.events), PyBytes::new(py, &counts), str_buffers(py, &rows.message_ids), PyBytes::new(py, &received))
 }
 
 /// The dedupe index of one partition (see `stages/dedupe.py`).

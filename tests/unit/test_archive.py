@@ -235,7 +235,8 @@ def test_rows_match_a_plain_python_split(events: list[dict], indent: int | None,
     import msgspec
 
     array = json.dumps(events, indent=indent).encode()
-    texts, counts, ids, received = _core.archive_rows([array, junk])
+    texts_raw, counts, ids_raw, received = _core.archive_rows([array, junk])
+    texts, ids = archive.strings(*texts_raw).to_list(), archive.strings(*ids_raw).to_list()
     raw = [bytes(r).decode() for r in msgspec.json.decode(array, type=list[msgspec.Raw])]
     assert texts[:len(raw)] == raw
     assert list(np.frombuffer(counts, dtype="<u4"))[0] == len(events)

@@ -23,6 +23,7 @@ HOURLY_TABLE = "event_counts_hourly"
 
 Rows = Callable[..., list[tuple[Any, ...]]]
 Staged = Callable[[str, pl.DataFrame], ContextManager[str]]
+_GROUPS = {"hour_index": pl.Int64, "source_id": pl.String, "event": pl.String, "events": pl.Int64, "late": pl.Boolean}
 
 
 def hourly_ddl(schema: str, quote: Callable[[str], str]) -> str:
@@ -46,15 +47,15 @@ def count_new_tracks(tracks: pl.DataFrame, stored: tuple[str, list[Any]] | None,
         (pl.col("late") if "late" in tracks.columns else pl.lit(False)).fill_null(False).alias("late"),
     ).unique(subset="id", keep="first")
     if stored is None:
-        new = keys
-    else:
-        condition, params = stored
-        with staged("_tidegate_hourly_keys", keys) as src:
-            ids = rows(f"SELECT b.id FROM {src} b WHERE NOT EXISTS "
-                       f"(SELECT 1 FROM {quote(schema)}.tracks s WHERE s.id = b.id AND {condition})", params)
-        new = keys.filter(pl.col("id").is_in([r[0] for r in ids]))
-    return new.group_by("hour_index", "source_id", "event").agg(
-        pl.len().alias("events"), pl.col("late").any().alias("late"))
+        return keys.group_by("hour_index", "source_id", "event").agg(
+            pl.len().cast(pl.Int64).alias("events"), pl.col("late").any().alias("late"))
+    # Counted by the database: only the (few) groups come back, not a row per new event.
+    condition, params = stored
+    with staged("_tidegate_hourly_keys", keys) as src:
+        groups = rows(f"SELECT b.hour_index, b.source_id, b.event, count(*), bool_or(b.late) FROM {src} b "
+                      f"WHERE NOT EXISTS (SELECT 1 FROM {quote(schema)}.tracks s WHERE s.id = b.id AND {condition}) "
+                      "GROUP BY b.hour_index, b.source_id, b.event", params)
+    return pl.DataFrame(groups, orient="row", schema=_GROUPS)
 
 
 def apply_hourly_counts(new: pl.DataFrame, schema: str, quote: Callable[[str], str], param: str,
