@@ -9,6 +9,7 @@ __all__ = [
     "SUPPORTED_KEYWORDS",
     "ingest",
     "BatchResult",
+    "Buffer",
     "Governance",
     "process_batch",
     "message_index",
@@ -40,6 +41,11 @@ def ingest(
     raises `tidegate.RequestRejected` (status, code, message)."""
 
 @final
+class Buffer:
+    """Bytes owned by the core, read through the buffer protocol (``memoryview``, ``pa.py_buffer``)."""
+    def __len__(self) -> int: ...
+
+@final
 class BatchResult:
     @property
     def events_in(self) -> int: ...
@@ -50,7 +56,7 @@ class BatchResult:
     @property
     def late(self) -> int: ...
     @property
-    def tables(self) -> list[tuple[str, list[tuple[str, str]], list[tuple[bytes | None, bytes, bytes | None]], int]]: ...
+    def tables(self) -> list[tuple[str, list[tuple[str, str]], list[tuple[Buffer | None, Buffer, Buffer | None]], int]]: ...
     @property
     def discards(self) -> bytes: ...
     @property

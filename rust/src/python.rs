@@ -1,6 +1,7 @@
 //! The Python module `tidegate._core`: thin bindings over the domain modules. Every call takes
 //! a whole request or batch and releases the GIL while it works.
 
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::{PyBytes, PyDict};
@@ -11,13 +12,15 @@ use crate::govern::{self as policy, SourcePolicy};
 use crate::pii::{PiiAction, PiiClass, PiiPolicy, PiiScanner};
 use crate::plan::{TrackingPlan, ViolationKind};
 use std::collections::HashMap;
+use std::os::raw::{c_int, c_void};
 use std::sync::Arc;
 use crate::idempotency;
 use crate::ingest::{EventType, IngestError, Limits};
 use crate::warehouse;
 
 // Parsing a batch allocates per JSON string and object; mimalloc is several times faster at that
-// than glibc malloc. Only the extension uses it: what crosses to Python is copied into Python objects.
+// than glibc malloc. Only the extension uses it: what crosses to Python is copied into Python
+// objects, except the column buffers of a batch, which Python borrows (`Buffer`) and Rust frees.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -61,11 +64,39 @@ fn ingest_request<'py>(
         .collect())
 }
 
+/// Bytes owned by Rust and lent to Python through the (read-only) buffer protocol: a batch's
+/// column buffers reach Arrow without being copied into `bytes` first.
+#[pyclass(frozen, module = "tidegate._core")]
+struct Buffer {
+    data: Arc<Vec<u8>>,
+}
+
+#[pymethods]
+impl Buffer {
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        let data = &slf.get().data;
+        // Fills a one-dimensional, read-only byte view and takes a reference to `slf`, which keeps
+        // the bytes alive as long as the view.
+        let filled = ffi::PyBuffer_FillInfo(view, slf.as_ptr(), data.as_ptr() as *mut c_void, data.len() as ffi::Py_ssize_t, 1, flags);
+        if filled == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    fn __len__(&self) -> usize {
+        self.data.len()
+    }
+}
+
 /// One column's Arrow buffers as handed to Python: `(validity, values, bytes)`.
-type ColumnBuffers<'py> = (Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>, Option<Bound<'py, PyBytes>>);
+type ColumnBuffers<'py> = (Option<Bound<'py, Buffer>>, Bound<'py, Buffer>, Option<Bound<'py, Buffer>>);
+
+/// One column's Arrow buffers, shared with the `Buffer`s lent out for them.
+type SharedColumn = (Option<Arc<Vec<u8>>>, Arc<Vec<u8>>, Option<Arc<Vec<u8>>>);
 
 /// `(table, [(column, type)], columns, row_count)`.
-type TableColumns = (String, Vec<(String, &'static str)>, Vec<warehouse::ArrowColumn>, usize);
+type TableColumns = (String, Vec<(String, &'static str)>, Vec<SharedColumn>, usize);
 
 /// The result of one batch, as columns and buffers rather than a Python object per event.
 #[pyclass(frozen, module = "tidegate._core")]
@@ -103,16 +134,18 @@ impl BatchResult {
     fn tables<'py>(
         &self,
         py: Python<'py>,
-    ) -> Vec<(String, Vec<(String, &'static str)>, Vec<ColumnBuffers<'py>>, usize)> {
-        let bytes = |b: &[u8]| PyBytes::new(py, b);
+    ) -> PyResult<Vec<(String, Vec<(String, &'static str)>, Vec<ColumnBuffers<'py>>, usize)>> {
+        let lend = |b: &Arc<Vec<u8>>| Bound::new(py, Buffer { data: Arc::clone(b) });
         self.tables
             .iter()
             .map(|(name, cols, arrays, n)| {
                 let arrays = arrays
                     .iter()
-                    .map(|a| (a.validity.as_deref().map(bytes), bytes(&a.values), a.bytes.as_deref().map(bytes)))
-                    .collect();
-                (name.clone(), cols.clone(), arrays, *n)
+                    .map(|(validity, values, bytes)| {
+                        Ok((validity.as_ref().map(lend).transpose()?, lend(values)?, bytes.as_ref().map(lend).transpose()?))
+                    })
+                    .collect::<PyResult<_>>()?;
+                Ok((name.clone(), cols.clone(), arrays, *n))
             })
             .collect()
     }
@@ -255,7 +288,11 @@ fn process_batch(
             .iter_mut()
             .map(|t| {
                 let cols = t.columns().iter().map(|(c, k)| (c.clone(), k.as_str())).collect();
-                let arrays = t.take_arrow_columns();
+                let arrays = t
+                    .take_arrow_columns()
+                    .into_iter()
+                    .map(|a| (a.validity.map(Arc::new), Arc::new(a.values), a.bytes.map(Arc::new)))
+                    .collect();
                 (t.name.clone(), cols, arrays, t.len())
             })
             .collect();
@@ -455,6 +492,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_SENSITIVE_KEYS", crate::pii::DEFAULT_SENSITIVE_KEYS.to_vec())?;
     m.add("SUPPORTED_KEYWORDS", crate::plan::SUPPORTED_KEYWORDS.to_vec())?;
     m.add_class::<BatchResult>()?;
+    m.add_class::<Buffer>()?;
     m.add_class::<Governance>()?;
     m.add_class::<DedupeIndex>()?;
     m.add_class::<IdentityGraph>()?;

@@ -81,10 +81,10 @@ def _frame(ndjson: bytes, schema: dict[str, pl.DataType] | dict[str, type[pl.Dat
     return df.with_columns(pl.col(c).cast(pl.Datetime("us", "UTC")) for c in datetimes)
 
 
-def _table_frame(columns: list[tuple[str, str]], buffers: list[tuple[bytes | None, bytes, bytes | None]],
+def _table_frame(columns: list[tuple[str, str]], buffers: list[tuple[_core.Buffer | None, _core.Buffer, _core.Buffer | None]],
                  rows: int) -> pl.DataFrame:
-    """A table of the core's result as a frame: its columns arrive as Arrow buffers, so this is
-    one array per column and no parsing."""
+    """A table of the core's result as a frame: its columns arrive as Arrow buffers the core
+    owns (no copy), so this is one array per column and no parsing."""
     arrays = [
         pa.Array.from_buffers(ARROW_TYPES[kind], rows, [
             None if validity is None else pa.py_buffer(validity),
