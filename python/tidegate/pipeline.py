@@ -24,6 +24,7 @@ with warnings.catch_warnings(record=True):
     from quixstreams import Application, message_context
     from quixstreams.sinks import BatchingSink, SinkBackpressureError, SinkBatch
     from quixstreams.state import State
+    from quixstreams.state.rocksdb import RocksDBOptions
 
 from . import _core, archive, metrics
 from .config import Config
@@ -41,6 +42,12 @@ from .stages.reconcile import Reconcile
 __all__ = ["GovernedSink", "Pipeline"]
 
 log = logging.getLogger("tidegate.pipeline")
+
+# The state stores hold only dedupe segments, watermarks and counters (a few MB), so RocksDB gets
+# small memtables and block cache instead of Quix Streams' defaults (64 MB memtables, up to three
+# per partition, and a shared 1 GiB block cache), which a long run would slowly fill.
+STATE_STORE_OPTIONS = RocksDBOptions(write_buffer_size=8 * 2**20, max_write_buffer_number=2,
+                                     block_cache_size=32 * 2**20)
 
 
 @dataclass(frozen=True)
@@ -259,6 +266,7 @@ class Pipeline:
             producer_extra_config=extra,
             loglevel="WARNING",
             on_processing_error=None,
+            rocksdb_options=STATE_STORE_OPTIONS,
         )
         topic = app.topic(self.cfg.kafka.raw_topic, value_deserializer="bytes", key_deserializer="bytes")
         sdf = app.dataframe(topic)
