@@ -204,3 +204,22 @@ def test_batch_rows_are_in_event_time_order() -> None:
     g = governed([ev(i, timestamp=t) for i, t in enumerate(times)])
     assert g.tables["order_completed"]["id"].to_list() == ["m1", "m2", "m0"]
     assert g.tables["tracks"]["id"].to_list() == ["m1", "m2", "m0"]
+
+
+def test_core_lends_column_buffers_read_only_and_they_outlive_the_result() -> None:
+    """`BatchResult.tables` lends each column through the buffer protocol (no copy): read-only,
+    the column's bytes, and still valid once the result itself is gone."""
+    import ctypes
+    import gc
+
+    env = json.dumps([{"type": "track", "event": "A", "userId": "u", "messageId": "m-1"}]).encode()
+    result = _core.process_batch([("web", 0, env, b"", b"")])
+    columns = {name: dict(zip([c for c, _ in cols], bufs)) for name, cols, bufs, _ in result.tables}
+    _validity, offsets, data = columns["tracks"]["id"]
+    del result, columns
+    gc.collect()
+    view = memoryview(data)
+    assert view.readonly and len(data) == view.nbytes == 3
+    assert view.tobytes() == b"m-1" and memoryview(offsets).tobytes() == (0).to_bytes(8, "little") + (3).to_bytes(8, "little")
+    with pytest.raises(TypeError, match="not writable"):
+        (ctypes.c_char * 3).from_buffer(data)  # a writable view is refused
