@@ -79,9 +79,9 @@ class ArchiveError(TidegateError):
 
 # -- building the frame ---------------------------------------------------------------------
 
-def strings(validity: bytes | None, offsets: bytes, data: bytes) -> pl.Series:
+def strings(validity: _core.Buffer | None, offsets: _core.Buffer, data: _core.Buffer) -> pl.Series:
     """A string column the core returns as Arrow ``large_string`` buffers, as a Series (no
-    Python object per row)."""
+    Python object per row, no copy before polars')."""
     rows = len(offsets) // 8 - 1
     array = pa.Array.from_buffers(pa.large_string(), rows, [
         None if validity is None else pa.py_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)])

@@ -349,18 +349,16 @@ fn lateness<'py>(
 
 /// A string column as Arrow `large_string` buffers: `(validity, offsets, data)`, the validity
 /// bitmap `None` when every row holds a value.
-type StrBuffers<'py> = (Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>, Bound<'py, PyBytes>);
+type StrBuffers<'py> = (Option<Bound<'py, Buffer>>, Bound<'py, Buffer>, Bound<'py, Buffer>);
 
-fn str_buffers<'py>(py: Python<'py>, col: &crate::archive::StrColumn) -> StrBuffers<'py> {
-    let validity = (!col.valid.iter().all(|v| *v)).then(|| {
-        let mut bits = vec![0u8; col.len().div_ceil(8)];
-        for (i, _) in col.valid.iter().enumerate().filter(|(_, v)| **v) {
-            bits[i / 8] |= 1 << (i % 8);
-        }
-        PyBytes::new(py, &bits)
-    });
+fn str_buffers(py: Python<'_>, col: crate::archive::StrColumn) -> PyResult<StrBuffers<'_>> {
+    let lend = |data: Vec<u8>| Bound::new(py, Buffer { data: Arc::new(data) });
+    let validity = match col.valid.iter().all(|v| *v) {
+        true => None,
+        false => Some(lend(warehouse::bitmap(col.valid.iter().copied(), col.len()))?),
+    };
     let offsets: Vec<u8> = col.offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
-    (validity, PyBytes::new(py, &offsets), PyBytes::new(py, &col.bytes))
+    Ok((validity, lend(offsets)?, lend(col.bytes)?))
 }
 
 /// The raw archive's rows of a batch of messages (see `archive.py`): `(events, counts,
@@ -371,11 +369,11 @@ fn str_buffers<'py>(py: Python<'py>, col: &crate::archive::StrColumn) -> StrBuff
 fn archive_rows<'py>(
     py: Python<'py>,
     messages: Vec<PyBackedBytes>,
-) -> (StrBuffers<'py>, Bound<'py, PyBytes>, StrBuffers<'py>, Bound<'py, PyBytes>) {
+) -> PyResult<(StrBuffers<'py>, Bound<'py, PyBytes>, StrBuffers<'py>, Bound<'py, PyBytes>)> {
     let rows = py.detach(|| crate::archive::archive_rows(&messages));
     let counts: Vec<u8> = rows.counts.iter().flat_map(|c| c.to_le_bytes()).collect();
     let received: Vec<u8> = rows.received_us.iter().flat_map(|t| t.unwrap_or(i64::MIN).to_le_bytes()).collect();
-    (str_buffers(py, &rows.events), PyBytes::new(py, &counts), str_buffers(py, &rows.message_ids), PyBytes::new(py, &received))
+    Ok((str_buffers(py, rows.events)?, PyBytes::new(py, &counts), str_buffers(py, rows.message_ids)?, PyBytes::new(py, &received)))
 }
 
 /// The dedupe index of one partition (see `stages/dedupe.py`).

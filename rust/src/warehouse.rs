@@ -495,7 +495,7 @@ pub struct ArrowColumn {
     pub bytes: Option<Vec<u8>>,
 }
 
-fn bitmap(bits: impl Iterator<Item = bool>, rows: usize) -> Vec<u8> {
+pub(crate) fn bitmap(bits: impl Iterator<Item = bool>, rows: usize) -> Vec<u8> {
     let mut out = vec![0u8; rows.div_ceil(8)];
     for (i, bit) in bits.enumerate() {
         if bit {
