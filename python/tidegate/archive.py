@@ -53,6 +53,7 @@ from prometheus_client import Counter
 from . import _core, metrics
 from .config import ArchiveConfig, Config
 from .errors import TidegateError
+from .stages.govern import arrow_array
 
 __all__ = ["ARCHIVE_SCHEMA", "ArchiveWriter", "ArchiveError", "archive_frame", "strings", "record", "read_archive",
            "partition_dir", "source_of_dir", "close_all"]
@@ -82,12 +83,9 @@ class ArchiveError(TidegateError):
 def strings(validity: _core.Buffer | None, offsets: _core.Buffer, data: _core.Buffer) -> pl.Series:
     """A string column the core returns as Arrow ``large_string`` buffers, as a Series (no
     Python object per row, no copy before polars')."""
-    rows = len(offsets) // 8 - 1
-    array = pa.Array.from_buffers(pa.large_string(), rows, [
-        None if validity is None else pa.py_buffer(validity), pa.py_buffer(offsets), pa.py_buffer(data)])
-    series = pl.from_arrow(array)
+    series = pl.from_arrow(arrow_array(pa.large_string(), len(offsets) // 8 - 1, validity, offsets, data))
     assert isinstance(series, pl.Series)
-    return series.cast(pl.String)
+    return series
 
 
 def archive_frame(messages: Iterable[tuple[Any, ...]]) -> pl.DataFrame:

@@ -2,7 +2,7 @@
 sink is one file here plus one member of ``config.Destination`` and one entry in ``SINK_TYPES``.
 
 A sink's module is imported only when a destination of its type is built: the PostgreSQL and
-Delta Lake clients (psycopg, deltalake) cost ≈40 MB of a pipeline's resident memory, which a
+Delta Lake clients (psycopg, deltalake) cost ≈30 MB of a pipeline's resident memory, which a
 pipeline writing only to DuckDB should not pay. ``from tidegate.sinks import DeltaSink`` still
 works (module ``__getattr__``).
 """

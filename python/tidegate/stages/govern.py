@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..plans import load_plan
 from .decode import DecodedBatch
 
-__all__ = ["GovernedBatch", "govern", "build_policy", "POLARS_TYPES", "STATE_TABLES"]
+__all__ = ["GovernedBatch", "govern", "build_policy", "POLARS_TYPES", "STATE_TABLES", "arrow_array"]
 
 POLARS_TYPES: dict[str, pl.DataType] = {
     "boolean": pl.Boolean(),
@@ -81,18 +81,20 @@ def _frame(ndjson: bytes, schema: dict[str, pl.DataType] | dict[str, type[pl.Dat
     return df.with_columns(pl.col(c).cast(pl.Datetime("us", "UTC")) for c in datetimes)
 
 
+def arrow_array(dtype: pa.DataType, rows: int, validity: _core.Buffer | None, values: _core.Buffer,
+                data: _core.Buffer | None = None) -> pa.Array:
+    """One column the core lends as Arrow buffers (validity bitmap or None, values or string
+    offsets, string bytes) as an Arrow array, without copying them."""
+    return pa.Array.from_buffers(dtype, rows, [None if validity is None else pa.py_buffer(validity), pa.py_buffer(values),
+                                               *([] if data is None else [pa.py_buffer(data)])])
+
+
 def _table_frame(columns: list[tuple[str, str]], buffers: list[tuple[_core.Buffer | None, _core.Buffer, _core.Buffer | None]],
                  rows: int) -> pl.DataFrame:
     """A table of the core's result as a frame: its columns arrive as Arrow buffers the core
     owns (no copy), so this is one array per column and no parsing."""
-    arrays = [
-        pa.Array.from_buffers(ARROW_TYPES[kind], rows, [
-            None if validity is None else pa.py_buffer(validity),
-            pa.py_buffer(values),
-            *([] if data is None else [pa.py_buffer(data)]),
-        ])
-        for (_, kind), (validity, values, data) in zip(columns, buffers, strict=True)
-    ]
+    arrays = [arrow_array(ARROW_TYPES[kind], rows, validity, values, data)
+              for (_, kind), (validity, values, data) in zip(columns, buffers, strict=True)]
     df = pl.from_arrow(pa.Table.from_arrays(arrays, names=[name for name, _ in columns]))
     assert isinstance(df, pl.DataFrame)
     return df
