@@ -1,7 +1,13 @@
 # Type stubs of the compiled module tidegate._core (rust/src/python.rs), checked against the
 # built extension by `python -m mypy.stubtest tidegate._core` in scripts/test.
 
-from typing import final
+from collections.abc import Sequence
+from typing import TypeAlias, final
+
+from msgspec import Raw
+
+# What the batch calls read without a copy: bytes, or any contiguous buffer of bytes.
+_Bytes: TypeAlias = bytes | bytearray | memoryview | Raw
 
 __all__ = [
     "__version__",
@@ -83,14 +89,14 @@ class Governance:
     ) -> Governance: ...
 
 def process_batch(
-    messages: list[tuple[str, int, bytes, bytes, bytes]],
+    messages: Sequence[tuple[str, int, _Bytes, bytes, bytes]],
     extra: list[tuple[str, str | None]] | None = None,
     governance: Governance | None = None,
 ) -> BatchResult: ...
-def message_index(source: str, events_json: bytes, kafka_time_us: int) -> tuple[bytes, bytes]: ...
+def message_index(source: str, events_json: _Bytes, kafka_time_us: int) -> tuple[bytes, bytes]: ...
 def lateness(times: bytes, kafka_time_us: int, watermark: int | None, allowed_us: int, max_future_us: int) -> tuple[bytes, int | None]: ...
 def archive_rows(
-    messages: list[bytes],
+    messages: Sequence[_Bytes],
 ) -> tuple[tuple[Buffer | None, Buffer, Buffer], bytes, tuple[Buffer | None, Buffer, Buffer], bytes]: ...
 
 @final
@@ -105,6 +111,7 @@ class IdentityGraph:
     def __new__(cls) -> IdentityGraph: ...
     def link(self, left: list[str], right: list[str]) -> list[str]: ...
     def resolve(self, nodes: list[str]) -> list[str]: ...
+    def observe(self, nodes: list[str]) -> tuple[list[str], list[bool]]: ...
     def __len__(self) -> int: ...
 
 def hmac_column(values: list[str | None], key: bytes) -> list[str | None]: ...

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import atexit
 import fcntl
-import io
 import logging
 import os
 import threading
@@ -105,7 +104,7 @@ def archive_frame(messages: Iterable[tuple[Any, ...]]) -> pl.DataFrame:
     messages = list(messages)
     if not messages:
         return pl.DataFrame(schema=ARCHIVE_SCHEMA)
-    events_raw, counts_raw, ids_raw, received_raw = _core.archive_rows([bytes(m[2]) for m in messages])
+    events_raw, counts_raw, ids_raw, received_raw = _core.archive_rows([m[2] for m in messages])
     events, message_ids = strings(*events_raw), strings(*ids_raw)
     if events.is_empty():
         return pl.DataFrame(schema=ARCHIVE_SCHEMA)
@@ -159,8 +158,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _read_segment(path: Path) -> pl.DataFrame:
-    # Read into memory: the segment may be deleted by its writer's next flush.
-    return pl.read_ipc(io.BytesIO(path.read_bytes()))
+    """A spool segment, memory-mapped rather than read into memory (no copy of its events): the
+    mapping stays valid if the segment's writer deletes it meanwhile (POSIX)."""
+    with pa.memory_map(str(path)) as source:
+        table = pa.ipc.open_file(source).read_all()
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    return df
 
 
 def _write_partitions(root: Path, frames: Iterable[pl.DataFrame]) -> int:

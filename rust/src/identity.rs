@@ -5,16 +5,23 @@
 //! so that it does not depend on the order edges arrive in: the smallest user id of the
 //! component, or the smallest anonymous id if it has no user id. Merges are transitive (union-find
 //! with path compression).
+//!
+//! Memory: each name is stored once (an index set), plus 13 bytes per node. A component's
+//! members form a circular list (`next`), so re-labelling a component walks only its members.
 
-use std::collections::HashMap;
+use indexmap::IndexSet;
+use rustc_hash::FxBuildHasher;
 
 #[derive(Default)]
 pub struct IdentityGraph {
-    index: HashMap<String, usize>,
-    parent: Vec<usize>,
-    /// For a root: the best node id of its component.
-    best: Vec<String>,
-    names: Vec<String>,
+    names: IndexSet<Box<str>, FxBuildHasher>,
+    parent: Vec<u32>,
+    /// For a root: the node whose name is its component's canonical id.
+    best: Vec<u32>,
+    /// The next member of the node's component (a cycle through all its members).
+    next: Vec<u32>,
+    /// The node's current canonical id was reported by [`IdentityGraph::observe`].
+    reported: Vec<bool>,
 }
 
 fn better<'a>(a: &'a str, b: &'a str) -> &'a str {
@@ -35,26 +42,31 @@ impl IdentityGraph {
         self.names.is_empty()
     }
 
-    fn node(&mut self, name: &str) -> usize {
-        if let Some(&i) = self.index.get(name) {
-            return i;
+    fn name(&self, i: u32) -> &str {
+        &self.names[i as usize]
+    }
+
+    fn node(&mut self, name: &str) -> u32 {
+        if let Some(i) = self.names.get_index_of(name) {
+            return i as u32;
         }
-        let i = self.names.len();
-        self.index.insert(name.to_string(), i);
+        let i = u32::try_from(self.names.len()).expect("fewer than 2^32 identity nodes");
+        self.names.insert(name.into());
         self.parent.push(i);
-        self.best.push(name.to_string());
-        self.names.push(name.to_string());
+        self.best.push(i);
+        self.next.push(i);
+        self.reported.push(false);
         i
     }
 
-    fn root(&mut self, mut i: usize) -> usize {
+    fn root(&mut self, mut i: u32) -> u32 {
         let mut r = i;
-        while self.parent[r] != r {
-            r = self.parent[r];
+        while self.parent[r as usize] != r {
+            r = self.parent[r as usize];
         }
-        while self.parent[i] != r {
-            let next = self.parent[i];
-            self.parent[i] = r;
+        while self.parent[i as usize] != r {
+            let next = self.parent[i as usize];
+            self.parent[i as usize] = r;
             i = next;
         }
         r
@@ -68,35 +80,47 @@ impl IdentityGraph {
         if ra == rb {
             return changed;
         }
-        let winner = better(&self.best[ra], &self.best[rb]).to_string();
+        let (best_a, best_b) = (self.best[ra as usize], self.best[rb as usize]);
+        let winner = if better(self.name(best_a), self.name(best_b)) == self.name(best_a) { best_a } else { best_b };
         // The component whose canonical id changes is re-labelled: report its members.
-        for (r, was) in [(ra, self.best[ra].clone()), (rb, self.best[rb].clone())] {
+        for (r, was) in [(ra, best_a), (rb, best_b)] {
             if was != winner {
-                let members: Vec<usize> = (0..self.names.len()).filter(|&n| self.root_of_readonly(n) == r).collect();
-                changed.extend(members.into_iter().map(|n| self.names[n].clone()));
+                let mut n = r;
+                loop {
+                    changed.push(self.name(n).to_string());
+                    self.reported[n as usize] = false;
+                    n = self.next[n as usize];
+                    if n == r {
+                        break;
+                    }
+                }
             }
         }
-        self.parent[rb] = ra;
-        self.best[ra] = winner;
+        // Splice the two member cycles into one, and hang `rb` under `ra`.
+        self.next.swap(ra as usize, rb as usize);
+        self.parent[rb as usize] = ra;
+        self.best[ra as usize] = winner;
         changed
-    }
-
-    fn root_of_readonly(&self, mut i: usize) -> usize {
-        while self.parent[i] != i {
-            i = self.parent[i];
-        }
-        i
     }
 
     /// The canonical id of a node (itself when unknown).
     pub fn canonical(&mut self, name: &str) -> String {
-        match self.index.get(name) {
-            Some(&i) => {
-                let r = self.root(i);
-                self.best[r].clone()
+        match self.names.get_index_of(name) {
+            Some(i) => {
+                let r = self.root(i as u32);
+                self.name(self.best[r as usize]).to_string()
             }
             None => name.to_string(),
         }
+    }
+
+    /// The canonical id of a node, which is remembered from now on, and whether this mapping is
+    /// news: the node was unknown, or its canonical id changed since it was last observed.
+    pub fn observe(&mut self, name: &str) -> (String, bool) {
+        let i = self.node(name);
+        let r = self.root(i);
+        let news = !std::mem::replace(&mut self.reported[i as usize], true);
+        (self.name(self.best[r as usize]).to_string(), news)
     }
 }
 
@@ -134,5 +158,38 @@ mod tests {
         changed.sort();
         assert_eq!(changed, vec!["a:1", "u:zed"]);
         assert!(g.link("a:1", "u:zed").is_empty(), "already joined");
+    }
+
+    #[test]
+    fn a_relabelled_component_reports_all_its_members_and_only_them() {
+        let mut g = IdentityGraph::default();
+        for (a, b) in [("a:1", "u:zed"), ("a:2", "u:zed"), ("a:3", "a:2"), ("a:7", "u:amy"), ("a:8", "a:9")] {
+            g.link(a, b);
+        }
+        let mut changed = g.link("a:3", "a:7"); // zed's four join amy's two; amy wins
+        changed.sort();
+        assert_eq!(changed, vec!["a:1", "a:2", "a:3", "u:zed"]);
+        for n in ["a:1", "a:2", "a:3", "u:zed", "a:7", "u:amy"] {
+            assert_eq!(g.canonical(n), "u:amy");
+        }
+        assert_eq!(g.canonical("a:9"), "a:8");
+        // The merged component is one cycle: a later re-label reports all six.
+        let mut changed = g.link("u:abe", "a:1");
+        changed.sort();
+        assert_eq!(changed, vec!["a:1", "a:2", "a:3", "a:7", "u:amy", "u:zed"]);
+    }
+
+    #[test]
+    fn observe_reports_a_mapping_once_until_it_changes() {
+        let mut g = IdentityGraph::default();
+        assert_eq!(g.observe("a:1"), ("a:1".to_string(), true));
+        assert_eq!(g.observe("a:1"), ("a:1".to_string(), false));
+        g.link("a:1", "u:bob");
+        assert_eq!(g.observe("a:1"), ("u:bob".to_string(), true), "re-labelled");
+        assert_eq!(g.observe("u:bob"), ("u:bob".to_string(), true), "new to observe");
+        assert_eq!(g.observe("a:1"), ("u:bob".to_string(), false));
+        g.link("a:2", "u:bob"); // bob stays canonical: nothing changes for a:1
+        assert_eq!(g.observe("a:1"), ("u:bob".to_string(), false));
+        assert_eq!(g.observe("a:2"), ("u:bob".to_string(), true));
     }
 }

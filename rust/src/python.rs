@@ -1,6 +1,7 @@
 //! The Python module `tidegate._core`: thin bindings over the domain modules. Every call takes
 //! a whole request or batch and releases the GIL while it works.
 
+use pyo3::buffer::PyBuffer;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
@@ -23,6 +24,53 @@ use crate::warehouse;
 // objects, except the column buffers of a batch, which Python borrows (`Buffer`) and Rust frees.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Bytes borrowed from Python without a copy: `bytes`, or any object with a contiguous
+/// buffer of bytes (`msgspec.Raw`, `memoryview`, `bytearray`). The decode stage passes each
+/// envelope's `events` as the `msgspec.Raw` slice of the Kafka message it came in.
+enum BytesLike {
+    Bytes(PyBackedBytes),
+    Buffer(PyBuffer<u8>),
+}
+
+impl std::ops::Deref for BytesLike {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            BytesLike::Bytes(b) => b,
+            // SAFETY: `extract` kept only C-contiguous buffers; the exporter keeps the memory
+            // alive and unchanged until the buffer is released, when `self` is dropped.
+            BytesLike::Buffer(b) => unsafe { std::slice::from_raw_parts(b.buf_ptr() as *const u8, b.len_bytes()) },
+        }
+    }
+}
+
+impl AsRef<[u8]> for BytesLike {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for BytesLike {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(bytes) = obj.cast::<PyBytes>() {
+            return Ok(BytesLike::Bytes(PyBackedBytes::from(bytes.to_owned())));
+        }
+        let buffer = PyBuffer::<u8>::get(&obj).map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "expected bytes or a bytes-like object, got {}",
+                obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
+        })?;
+        if !buffer.is_c_contiguous() {
+            return Err(pyo3::exceptions::PyTypeError::new_err("expected a contiguous bytes-like object"));
+        }
+        Ok(BytesLike::Buffer(buffer))
+    }
+}
 
 // Exceptions are defined once, in Python (`tidegate.errors`), so users catch one tree.
 pyo3::import_exception!(tidegate.errors, RequestRejected);
@@ -253,7 +301,7 @@ impl Governance {
 #[pyo3(signature = (messages, extra=None, governance=None))]
 fn process_batch(
     py: Python<'_>,
-    messages: Vec<(PyBackedStr, i64, PyBackedBytes, PyBackedBytes, PyBackedBytes)>,
+    messages: Vec<(PyBackedStr, i64, BytesLike, PyBackedBytes, PyBackedBytes)>,
     extra: Option<Vec<(String, Option<String>)>>,
     governance: Option<PyRef<'_, Governance>>,
 ) -> BatchResult {
@@ -323,8 +371,8 @@ fn process_batch(
 /// `(keys, event_times)` of every event of one raw-topic message: 16-byte idempotency keys and
 /// little-endian i64 event times (µs), each concatenated, for the stateful stages.
 #[pyfunction]
-fn message_index<'py>(py: Python<'py>, source: &str, events_json: &[u8], kafka_time_us: i64) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
-    let (keys, times) = py.detach(|| batch::message_index(source, events_json, kafka_time_us));
+fn message_index<'py>(py: Python<'py>, source: &str, events_json: BytesLike, kafka_time_us: i64) -> (Bound<'py, PyBytes>, Bound<'py, PyBytes>) {
+    let (keys, times) = py.detach(|| batch::message_index(source, &events_json, kafka_time_us));
     let k: Vec<u8> = keys.iter().flat_map(|k| k.to_le_bytes()).collect();
     let t: Vec<u8> = times.iter().flat_map(|t| t.to_le_bytes()).collect();
     (PyBytes::new(py, &k), PyBytes::new(py, &t))
@@ -368,7 +416,7 @@ fn str_buffers(py: Python<'_>, col: crate::archive::StrColumn) -> PyResult<StrBu
 #[pyfunction]
 fn archive_rows<'py>(
     py: Python<'py>,
-    messages: Vec<PyBackedBytes>,
+    messages: Vec<BytesLike>,
 ) -> PyResult<(StrBuffers<'py>, Bound<'py, PyBytes>, StrBuffers<'py>, Bound<'py, PyBytes>)> {
     let rows = py.detach(|| crate::archive::archive_rows(&messages));
     let counts: Vec<u8> = rows.counts.iter().flat_map(|c| c.to_le_bytes()).collect();
@@ -448,6 +496,14 @@ impl IdentityGraph {
     fn resolve(&mut self, py: Python<'_>, nodes: Vec<String>) -> Vec<String> {
         let inner = &mut self.inner;
         py.detach(|| nodes.iter().map(|n| inner.canonical(n)).collect())
+    }
+
+    /// `(canonical, news)` of each node: its canonical node, and whether that mapping is news
+    /// (the node was unknown, or re-labelled since it was last observed). Unknown nodes are
+    /// remembered from now on.
+    fn observe(&mut self, py: Python<'_>, nodes: Vec<String>) -> (Vec<String>, Vec<bool>) {
+        let inner = &mut self.inner;
+        py.detach(|| nodes.iter().map(|n| inner.observe(n)).unzip())
     }
 
     fn __len__(&self) -> usize {

@@ -42,3 +42,42 @@ def test_merges_are_transitive_across_batches_and_deterministic() -> None:
     assert later.tables["tracks"]["canonical_id"].to_list() == ["amy", "amy"]
     relabelled = dict(zip(out.tables[IDENTITY_TABLE]["id"].to_list(), out.tables[IDENTITY_TABLE]["canonical_id"].to_list()))
     assert relabelled["u:zed"] == "amy" and relabelled["a:phone"] == "amy"
+
+
+def test_every_table_gets_its_own_rows_ids_in_row_order() -> None:
+    """The tables are resolved together (one join for the batch); each must get back exactly
+    its own rows' ids, in its row order, whatever ids its rows carry."""
+    r = IdentityResolver()
+    out = r.process(batch([
+        ev("page", "p1", anonymousId="a9"),
+        ev("track", "t1", userId="u1"),
+        ev("identify", "i1", anonymousId="a1", userId="u1"),
+        ev("track", "t2", anonymousId="a1"),
+        ev("page", "p2", anonymousId="a1", userId=""),  # an empty user id is no id: the anonymous one stands
+        ev("screen", "s1", anonymousId="a7"),
+        ev("track", "t3", anonymousId="a8"),
+    ]))
+    by_id = {t: dict(zip(df["id"].to_list(), df["canonical_id"].to_list()))
+             for t, df in out.tables.items() if t in ("tracks", "pages", "screens", "identifies")}
+    assert by_id["tracks"] == {"t1": "u1", "t2": "u1", "t3": "a8"}
+    assert by_id["pages"] == {"p1": "a9", "p2": "u1"}
+    assert by_id["screens"] == {"s1": "a7"} and by_id["identifies"] == {"i1": "u1"}
+    assert out.tables["tracks"].columns[-1] == "canonical_id"
+    # A second pass over the same tables (a destination's own PII pass) replaces the column.
+    again = r.process(out, share=False)
+    assert again.tables["tracks"].columns.count("canonical_id") == 1
+    assert again.tables["tracks"]["canonical_id"].to_list() == out.tables["tracks"]["canonical_id"].to_list()
+
+
+def test_identity_map_gets_only_mappings_that_are_news() -> None:
+    """Ids already written with their current canonical id are not written again; a merge
+    re-writes every id it re-labelled, also ids the batch does not mention."""
+    r = IdentityResolver()
+    first = r.process(batch([ev("identify", "m1", anonymousId="a1", userId="zed"), ev("page", "m2", anonymousId="a5")]))
+    assert sorted(first.tables[IDENTITY_TABLE]["id"].to_list()) == ["a:a1", "a:a5", "u:zed"]
+    same = r.process(batch([ev("track", "m3", anonymousId="a1", userId="zed"), ev("page", "m4", anonymousId="a5")]))
+    assert IDENTITY_TABLE not in same.tables
+    assert same.tables["tracks"]["canonical_id"].to_list() == ["zed"]
+    merged = r.process(batch([ev("alias", "m5", userId="amy", previousId="zed"), ev("page", "m6", anonymousId="a6")]))
+    rows = dict(zip(merged.tables[IDENTITY_TABLE]["id"].to_list(), merged.tables[IDENTITY_TABLE]["canonical_id"].to_list()))
+    assert rows == {"a:a1": "amy", "u:zed": "amy", "u:amy": "amy", "a:a6": "a6"}

@@ -37,7 +37,7 @@ def test_decode_envelopes_and_single_events() -> None:
     ]
     d = decode_messages(msgs)
     assert (d.envelopes, d.singles) == (1, 2)
-    assert d.messages[0][0] == "web" and json.loads(d.messages[0][2])[1]["messageId"] == "m2"
+    assert d.messages[0][0] == "web" and json.loads(bytes(d.messages[0][2]))[1]["messageId"] == "m2"
     assert d.messages[1][0] == "backend"
     assert d.messages[2][0] == "direct"
 
@@ -204,6 +204,26 @@ def test_batch_rows_are_in_event_time_order() -> None:
     g = governed([ev(i, timestamp=t) for i, t in enumerate(times)])
     assert g.tables["order_completed"]["id"].to_list() == ["m1", "m2", "m0"]
     assert g.tables["tracks"]["id"].to_list() == ["m1", "m2", "m0"]
+
+
+def test_decode_keeps_envelope_events_as_a_view_the_core_reads_without_a_copy() -> None:
+    """An envelope's events stay a `msgspec.Raw` view into the Kafka message; every batch call
+    reads it (and any contiguous bytes-like object) exactly as it reads `bytes`."""
+    import msgspec
+
+    raw = envelope([ev(1), ev(2, userId="u2")])
+    d = decode_messages([(raw, 1_000, None)])
+    events = d.messages[0][2]
+    assert isinstance(events, msgspec.Raw) and bytes(events) in raw
+    as_bytes = bytes(events)
+    for form in (events, memoryview(as_bytes), bytearray(as_bytes)):
+        assert _core.message_index("web", form, 0) == _core.message_index("web", as_bytes, 0)
+        assert _core.archive_rows([form])[1] == _core.archive_rows([as_bytes])[1]
+        assert _core.process_batch([("web", 0, form, b"", b"")]).keys == _core.process_batch([("web", 0, as_bytes, b"", b"")]).keys
+    with pytest.raises(TypeError, match="bytes-like object, got int"):
+        _core.message_index("web", 5, 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="contiguous"):
+        _core.message_index("web", memoryview(as_bytes)[::2], 0)
 
 
 def test_core_lends_column_buffers_read_only_and_they_outlive_the_result() -> None:

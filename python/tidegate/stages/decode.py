@@ -1,7 +1,8 @@
 """Stage `decode`: raw-topic Kafka messages -> (source, kafka time, events JSON) per message.
 
 Collector envelopes are decoded with msgspec, the ``events`` array kept as raw JSON
-(``msgspec.Raw``), so no Python object is made per event. A message that is not an envelope
+(``msgspec.Raw``: a view of the Kafka message, which the Rust core reads through the buffer
+protocol), so no Python object is made per event and the events are never copied. A message that is not an envelope
 is taken as one event produced straight to the topic by another producer; its source is the
 ``tidegate-source`` header when present, else ``direct``.
 """
@@ -37,9 +38,10 @@ _decoder = msgspec.json.Decoder(Envelope)
 @dataclass
 class DecodedBatch:
     """Messages ready for the Rust core:
-    ``(source, kafka_time_us, events_json, duplicate_flags, late_by_ms)``."""
+    ``(source, kafka_time_us, events_json, duplicate_flags, late_by_ms)``; ``events_json`` is
+    bytes-like (``bytes``, or the ``msgspec.Raw`` view into an envelope)."""
 
-    messages: list[tuple[str, int, bytes, bytes, bytes]] = field(default_factory=list)
+    messages: list[tuple[str, int, bytes | msgspec.Raw, bytes, bytes]] = field(default_factory=list)
     envelopes: int = 0
     singles: int = 0
 
@@ -51,8 +53,9 @@ def _header_source(headers: Sequence[tuple[str, bytes]] | None) -> str:
     return DIRECT_SOURCE
 
 
-def split_message(value: bytes, headers: Sequence[tuple[str, bytes]] | None) -> tuple[str, bytes, bool]:
-    """``(source, events_json, is_envelope)`` of one raw-topic message."""
+def split_message(value: bytes, headers: Sequence[tuple[str, bytes]] | None) -> tuple[str, bytes | msgspec.Raw, bool]:
+    """``(source, events_json, is_envelope)`` of one raw-topic message; an envelope's
+    ``events_json`` is a ``msgspec.Raw`` view into ``value`` (no copy)."""
     # Cheap pre-check: only objects that name a version field can be envelopes.
     if b'"v"' in value[:16]:
         try:
@@ -60,7 +63,7 @@ def split_message(value: bytes, headers: Sequence[tuple[str, bytes]] | None) -> 
         except msgspec.DecodeError:  # includes ValidationError: an event, not an envelope
             pass
         else:
-            return env.source, bytes(env.events), True
+            return env.source, env.events, True
     return _header_source(headers), value, False
 
 

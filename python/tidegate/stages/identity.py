@@ -12,7 +12,9 @@ published there and every replica reads the whole topic (from the beginning, in 
 thread) into its own graph. A merge learnt from another partition therefore reaches a replica
 moments later; rows delivered before it keep the id they resolved to, and the warehouse's
 ``identity_map`` table (one row per known id: ``node_kind``, ``node_id``, ``canonical_id``) is
-the current mapping to re-stitch them by.
+the current mapping to re-stitch them by. A batch writes only the mappings that are news: ids
+this process sees for the first time, and ids a merge re-labelled (a restarted process writes
+each id again once). The graph remembers every id it has seen (the name once, plus 13 bytes).
 
 Work is per batch and per *distinct* id, never per event: edges and ids are made unique with
 polars before they reach the graph, and canonical ids are joined back on.
@@ -67,18 +69,32 @@ class IdentityResolver:
             self._thread.start()
 
     # -- edges -----------------------------------------------------------------------------
-    def _edges(self, batch: GovernedBatch) -> pl.DataFrame:
+    @staticmethod
+    def _edges(tables: list[tuple[str, pl.DataFrame]]) -> pl.LazyFrame:
         frames = []
-        for table, df in batch.tables.items():
-            if table in ("users", IDENTITY_TABLE) or "user_id" not in df.columns:
+        for table, df in tables:
+            if "user_id" not in df.columns:
                 continue
             if "anonymous_id" in df.columns:
-                frames.append(df.select(_node("a:", "anonymous_id").alias("left"), _node("u:", "user_id").alias("right")))
+                frames.append(df.lazy().select(_node("a:", "anonymous_id").alias("left"), _node("u:", "user_id").alias("right")))
             if table == "aliases" and "previous_id" in df.columns:
-                frames.append(df.select(_node("u:", "previous_id").alias("left"), _node("u:", "user_id").alias("right")))
+                frames.append(df.lazy().select(_node("u:", "previous_id").alias("left"), _node("u:", "user_id").alias("right")))
         if not frames:
-            return pl.DataFrame(schema={"left": pl.String, "right": pl.String})
+            return pl.LazyFrame(schema={"left": pl.String, "right": pl.String})
         return pl.concat(frames).drop_nulls().unique(maintain_order=True)
+
+    @staticmethod
+    def _row_nodes(tables: list[tuple[str, pl.DataFrame]]) -> pl.LazyFrame:
+        """The node of every row of ``tables``, in order: its user id, else its anonymous id
+        (an empty id is no id, as for edges)."""
+        frames = []
+        for _, df in tables:
+            ids = [_node(kind, column) for kind, column in (("u:", "user_id"), ("a:", "anonymous_id")) if column in df.columns]
+            node = pl.coalesce(ids) if len(ids) > 1 else ids[0]
+            frames.append(df.lazy().select(node.alias("node")))
+        if not frames:
+            return pl.LazyFrame(schema={"node": pl.String})
+        return pl.concat(frames)
 
     def link(self, left: list[str], right: list[str]) -> list[str]:
         with self._lock:
@@ -87,46 +103,42 @@ class IdentityResolver:
     # -- per batch -------------------------------------------------------------------------
     def process(self, batch: GovernedBatch, share: bool = True) -> GovernedBatch:
         """Stamp ``canonical_id``; ``share=False`` for a second pass over the same events (a
-        destination's own PII pass), which learns nothing new to tell other replicas."""
+        destination's own PII pass), which learns nothing new to tell other replicas.
+
+        The batch's tables are handled as one: a few polars queries in all (not a few per
+        table), one join of every row's node onto the resolved ids, and each table gets its
+        slice of the result as a column."""
         started = time.perf_counter()
-        edges = self._edges(batch)
+        tables = [(t, df) for t, df in batch.tables.items()
+                  if t not in ("users", IDENTITY_TABLE) and {"user_id", "anonymous_id"} & set(df.columns)]
+        edges, row_nodes = pl.collect_all([self._edges(tables), self._row_nodes(tables)])
         changed: list[str] = []
         if edges.height:
             changed = self.link(edges["left"].to_list(), edges["right"].to_list())
             if share:
                 self._publish(edges)
         # Every id the batch mentions, resolved once.
-        seen = [df.select((pl.when(pl.col("user_id").is_not_null()).then(pl.lit("u:") + pl.col("user_id"))
-                           .otherwise(pl.lit("a:") + pl.col("anonymous_id"))).alias("node"))
-                for t, df in batch.tables.items()
-                if t not in ("users", IDENTITY_TABLE) and {"user_id", "anonymous_id"} <= set(df.columns)]
-        seen += [df.select((pl.lit("a:") + pl.col("anonymous_id")).alias("node"))
-                 for t, df in batch.tables.items()
-                 if t not in ("users", IDENTITY_TABLE) and "anonymous_id" in df.columns and "user_id" not in df.columns]
-        seen += [df.select((pl.lit("u:") + pl.col("user_id")).alias("node"))
-                 for t, df in batch.tables.items()
-                 if t not in ("users", IDENTITY_TABLE) and "user_id" in df.columns and "anonymous_id" not in df.columns]
-        nodes = pl.concat(seen).drop_nulls().unique() if seen else pl.DataFrame(schema={"node": pl.String})
-        all_nodes = pl.concat([nodes["node"], pl.Series("node", changed, dtype=pl.String),
+        all_nodes = pl.concat([row_nodes["node"].drop_nulls(), pl.Series("node", changed, dtype=pl.String),
                                edges["left"], edges["right"]]).unique()
         with self._lock:
-            resolved = self.graph.resolve(all_nodes.to_list())
-        mapping = pl.DataFrame({"node": all_nodes, "canonical": pl.Series(resolved, dtype=pl.String)})
+            resolved, news = self.graph.observe(all_nodes.to_list())
+        mapping = pl.DataFrame({"node": all_nodes, "canonical": pl.Series(resolved, dtype=pl.String),
+                                "news": pl.Series(news, dtype=pl.Boolean)})
         mapping = mapping.with_columns(pl.col("canonical").str.slice(2).alias("canonical_id"))
-        for table, df in list(batch.tables.items()):
-            if table == "users" or not ({"user_id", "anonymous_id"} & set(df.columns)):
-                continue
-            uid = pl.col("user_id") if "user_id" in df.columns else pl.lit(None, dtype=pl.String)
-            aid = pl.col("anonymous_id") if "anonymous_id" in df.columns else pl.lit(None, dtype=pl.String)
-            keyed = df.with_columns(pl.when(uid.is_not_null()).then(pl.lit("u:") + uid)
-                                    .otherwise(pl.lit("a:") + aid).alias("_tidegate_node"))
-            batch.tables[table] = (keyed.join(mapping.select("node", "canonical_id"), left_on="_tidegate_node",
-                                              right_on="node", how="left", maintain_order="left")
-                                   .drop("_tidegate_node"))
-        # The mapping of every id the batch touched or re-labelled goes to `identity_map`.
-        if mapping.height:
+        canonical = row_nodes.join(mapping.select("node", "canonical_id"), on="node", how="left",
+                                   maintain_order="left")["canonical_id"]
+        offset = 0
+        for table, df in tables:
+            if "canonical_id" in df.columns:
+                df = df.drop("canonical_id")
+            batch.tables[table] = df.hstack([canonical.slice(offset, df.height)])
+            offset += df.height
+        # `identity_map` gets the mappings that are news: ids seen for the first time (by this
+        # process) and ids re-labelled by a merge; the others are stored already.
+        news_mapping = mapping.filter("news")
+        if news_mapping.height:
             now = pl.lit(time.time_ns() // 1000).cast(pl.Datetime("us", "UTC"))
-            batch.tables[IDENTITY_TABLE] = mapping.select(
+            batch.tables[IDENTITY_TABLE] = news_mapping.select(
                 pl.col("node").alias("id"),
                 pl.when(pl.col("node").str.starts_with("u:")).then(pl.lit("user_id")).otherwise(pl.lit("anonymous_id")).alias("node_kind"),
                 pl.col("node").str.slice(2).alias("node_id"),
