@@ -175,8 +175,9 @@ struct BatchResult {
 impl BatchResult {
     /// `[(table, [(column, type)], [(validity, values, bytes)], row_count)]`: each column as
     /// Arrow buffers (see `warehouse::ArrowColumn`): validity bitmap or None, values (bit-packed
-    /// booleans, little-endian i64/f64, datetimes as i64 µs, i64 offsets for strings), and
-    /// the UTF-8 bytes of a string column or None.
+    /// booleans, little-endian i64/f64, datetimes as i64 µs; for type `string_view` 16-byte
+    /// Arrow string views, for `string` i64 offsets), and the UTF-8 bytes of a string column or
+    /// None. Event tables' rows are in `timestamp` order (nulls last, ties as received).
     #[getter]
     #[allow(clippy::type_complexity)]
     fn tables<'py>(
@@ -335,9 +336,17 @@ fn process_batch(
             .tables_mut()
             .iter_mut()
             .map(|t| {
-                let cols = t.columns().iter().map(|(c, k)| (c.clone(), k.as_str())).collect();
-                let arrays = t
-                    .take_arrow_columns()
+                // Event tables go out in event-time order (the reconcile stage's promise for
+                // events within the allowed lateness); `users` is a state table, not a stream.
+                let order = if t.name == "users" { None } else { t.order_by("timestamp") };
+                let columns = t.take_arrow_view_columns(order.as_deref());
+                let cols = t
+                    .columns()
+                    .iter()
+                    .zip(&columns)
+                    .map(|((c, k), a)| (c.clone(), if a.view { "string_view" } else { k.as_str() }))
+                    .collect();
+                let arrays = columns
                     .into_iter()
                     .map(|a| (a.validity.map(Arc::new), Arc::new(a.values), a.bytes.map(Arc::new)))
                     .collect();

@@ -489,10 +489,40 @@ pub struct ArrowColumn {
     /// LSB-first validity bitmap; `None` when no value is null.
     pub validity: Option<Vec<u8>>,
     /// Bit-packed booleans; little-endian i64 (datetimes: microseconds since the epoch) or f64;
-    /// or, for strings, the `rows + 1` little-endian i64 offsets into `bytes`.
+    /// or, for strings, the `rows + 1` little-endian i64 offsets into `bytes` (Arrow
+    /// `large_string`), or with `view` one 16-byte view per row (Arrow `string_view`).
     pub values: Vec<u8>,
     /// The UTF-8 bytes of a string column.
     pub bytes: Option<Vec<u8>>,
+    /// `values` are string views.
+    pub view: bool,
+}
+
+/// Arrow `string_view` views of the strings `offsets` delimit in `data`, in row order `row(k)`:
+/// a string of up to 12 bytes is inlined in its view, a longer one is referenced by its first 4
+/// bytes, buffer 0 and its offset. Rows past `offsets` are empty (their validity says null).
+/// `None` if `data` is too large for 32-bit view offsets.
+fn string_views(offsets: &[i64], data: &[u8], rows: usize, row: impl Fn(usize) -> usize) -> Option<Vec<u8>> {
+    if u32::try_from(data.len()).is_err() {
+        return None;
+    }
+    let mut views = vec![0u8; rows * 16];
+    for (k, view) in views.chunks_exact_mut(16).enumerate() {
+        let r = row(k);
+        let Some(&[start, end]) = offsets.get(r..r + 2).map(|w| <&[i64; 2]>::try_from(w).expect("two")) else {
+            continue;
+        };
+        let s = &data[start as usize..end as usize];
+        view[..4].copy_from_slice(&(s.len() as u32).to_le_bytes());
+        if s.len() <= 12 {
+            view[4..4 + s.len()].copy_from_slice(s);
+        } else {
+            view[4..8].copy_from_slice(&s[..4]);
+            // buffer index 0 (already zero), then the offset
+            view[12..16].copy_from_slice(&(start as u32).to_le_bytes());
+        }
+    }
+    Some(views)
 }
 
 pub(crate) fn bitmap(bits: impl Iterator<Item = bool>, rows: usize) -> Vec<u8> {
@@ -586,18 +616,70 @@ impl Table {
 
     /// Every column as Arrow buffers, moving the string bytes out rather than copying them:
     /// the table's string columns are empty afterwards.
-    pub fn take_arrow_columns(&mut self) -> Vec<ArrowColumn> {
+    /// The rows in order of the datetime or integer column `name`, ascending, nulls last, ties
+    /// in row order; `None` when the table has no such column or its rows are in that order.
+    pub fn order_by(&self, name: &str) -> Option<Vec<u32>> {
+        let i = self.columns.iter().position(|(c, _)| c == name)?;
+        let col = &self.data[i];
+        let Values::Int(v) = &col.values else { return None };
+        let key = |r: usize| if col.is_valid(r) { (false, v[r]) } else { (true, 0) };
+        if (1..self.rows).all(|r| key(r - 1) <= key(r)) {
+            return None;
+        }
+        let mut order: Vec<u32> = (0..u32::try_from(self.rows).expect("fewer than 2^32 rows")).collect();
+        order.sort_by_key(|&r| key(r as usize)); // stable
+        Some(order)
+    }
+
+    /// Every column as Arrow buffers, rows in `order` (all of them, see [`Table::order_by`]) or
+    /// as added, strings as `string_view`s into the column's bytes (taken from the table): the
+    /// order costs one gather of fixed-width values and views, never a copy of string bytes.
+    pub fn take_arrow_view_columns(&mut self, order: Option<&[u32]>) -> Vec<ArrowColumn> {
+        let rows = self.rows;
+        let row = |k: usize| order.map_or(k, |o| o[k] as usize);
+        let fixed = |get: &dyn Fn(usize) -> Option<[u8; 8]>| le_bytes((0..rows).map(|k| get(row(k)).unwrap_or([0; 8])), rows);
         (0..self.data.len())
             .map(|i| {
-                let taken = match &mut self.data[i].values {
-                    Values::Str { bytes, .. } => Some(std::mem::take(bytes)),
-                    _ => None,
-                };
-                let mut column = self.arrow_column(i);
-                if taken.is_some() {
-                    column.bytes = taken;
+                let col = &mut self.data[i];
+                let all_valid = col.len() == rows && col.valid.iter().all(|v| *v);
+                let validity = (!all_valid).then(|| bitmap((0..rows).map(|k| col.is_valid(row(k))), rows));
+                match &mut col.values {
+                    Values::Bool(v) => ArrowColumn {
+                        validity,
+                        values: bitmap((0..rows).map(|k| v.get(row(k)).copied().unwrap_or(false)), rows),
+                        bytes: None,
+                        view: false,
+                    },
+                    Values::Int(v) => ArrowColumn {
+                        validity,
+                        values: fixed(&|r| v.get(r).map(|x| x.to_le_bytes())),
+                        bytes: None,
+                        view: false,
+                    },
+                    Values::Float(v) => ArrowColumn {
+                        validity,
+                        values: fixed(&|r| v.get(r).map(|x| x.to_le_bytes())),
+                        bytes: None,
+                        view: false,
+                    },
+                    Values::Str { offsets, bytes } => match string_views(offsets, bytes, rows, row) {
+                        Some(views) => ArrowColumn { validity, values: views, bytes: Some(std::mem::take(bytes)), view: true },
+                        None => {
+                            // Over 4 GiB of text in one column: 64-bit offsets, in `order`.
+                            let mut data = Vec::with_capacity(bytes.len());
+                            let mut offs = Vec::with_capacity((rows + 1) * 8);
+                            offs.extend_from_slice(&0i64.to_le_bytes());
+                            for k in 0..rows {
+                                if let Some(w) = offsets.get(row(k)..row(k) + 2) {
+                                    data.extend_from_slice(&bytes[w[0] as usize..w[1] as usize]);
+                                }
+                                offs.extend_from_slice(&(data.len() as i64).to_le_bytes());
+                            }
+                            *bytes = Vec::new();
+                            ArrowColumn { validity, values: offs, bytes: Some(data), view: false }
+                        }
+                    },
                 }
-                column
             })
             .collect()
     }
@@ -621,7 +703,7 @@ impl Table {
                 (le_bytes(padded.map(i64::to_le_bytes), rows + 1), Some(bytes.clone()))
             }
         };
-        ArrowColumn { validity, values, bytes }
+        ArrowColumn { validity, values, bytes, view: false }
     }
 
     /// The rows as newline-delimited JSON with one type per column (datetimes as integer
@@ -903,6 +985,76 @@ mod tests {
         assert_eq!(snake_case(&"a".repeat(100)).len(), MAX_IDENTIFIER);
         assert_eq!(event_table("Tracks"), "_tracks");
         assert_eq!(event_table("Product Viewed"), "product_viewed");
+    }
+
+    /// The strings of an Arrow `string_view` column (views into `data`), `None` for nulls.
+    fn view_strings(a: &ArrowColumn, rows: usize) -> Vec<Option<String>> {
+        let data = a.bytes.as_deref().unwrap();
+        (0..rows)
+            .map(|r| {
+                let valid = a.validity.as_ref().is_none_or(|v| v[r / 8] & (1 << (r % 8)) != 0);
+                let view = &a.values[r * 16..r * 16 + 16];
+                let len = u32::from_le_bytes(view[..4].try_into().unwrap()) as usize;
+                let text = if len <= 12 {
+                    &view[4..4 + len]
+                } else {
+                    assert_eq!(&view[8..12], &[0, 0, 0, 0], "buffer 0");
+                    let start = u32::from_le_bytes(view[12..16].try_into().unwrap()) as usize;
+                    assert_eq!(&view[4..8], &data[start..start + 4], "prefix");
+                    &data[start..start + len]
+                };
+                valid.then(|| String::from_utf8(text.to_vec()).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tables_go_out_as_string_views_in_timestamp_order() {
+        let mut layout = Layout::default();
+        let times = [Some("2026-01-01T00:00:03Z"), None, Some("2026-01-01T00:00:01Z"), Some("2026-01-01T00:00:03Z"), Some("2026-01-01T00:00:02Z")];
+        for (i, t) in times.iter().enumerate() {
+            let mut ev = json!({"type":"page","messageId":format!("m{i}"),"receivedAt":"2026-01-01T00:00:09Z",
+                "name": if i == 2 { JsonValue::Null } else { json!(format!("a page name longer than twelve bytes #{i}")) },
+                "properties":{"short":format!("s{i}")}});
+            if let Some(t) = t {
+                ev["timestamp"] = json!(t);
+            }
+            layout.add_event(&obj(ev), EventType::Page, &[]);
+        }
+        let table = &mut layout.tables_mut()[0];
+        let order = table.order_by("timestamp").expect("out of order");
+        // Ascending, ties as received (m0 before m3), no timestamp last.
+        assert_eq!(order, vec![2, 4, 0, 3, 1]);
+        let names: Vec<String> = table.columns().iter().map(|(c, _)| c.clone()).collect();
+        let rows = table.len();
+        let columns = table.take_arrow_view_columns(Some(&order));
+        let col = |name: &str| &columns[names.iter().position(|c| c == name).unwrap()];
+        assert!(col("id").view && col("name").view && !col("timestamp").view);
+        assert_eq!(view_strings(col("id"), rows), ["m2", "m4", "m0", "m3", "m1"].map(|s| Some(s.to_string())));
+        assert_eq!(view_strings(col("short"), rows), ["s2", "s4", "s0", "s3", "s1"].map(|s| Some(s.to_string())));
+        let long = view_strings(col("name"), rows);
+        assert_eq!(long[0], None, "m2 has no name");
+        assert_eq!(long[2].as_deref(), Some("a page name longer than twelve bytes #0"));
+        let ts = &col("timestamp").values;
+        let micros: Vec<i64> = ts.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(&micros[..4], &[1_767_225_601_000_000, 1_767_225_602_000_000, 1_767_225_603_000_000, 1_767_225_603_000_000]);
+        assert_eq!(col("timestamp").validity.as_deref(), Some(&[0b0_1111u8][..]), "the last row has no timestamp");
+    }
+
+    #[test]
+    fn rows_in_order_keep_their_order_and_need_no_permutation() {
+        let mut layout = Layout::default();
+        for i in 0..3 {
+            layout.add_event(&obj(json!({"type":"page","messageId":format!("m{i}"),"receivedAt":"2026-01-01T00:00:09Z",
+                "timestamp":format!("2026-01-01T00:00:0{i}Z")})), EventType::Page, &[]);
+        }
+        let table = &mut layout.tables_mut()[0];
+        assert_eq!(table.order_by("timestamp"), None);
+        assert_eq!(table.order_by("no such column"), None);
+        let names: Vec<String> = table.columns().iter().map(|(c, _)| c.clone()).collect();
+        let columns = table.take_arrow_view_columns(None);
+        let id = &columns[names.iter().position(|c| c == "id").unwrap()];
+        assert_eq!(view_strings(id, 3), ["m0", "m1", "m2"].map(|s| Some(s.to_string())));
     }
 
     #[test]

@@ -235,11 +235,28 @@ def test_core_lends_column_buffers_read_only_and_they_outlive_the_result() -> No
     env = json.dumps([{"type": "track", "event": "A", "userId": "u", "messageId": "m-1"}]).encode()
     result = _core.process_batch([("web", 0, env, b"", b"")])
     columns = {name: dict(zip([c for c, _ in cols], bufs)) for name, cols, bufs, _ in result.tables}
-    _validity, offsets, data = columns["tracks"]["id"]
+    assert dict(next(cols for name, cols, _, _ in result.tables if name == "tracks"))["id"] == "string_view"
+    _validity, views, data = columns["tracks"]["id"]
     del result, columns
     gc.collect()
     view = memoryview(data)
     assert view.readonly and len(data) == view.nbytes == 3
-    assert view.tobytes() == b"m-1" and memoryview(offsets).tobytes() == (0).to_bytes(8, "little") + (3).to_bytes(8, "little")
+    # An Arrow string view: the length, then a string of up to 12 bytes inline.
+    assert view.tobytes() == b"m-1" and memoryview(views).tobytes() == (3).to_bytes(4, "little") + b"m-1" + bytes(9)
     with pytest.raises(TypeError, match="not writable"):
         (ctypes.c_char * 3).from_buffer(data)  # a writable view is refused
+
+
+def test_event_tables_come_out_in_event_time_order_users_as_received() -> None:
+    """Rows of each event table are ordered by `timestamp` (ties as received); string columns
+    stay correct through the core's string views. (Rows without one: `Layout` tests in Rust.)"""
+    stamps = ["2026-01-05T10:00:03Z", "2026-01-05T10:00:02Z", "2026-01-05T10:00:01Z", "2026-01-05T10:00:03Z"]
+    events = []
+    for i, t in enumerate(stamps):
+        events.append({"type": "identify", "messageId": f"m{i}", "userId": f"user-{3 - i}", "timestamp": t,
+                       "traits": {"bio": "x" * (5 + 10 * i)}})
+    g = govern(decode_messages([(envelope(events[:2]), 1_000, None), (envelope(events[2:]), 1_000, None)]))
+    ids = g.tables["identifies"]
+    assert ids["id"].to_list() == ["m2", "m1", "m0", "m3"]
+    assert ids["bio"].to_list() == ["x" * 25, "x" * 15, "x" * 5, "x" * 35]
+    assert g.tables["users"]["id"].to_list() == ["user-3", "user-2", "user-1", "user-0"]

@@ -110,7 +110,7 @@ def newest_per_id(df: pl.DataFrame) -> pl.DataFrame:
 def rows_to_store(df: pl.DataFrame, *, upsert: bool) -> pl.DataFrame:
     """At most one row per id, as one INSERT can take: the newest merge for an upsert, else the
     first seen (later copies of an event are redeliveries)."""
-    if "id" not in df.columns:
+    if "id" not in df.columns or df["id"].n_unique() == df.height:  # the usual case: nothing to merge
         return df
     return newest_per_id(df) if upsert else df.unique(subset="id", keep="first", maintain_order=True)
 
@@ -134,10 +134,12 @@ def store_batch(
     """The layout's write order: every table fitted (``fit`` returns the rows as they can be
     stored plus ``discards`` rows) and inserted (``users`` upserted), then ``discards`` and
     ``discarded_events``. Each row gets ``uuid_ts``, when it was stored."""
-    now = pl.lit(time.time_ns() // 1000).cast(pl.Datetime("us", "UTC"))
+    now_us = time.time_ns() // 1000
+    now = pl.lit(now_us).cast(pl.Datetime("us", "UTC"))
     discards = [batch.discards]
     for table, df in batch.tables.items():
-        df, conflicts = fit(table, df.with_columns(now.alias("uuid_ts")))
+        stamp = pl.Series("uuid_ts", [now_us], dtype=pl.Int64).cast(pl.Datetime("us", "UTC")).new_from_index(0, df.height)
+        df, conflicts = fit(table, (df.drop("uuid_ts") if "uuid_ts" in df.columns else df).hstack([stamp]))
         discards.extend(conflicts)
         insert(table, df, table in STATE_TABLES)
     for table, df in (("discards", pl.concat(discards, how="diagonal_relaxed")), ("discarded_events", batch.rejected)):

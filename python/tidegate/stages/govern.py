@@ -38,6 +38,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "int": pa.int64(),
     "float": pa.float64(),
     "string": pa.large_string(),
+    "string_view": pa.string_view(),  # how the core lends string columns (zero-copy into polars)
     "datetime": pa.timestamp("us", tz="UTC"),
 }
 
@@ -159,13 +160,10 @@ def govern(decoded: DecodedBatch, *, config_version: str = "", policy: _core.Gov
     result = _core.process_batch(decoded.messages, [("tidegate_config_version", config_version or None)], policy)
     batch = GovernedBatch(events_in=result.events_in, accepted=result.accepted, keys=result.keys,
                           duplicates=result.duplicates)
+    # Event tables arrive in event-time order (the reconcile stage's promise for events within
+    # the allowed lateness): the core orders their rows by `timestamp`.
     for name, columns, buffers, count in result.tables:
-        df = _table_frame(columns, buffers, count)
-        # Within the batch, events go out in event-time order (the reconcile stage's promise for
-        # events within the allowed lateness); `users` is a state table, not an event stream.
-        if name != "users" and "timestamp" in df.columns:
-            df = df.sort("timestamp", maintain_order=True, nulls_last=True)
-        batch.tables[name] = df
+        batch.tables[name] = _table_frame(columns, buffers, count)
     batch.hourly_counts = hourly_counts(batch.tables.get("tracks"))
     batch.discards = _frame(result.discards, DISCARDS_SCHEMA, ["received_at"])
     batch.rejected = _frame(result.rejected, REJECTED_SCHEMA, ["received_at"])
