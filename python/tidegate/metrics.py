@@ -38,6 +38,8 @@ class _Pipeline:
                              buckets=_BATCH_BUCKETS, registry=REGISTRY)
     identity_merges = Counter("tidegate_pipeline_identity_merges",
                               "Ids whose canonical id changed because identities merged.", registry=REGISTRY)
+    commit_interval = Gauge("tidegate_pipeline_commit_interval_seconds",
+                            "Length of the current checkpoint (longer while the pipeline is behind).", registry=REGISTRY)
     consumer_lag = Gauge("tidegate_pipeline_consumer_lag",
                          "Messages of the raw topic not yet committed by the consumer group, per partition.",
                          ["partition"], registry=REGISTRY)

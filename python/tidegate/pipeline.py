@@ -15,6 +15,7 @@ import warnings
 import logging
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -89,6 +90,10 @@ class GovernedSink(BatchingSink):
         # Called when every write of a checkpoint is done, before its offsets and state commit
         # (the admission step persists its dedupe keys), and when a checkpoint backs off instead.
         self.before_commit: list[Callable[[], None]] = []
+        # Called once a checkpoint's writes are done: was it behind (its newest message older
+        # than `max_commit_interval_s`)? The pipeline lengthens the next checkpoint then.
+        self.after_checkpoint: Callable[[bool], None] | None = None
+        self._newest_ms = 0  # Kafka timestamp of the checkpoint's newest message
         self.after_backoff: list[Callable[[], None]] = []
         self._failures = 0
         self._max_backoff_s = max_backoff_s
@@ -113,6 +118,8 @@ class GovernedSink(BatchingSink):
         if not self._pending_partitions or self._pending_partitions[-1] != (topic, partition):
             self._pending_partitions.append((topic, partition))
         self._pending.append((value, timestamp, headers))
+        if timestamp > self._newest_ms:
+            self._newest_ms = timestamp
         # After the admission step a value is (message, duplicate flags, lateness).
         self._pending_bytes += len(value[0] if isinstance(value, tuple) else value)
         if self._pending_bytes >= self.cfg.pipeline.max_write_mb * 1024 * 1024:
@@ -150,12 +157,16 @@ class GovernedSink(BatchingSink):
         for hook in self.before_commit:
             hook()
         self._failures = 0
+        newest, self._newest_ms = self._newest_ms, 0
+        if self.after_checkpoint is not None:
+            self.after_checkpoint(bool(newest) and time.time() * 1000 - newest > self.cfg.pipeline.max_commit_interval_s * 1000)
 
     def on_paused(self) -> None:
         """Backpressure: whatever was gathered is re-read."""
         wait([f for w in self._writes for f in (w.archived, w.delivered)])
         self._pending, self._pending_partitions, self._pending_bytes = [], [], 0
         self._writes, self._skipped, self._failed = [], [], None
+        self._newest_ms = 0
         for hook in self.after_backoff:
             hook()
 
@@ -275,8 +286,29 @@ class Pipeline:
         self.sink.after_backoff.append(admission.forget)
         sdf = sdf.apply(admission, stateful=True, metadata=True)
         sdf.sink(self.sink)
+        adapt = self._checkpoint_interval(app)
+        self.sink.after_checkpoint = adapt
+        self.sink.after_backoff.append(lambda: adapt(False))
         self.app = app
         return app
+
+    def _checkpoint_interval(self, app: Application) -> Callable[[bool], None]:
+        """Adapt the next checkpoint's length: twice as long while behind, up to
+        `max_commit_interval_s`, else `commit_interval_s` (see the config reference)."""
+        base, most = self.cfg.pipeline.commit_interval_s, self.cfg.pipeline.max_commit_interval_s
+        # Quix Streams starts each checkpoint with its processing context's interval; there is
+        # no public setter, so without that attribute the interval stays fixed.
+        context = getattr(app, "_processing_context", None)
+        metrics.pipeline.commit_interval.set(base)
+        if context is None or not hasattr(context, "commit_interval"):
+            log.warning("this Quix Streams version has no processing context to lengthen checkpoints "
+                        "with; pipeline.max_commit_interval_s has no effect")
+            return lambda behind: None
+
+        def adapt(behind: bool) -> None:
+            context.commit_interval = min(context.commit_interval * 2, most) if behind else base
+            metrics.pipeline.commit_interval.set(context.commit_interval)
+        return adapt
 
     def serve_metrics(self) -> None:
         port = self.cfg.pipeline.metrics_port

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,9 @@ def message(n: int) -> bytes:
     return json.dumps(event(n)).encode()
 
 
-def add(sink: GovernedSink, n: int, partition: int = 0, *, admitted: bool = False) -> None:
+def add(sink: GovernedSink, n: int, partition: int = 0, *, admitted: bool = False, kafka_ms: int = 1_767_607_200_000) -> None:
     value: Any = (message(n), b"", b"") if admitted else message(n)
-    sink.add(value, None, 1_767_607_200_000, SOURCE, "raw", partition, n)
+    sink.add(value, None, kafka_ms, SOURCE, "raw", partition, n)
 
 
 def stored(warehouse: Warehouse) -> int:
@@ -141,6 +142,8 @@ def test_writes_ahead_of_delivery_are_bounded(tmp_path: Path) -> None:
     sink, warehouse = make_sink(tmp_path, max_write_mb=(size - 1) / 2**20)  # a write per message
     warehouse.gate.clear()
     undelivered = []
+    behind: list[bool] = []
+    sink.after_checkpoint = behind.append
     release = threading.Timer(1.0, warehouse.gate.set)
     release.start()
     for n in range(6):
@@ -152,6 +155,12 @@ def test_writes_ahead_of_delivery_are_bounded(tmp_path: Path) -> None:
     # WRITES_AHEAD waiting: adding waited instead of piling up governed batches.
     assert max(undelivered) == GovernedSink.WRITES_AHEAD + 1
     assert warehouse.writes == [1] * 6
+    # Its messages (Kafka time 2026-01-05) were far older than max_commit_interval_s: behind.
+    # A checkpoint of a message produced just now is not.
+    assert behind == [True]
+    add(sink, 6, kafka_ms=int(time.time() * 1000))
+    sink.flush()
+    assert behind == [True, False]
 
 
 def test_before_checkpoint_runs_once_per_checkpoint_before_its_first_write(tmp_path: Path) -> None:
@@ -215,3 +224,20 @@ def test_duckdb_checkpoints_when_idle_past_its_wal_bound(tmp_path: Path) -> None
     off.con.execute("CREATE TABLE t AS SELECT range AS i, repeat('x', 100) AS s FROM range(30000)")
     off.idle()
     assert Path(f"{tmp_path / 'x.duckdb'}.wal").stat().st_size >= 1024 * 1024
+
+
+def test_checkpoints_lengthen_while_behind_and_reset_when_not(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from tidegate import metrics
+    from tidegate.pipeline import Pipeline
+
+    cfg = make_sink(tmp_path, 16)[0].cfg
+    app = SimpleNamespace(_processing_context=SimpleNamespace(commit_interval=cfg.pipeline.commit_interval_s))
+    adapt = Pipeline._checkpoint_interval(SimpleNamespace(cfg=cfg), app)  # type: ignore[arg-type]
+    seen = []
+    for behind in (True, True, True, True, True, False, True):
+        adapt(behind)
+        seen.append(app._processing_context.commit_interval)
+    assert seen == [0.5, 1.0, 2.0, 2.0, 2.0, 0.25, 0.5]  # doubles up to max_commit_interval_s (2.0)
+    assert metrics.REGISTRY.get_sample_value("tidegate_pipeline_commit_interval_seconds") == 0.5

@@ -140,3 +140,11 @@ def test_readme_reference_is_current() -> None:
     begin = readme.index("<!-- BEGIN CONFIG REFERENCE")
     block = readme[readme.index("\n", begin) + 1: readme.index("<!-- END CONFIG REFERENCE -->")]
     assert block.strip() == config_reference().strip(), "README is stale: paste `tidegate config-reference` into it"
+
+
+def test_max_commit_interval_below_commit_interval_is_an_error(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + "\n[pipeline]\ncommit_interval_s = 1.0\nmax_commit_interval_s = 0.5\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    assert e.value.key == "pipeline.max_commit_interval_s" and e.value.line == 8
+    assert "must be at least pipeline.commit_interval_s (1)" in str(e.value)
