@@ -509,7 +509,7 @@ fn string_views(offsets: &[i64], data: &[u8], rows: usize, row: impl Fn(usize) -
     let mut views = vec![0u8; rows * 16];
     for (k, view) in views.chunks_exact_mut(16).enumerate() {
         let r = row(k);
-        let Some(&[start, end]) = offsets.get(r..r + 2).map(|w| <&[i64; 2]>::try_from(w).expect("two")) else {
+        let (Some(&start), Some(&end)) = (offsets.get(r), offsets.get(r + 1)) else {
             continue;
         };
         let s = &data[start as usize..end as usize];
@@ -682,28 +682,6 @@ impl Table {
                 }
             })
             .collect()
-    }
-
-    /// Column `i` as Arrow buffers (see [`ArrowColumn`]).
-    pub fn arrow_column(&self, i: usize) -> ArrowColumn {
-        let col = &self.data[i];
-        let rows = self.rows;
-        let validity = if col.len() == rows && col.valid.iter().all(|v| *v) {
-            None
-        } else {
-            Some(bitmap(col.valid.iter().copied(), rows))
-        };
-        let (values, bytes) = match &col.values {
-            Values::Bool(v) => (bitmap(v.iter().copied(), rows), None),
-            Values::Int(v) => (le_bytes(v.iter().map(|x| x.to_le_bytes()), rows), None),
-            Values::Float(v) => (le_bytes(v.iter().map(|x| x.to_le_bytes()), rows), None),
-            Values::Str { offsets, bytes } => {
-                let end = *offsets.last().expect("starts at 0");
-                let padded = offsets.iter().copied().chain(std::iter::repeat_n(end, rows + 1 - offsets.len()));
-                (le_bytes(padded.map(i64::to_le_bytes), rows + 1), Some(bytes.clone()))
-            }
-        };
-        ArrowColumn { validity, values, bytes, view: false }
     }
 
     /// The rows as newline-delimited JSON with one type per column (datetimes as integer
