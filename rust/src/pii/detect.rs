@@ -98,6 +98,10 @@ pub(crate) fn scan(s: &str, ctx: TextContext, out: &mut Vec<Match>) {
         }
         return;
     }
+    // Ids and times, a third of an event's strings, are whole tokens no detector can match.
+    if is_uuid(b) || is_timestamp(b) {
+        return;
+    }
     let st = stats(b);
     let first = out.len();
     if st.at {
@@ -116,6 +120,34 @@ pub(crate) fn scan(s: &str, ctx: TextContext, out: &mut Vec<Match>) {
     }
     if out.len() - first > 1 {
         resolve_overlaps(out, first);
+    }
+}
+
+/// `8-4-4-4-12` hex digits (a UUID, any version).
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| if matches!(i, 8 | 13 | 18 | 23) { c == b'-' } else { c.is_ascii_hexdigit() })
+}
+
+/// An RFC 3339 date-time as SDKs send them: `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then
+/// `Z` or a `±HH:MM` offset.
+fn is_timestamp(b: &[u8]) -> bool {
+    const SHAPE: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
+    if b.len() < 20 || !b.iter().zip(SHAPE).all(|(&c, &s)| if s == b'd' { is_digit(c) } else { c == s || (s == b'T' && c == b' ') }) {
+        return false;
+    }
+    let mut rest = &b[19..];
+    if let [b'.', tail @ ..] = rest {
+        let digits = tail.iter().take_while(|c| is_digit(**c)).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &tail[digits..];
+    }
+    match rest {
+        [b'Z' | b'z'] => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => [h1, h2, m1, m2].iter().all(|c| is_digit(**c)),
+        _ => false,
     }
 }
 
@@ -837,6 +869,23 @@ fn iban_at(b: &[u8], i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn ids_and_times_are_skipped_whole_and_only_whole() {
+        for s in ["7f1c2a9e-0a1b-4b6e-9c1d-5e8f3a2b1c0d", "2026-11-26T05:32:00.123Z", "2026-11-26T05:32:00Z",
+                  "2026-11-26 05:32:00.123456+01:00", "2026-11-26T05:32:00-05:30"] {
+            assert!(is_uuid(s.as_bytes()) || is_timestamp(s.as_bytes()), "{s}");
+        }
+        for s in ["7f1c2a9e-0a1b-4b6e-9c1d-5e8f3a2b1c0dx", "2026-11-26T05:32:00.Z", "2026-11-26T05:32:00", "2026-11-26T05:32:00+0100",
+                  "call 2026-11-26T05:32:00Z", "4111-1111-1111-1111-111111111111x"] {
+            assert!(!is_uuid(s.as_bytes()) && !is_timestamp(s.as_bytes()), "{s}");
+        }
+        // Text around a time or an id is still scanned.
+        let mut out = Vec::new();
+        scan("2026-11-26T05:32:00Z mail bob@example.com", TextContext::default(), &mut out);
+        assert_eq!(out.len(), 1);
+    }
+
     use super::*;
 
     fn found(s: &str) -> Vec<(PiiClass, &str)> {
