@@ -6,11 +6,19 @@
 //! component, or the smallest anonymous id if it has no user id. Merges are transitive (union-find
 //! with path compression).
 //!
-//! Memory: each name is stored once (an index set), plus 13 bytes per node. A component's
-//! members form a circular list (`next`), so re-labelling a component walks only its members.
+//! Memory: the graph holds the ids that were ever joined to another (≈150 bytes each with
+//! 38-byte ids, measured), each name stored once. A component's members form a circular list
+//! (`next`), so re-labelling a component walks only its members. Ids never joined to another
+//! are not kept: [`IdentityGraph::observe`] remembers the last [`RECENT_IDS`]..2× that of them
+//! by a 64-bit hash only, in two generations, so memory stays bounded however many anonymous
+//! visitors come by.
 
 use indexmap::IndexSet;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::{FxBuildHasher, FxHashSet};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Ids never joined to another that `observe` remembers having reported, per generation.
+pub const RECENT_IDS: usize = 500_000;
 
 #[derive(Default)]
 pub struct IdentityGraph {
@@ -22,6 +30,9 @@ pub struct IdentityGraph {
     next: Vec<u32>,
     /// The node's current canonical id was reported by [`IdentityGraph::observe`].
     reported: Vec<bool>,
+    /// Hashes of lone ids (not in the graph) `observe` reported: the current generation, and
+    /// the one before it (dropped when the current one is full).
+    recent: [FxHashSet<u64>; 2],
 }
 
 fn better<'a>(a: &'a str, b: &'a str) -> &'a str {
@@ -114,13 +125,26 @@ impl IdentityGraph {
         }
     }
 
-    /// The canonical id of a node, which is remembered from now on, and whether this mapping is
-    /// news: the node was unknown, or its canonical id changed since it was last observed.
+    /// The canonical id of a node, and whether this mapping is news: not reported by an earlier
+    /// call, or changed since (a merge re-labelled it). An id never joined to another maps to
+    /// itself and is news again once [`RECENT_IDS`] to twice that many other lone ids were
+    /// reported after it (its mapping is unchanged: reporting it again is harmless).
     pub fn observe(&mut self, name: &str) -> (String, bool) {
-        let i = self.node(name);
-        let r = self.root(i);
-        let news = !std::mem::replace(&mut self.reported[i as usize], true);
-        (self.name(self.best[r as usize]).to_string(), news)
+        if let Some(i) = self.names.get_index_of(name) {
+            let r = self.root(i as u32);
+            let news = !std::mem::replace(&mut self.reported[i], true);
+            return (self.name(self.best[r as usize]).to_string(), news);
+        }
+        let h = xxh3_64(name.as_bytes());
+        let news = !self.recent.iter().any(|g| g.contains(&h));
+        if news {
+            if self.recent[0].len() >= RECENT_IDS {
+                self.recent.swap(0, 1);
+                self.recent[0].clear();
+            }
+            self.recent[0].insert(h);
+        }
+        (name.to_string(), news)
     }
 }
 
@@ -184,12 +208,30 @@ mod tests {
         let mut g = IdentityGraph::default();
         assert_eq!(g.observe("a:1"), ("a:1".to_string(), true));
         assert_eq!(g.observe("a:1"), ("a:1".to_string(), false));
+        assert!(g.is_empty(), "a lone id is not kept in the graph");
         g.link("a:1", "u:bob");
-        assert_eq!(g.observe("a:1"), ("u:bob".to_string(), true), "re-labelled");
+        assert_eq!(g.observe("a:1"), ("u:bob".to_string(), true), "joined: news");
         assert_eq!(g.observe("u:bob"), ("u:bob".to_string(), true), "new to observe");
         assert_eq!(g.observe("a:1"), ("u:bob".to_string(), false));
         g.link("a:2", "u:bob"); // bob stays canonical: nothing changes for a:1
         assert_eq!(g.observe("a:1"), ("u:bob".to_string(), false));
         assert_eq!(g.observe("a:2"), ("u:bob".to_string(), true));
+    }
+
+    #[test]
+    fn lone_ids_are_remembered_in_bounded_generations() {
+        let mut g = IdentityGraph::default();
+        assert!(g.observe("a:first").1);
+        for i in 0..RECENT_IDS {
+            assert!(g.observe(&format!("a:{i}")).1);
+        }
+        // `a:first` sits in the previous generation now: still remembered.
+        assert!(!g.observe("a:first").1);
+        for i in RECENT_IDS..2 * RECENT_IDS {
+            g.observe(&format!("a:{i}"));
+        }
+        // Two generations later it is forgotten, and reported again.
+        assert!(g.observe("a:first").1);
+        assert!(g.recent.iter().all(|s| s.len() <= RECENT_IDS) && g.is_empty());
     }
 }
