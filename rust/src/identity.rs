@@ -35,12 +35,13 @@ pub struct IdentityGraph {
     recent: [FxHashSet<u64>; 2],
 }
 
-fn better<'a>(a: &'a str, b: &'a str) -> &'a str {
-    // user ids before anonymous ids, then the smaller.
+/// Whether `a` rather than `b` is the canonical id of their joined component: user ids before
+/// anonymous ids, then the smaller.
+fn prefer(a: &str, b: &str) -> bool {
     match (a.starts_with("u:"), b.starts_with("u:")) {
-        (true, false) => a,
-        (false, true) => b,
-        _ => a.min(b),
+        (true, false) => true,
+        (false, true) => false,
+        _ => a <= b,
     }
 }
 
@@ -92,7 +93,7 @@ impl IdentityGraph {
             return changed;
         }
         let (best_a, best_b) = (self.best[ra as usize], self.best[rb as usize]);
-        let winner = if better(self.name(best_a), self.name(best_b)) == self.name(best_a) { best_a } else { best_b };
+        let winner = if prefer(self.name(best_a), self.name(best_b)) { best_a } else { best_b };
         // The component whose canonical id changes is re-labelled: report its members.
         for (r, was) in [(ra, best_a), (rb, best_b)] {
             if was != winner {

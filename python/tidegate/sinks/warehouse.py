@@ -126,6 +126,12 @@ def upsert_values(table: str, columns: Sequence[str], *, new: str = "excluded") 
     }
 
 
+def _stamped(df: pl.DataFrame, now_us: int) -> pl.DataFrame:
+    """``df`` with ``uuid_ts`` set to ``now_us`` on every row (appended as a column: no query)."""
+    stamp = pl.Series("uuid_ts", [now_us], dtype=pl.Int64).cast(pl.Datetime("us", "UTC")).new_from_index(0, df.height)
+    return (df.drop("uuid_ts") if "uuid_ts" in df.columns else df).hstack([stamp])
+
+
 def store_batch(
     batch: GovernedBatch,
     fit: Callable[[str, pl.DataFrame], tuple[pl.DataFrame, list[pl.DataFrame]]],
@@ -135,18 +141,16 @@ def store_batch(
     stored plus ``discards`` rows) and inserted (``users`` upserted), then ``discards`` and
     ``discarded_events``. Each row gets ``uuid_ts``, when it was stored."""
     now_us = time.time_ns() // 1000
-    now = pl.lit(now_us).cast(pl.Datetime("us", "UTC"))
     discards = [batch.discards]
     for table, df in batch.tables.items():
-        stamp = pl.Series("uuid_ts", [now_us], dtype=pl.Int64).cast(pl.Datetime("us", "UTC")).new_from_index(0, df.height)
-        df, conflicts = fit(table, (df.drop("uuid_ts") if "uuid_ts" in df.columns else df).hstack([stamp]))
+        df, conflicts = fit(table, _stamped(df, now_us))
         discards.extend(conflicts)
         insert(table, df, table in STATE_TABLES)
     for table, df in (("discards", pl.concat(discards, how="diagonal_relaxed")), ("discarded_events", batch.rejected)):
         if df.height:
             # Fitted too, so that a column added to these frames is added to their tables; their
             # values are text and times, which cannot conflict.
-            df, _ = fit(table, df.with_columns(now.alias("uuid_ts")))
+            df, _ = fit(table, _stamped(df, now_us))
             insert(table, df, False)
 
 
