@@ -130,7 +130,7 @@ class DeadLetters:
         parked_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
         # The destination's event count goes on the first message, so that sums are exact.
         for i, (value, ts, headers) in enumerate(items):
-            raw, dups, late = value if isinstance(value, tuple) else (value, b"", b"")
+            raw, dups, late = value[:3] if isinstance(value, tuple) else (value, b"", b"")
             hdrs = [(k, v) for k, v in (headers or ()) if not k.startswith(H)]
             hdrs += [(H + "destination", destination.encode()), (H + "reason", reason.encode()[:2000]),
                      (H + "parked-at", parked_at), (H + "config-version", self.cfg.version.encode()),

@@ -35,7 +35,7 @@ from .health import serve_health
 from .kafka import client_settings, ensure_raw_topic, ensure_topic
 from .sinks import Sink, build_sink
 from .stages import PolicyPath, decode_messages
-from .stages.decode import split_message
+from .stages.decode import Admitted, split_message
 from .stages.dedupe import Dedupe
 from .stages.identity import IdentityResolver, identity_topic
 from .stages.reconcile import Reconcile
@@ -120,7 +120,7 @@ class GovernedSink(BatchingSink):
         self._pending.append((value, timestamp, headers))
         if timestamp > self._newest_ms:
             self._newest_ms = timestamp
-        # After the admission step a value is (message, duplicate flags, lateness).
+        # After the admission step a value is an `Admitted` (message, duplicate flags, lateness, split).
         self._pending_bytes += len(value[0] if isinstance(value, tuple) else value)
         if self._pending_bytes >= self.cfg.pipeline.max_write_mb * 1024 * 1024:
             self._stage()
@@ -223,15 +223,15 @@ class Admission:
         self.dedupe = Dedupe(window) if window > 0 else None
         self.reconcile = Reconcile(cfg.pipeline.allowed_lateness_s)
 
-    def __call__(self, value: bytes, key: Any, timestamp: int, headers: Any, state: State) -> tuple[bytes, bytes, bytes]:
-        source, events, _ = split_message(value, headers)
+    def __call__(self, value: bytes, key: Any, timestamp: int, headers: Any, state: State) -> Admitted:
+        source, events, is_envelope = split_message(value, headers)
         kafka_us = int(timestamp) * 1000
         keys, times = _core.message_index(source, events, kafka_us)
         duplicates = b""
         if self.dedupe is not None:
             ctx = message_context()
             duplicates = self.dedupe.flags(keys, kafka_us, state, (ctx.partition, key or b""))
-        return value, duplicates, self.reconcile.lateness(times, kafka_us, state)
+        return Admitted(value, duplicates, self.reconcile.lateness(times, kafka_us, state), source, events, is_envelope)
 
     def persist(self) -> None:
         """At a checkpoint, before its state commits: the dedupe keys it learned."""

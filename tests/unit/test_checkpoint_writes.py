@@ -19,6 +19,7 @@ from tidegate import load_config
 from tidegate.errors import DeliveryError
 from tidegate.pipeline import GovernedSink
 from tidegate.sinks.duckdb import DuckDBSink
+from tidegate.stages.decode import Admitted, split_message
 from tidegate.stages.govern import GovernedBatch
 
 from sink_support import event
@@ -78,7 +79,7 @@ def message(n: int) -> bytes:
 
 
 def add(sink: GovernedSink, n: int, partition: int = 0, *, admitted: bool = False, kafka_ms: int = 1_767_607_200_000) -> None:
-    value: Any = (message(n), b"", b"") if admitted else message(n)
+    value: Any = Admitted(message(n), b"", b"", *split_message(message(n), SOURCE)) if admitted else message(n)
     sink.add(value, None, kafka_ms, SOURCE, "raw", partition, n)
 
 
@@ -110,7 +111,8 @@ def test_flush_writes_a_small_checkpoint_in_one_write_across_partitions(tmp_path
 
 
 def test_the_bound_counts_the_message_not_the_admission_tuple(tmp_path: Path) -> None:
-    """After the admission step a value is (message, duplicate flags, lateness)."""
+    """After the admission step a value is an `Admitted` (message, duplicate flags, lateness and
+    the message already split)."""
     size = len(message(0))
     sink, warehouse = make_sink(tmp_path, max_write_mb=(2 * size + 1) / 2**20)
     for n in range(6):

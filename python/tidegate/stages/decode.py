@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import msgspec
 
 from .. import metrics
 
-__all__ = ["Envelope", "DecodedBatch", "decode_messages", "split_message", "DIRECT_SOURCE"]
+__all__ = ["Envelope", "Admitted", "DecodedBatch", "decode_messages", "split_message", "DIRECT_SOURCE"]
 
 DIRECT_SOURCE = "direct"
 SOURCE_HEADER = "tidegate-source"
@@ -67,15 +67,30 @@ def split_message(value: bytes, headers: Sequence[tuple[str, bytes]] | None) -> 
     return _header_source(headers), value, False
 
 
-def decode_messages(items: Iterable[tuple[bytes | tuple[bytes, bytes], int, Sequence[tuple[str, bytes]] | None]]) -> DecodedBatch:
+class Admitted(NamedTuple):
+    """A raw-topic message after the pipeline's admission step (dedupe flags and lateness), with
+    its envelope already split, so that nothing decodes it twice."""
+
+    message: bytes
+    duplicates: bytes
+    late_by_ms: bytes
+    source: str
+    events: bytes | msgspec.Raw
+    is_envelope: bool
+
+
+def decode_messages(items: Iterable[tuple[bytes | tuple[bytes, bytes, bytes] | Admitted, int, Sequence[tuple[str, bytes]] | None]]) -> DecodedBatch:
     """Decode ``(value, kafka_timestamp_ms, headers)`` triples; one loop step per Kafka message
     (an envelope carries many events). ``value`` is the message, or
-    ``(message, duplicate_flags, late_by_ms)`` after the pipeline's admission step."""
+    ``(message, duplicate_flags, late_by_ms)``, or an :class:`Admitted` (already split)."""
     started = time.perf_counter()
     out = DecodedBatch()
     for value, timestamp_ms, headers in items:
-        raw, duplicates, late = value if isinstance(value, tuple) else (value, b"", b"")
-        source, events, is_envelope = split_message(raw, headers)
+        if isinstance(value, Admitted):
+            _, duplicates, late, source, events, is_envelope = value
+        else:
+            raw, duplicates, late = value if isinstance(value, tuple) else (value, b"", b"")
+            source, events, is_envelope = split_message(raw, headers)
         out.messages.append((source, int(timestamp_ms) * 1000, events, duplicates, late))
         if is_envelope:
             out.envelopes += 1
