@@ -143,6 +143,8 @@ class DuckDBSink(WarehouseSink):
 
     # -- what WarehouseSink needs --------------------------------------------------------------
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        # Every statement runs here: this frame's globals (this module's) are where DuckDB's
+        # replacement scan finds the frames `_staged` holds.
         return self.con.execute(sql, params).fetchall()
 
     @contextmanager
