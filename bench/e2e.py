@@ -239,8 +239,10 @@ class TidegateRun:
     """``tidegate run`` (and optionally ``serve``) with its own config, topic, group, DuckDB."""
 
     def __init__(self, work: Path, bootstrap: str, topic: str, partitions: int, replicas: int = 1,
-                 commit_interval: float = 0.25, dedupe_window: float | None = None, guarantee: str = "at-least-once"):
+                 commit_interval: float = 0.25, dedupe_window: float | None = None, guarantee: str = "at-least-once",
+                 command: list[str] | None = None):
         self.work = work
+        self.command = command or TIDEGATE
         self.topic = topic
         self.group = f"bench-{uuid.uuid4().hex[:8]}"
         self.bootstrap = bootstrap
@@ -287,7 +289,7 @@ path = "warehouse.duckdb"
 
     def start_pipeline(self) -> None:
         for i, (cfg, port, _duck) in enumerate(self.replicas):
-            self.procs.append(spawn(f"pipeline{i}", [*TIDEGATE, "run", "-c", str(cfg)], cfg.parent))
+            self.procs.append(spawn(f"pipeline{i}", [*self.command, "run", "-c", str(cfg)], cfg.parent))
         for (cfg, port, _), proc in zip(self.replicas, self.procs):
             wait_until(lambda: http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200 or not proc.alive(), 90,
                        "pipeline ready")
@@ -411,10 +413,10 @@ def now_iso() -> str:
 
 
 def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, events: int, label: str,
-                         guarantee: str | None = None) -> dict[str, Any]:
+                         guarantee: str | None = None, command: list[str] | None = None) -> dict[str, Any]:
     guarantee = guarantee or _guarantees(args)[0]
     run = TidegateRun(work / label, args.bootstrap, topic, args.partitions, args.processes, args.commit_interval,
-                      args.dedupe_window, guarantee)
+                      args.dedupe_window, guarantee, command)
     log(f"{label}: starting {args.processes} pipeline process(es) on {topic} ({events:,} events waiting, {guarantee})")
     started = time.monotonic()
     run.start_pipeline()
@@ -431,6 +433,41 @@ def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, event
     log(f"{label}: {out.get('sustained_events_per_s', 0):,.0f} events/s sustained, "
         f"RSS {', '.join(f'{m:.0f}' for m in out.get('peak_rss_mb', []))} MB, "
         f"{out.get('cpu_s_per_million_events') or 0:.0f} CPU s per M events")
+    return out
+
+
+def _run_summary(r: dict[str, Any]) -> dict[str, Any]:
+    return {"events_per_s": r.get("sustained_events_per_s"), "cpu_s_per_million_events": r.get("cpu_s_per_million_events"),
+            "peak_rss_mb": max(r.get("peak_rss_mb") or [0])}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median sustained rate (the lower middle one of an even count), with
+    every run's rate, CPU and peak RSS under ``repeats`` when there was more than one."""
+    ordered = sorted(runs, key=lambda r: r.get("sustained_events_per_s") or 0)
+    out = dict(ordered[(len(ordered) - 1) // 2])
+    if len(runs) > 1:
+        out["repeats"] = [_run_summary(r) for r in runs]
+    return out
+
+
+def phase_envelope_drains(args: argparse.Namespace, work: Path, topic: str, events: int) -> dict[str, Any]:
+    """``--repeat`` drains of the envelopes topic (a fresh consumer group and warehouse each); with
+    ``--compare-command`` each round drains with this tree's pipeline, then with that command.
+    The run reported as Tidegate's is the median one of this tree's."""
+    sides: list[tuple[str, list[str]]] = [("A", TIDEGATE)]
+    if args.compare_command:
+        sides.append(("B", args.compare_command.split()))
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in sides}
+    for i in range(args.repeat):
+        for name, command in sides:
+            label = "tidegate_envelopes" + (f"_{name}{i}" if len(sides) > 1 or args.repeat > 1 else "")
+            runs[name].append(phase_tidegate_drain(args, work, topic, events, label, command=command))
+    out: dict[str, Any] = {"tidegate_envelopes": median_run(runs["A"])}
+    if args.compare_command:
+        out["compare"] = {"command": args.compare_command, "a": [_run_summary(r) for r in runs["A"]],
+                          "b": [_run_summary(r) for r in runs["B"]],
+                          "b_median": median_run(runs["B"]).get("sustained_events_per_s")}
     return out
 
 
@@ -643,6 +680,23 @@ def write_report(results: dict[str, Any], out: Path) -> str:
         lines += ["", f"Ratios: Tidegate on its envelopes vs the plain app on single events (the headline, issue 6 target ≥ 10×): "
                       f"**{_f(ratio(tg.get('sustained_events_per_s'), base), '.1f')}×**; same single-event messages for both: "
                       f"**{_f(like, '.1f')}×**; same envelopes for both: **{_f(env_ratio, '.1f')}×**.", ""]
+        reps = tg.get("repeats")
+        if reps:
+            lines += [f"The Tidegate envelope drain above is the median of {len(reps)} drains: "
+                      + " / ".join(_f(r["events_per_s"]) for r in reps) + " events/s; CPU s / M "
+                      + " / ".join(_f(r["cpu_s_per_million_events"]) for r in reps) + "; peak RSS "
+                      + " / ".join(_f(r["peak_rss_mb"]) for r in reps) + " MB.", ""]
+        cmp_ = k.get("compare")
+        if cmp_:
+            a_med, b_med = tg.get("sustained_events_per_s"), cmp_.get("b_median")
+            lines += [f"## A/B: this tree (A) vs `{cmp_['command']}` (B), drains alternating", "",
+                      "| round | A events/s | B events/s | A CPU s / M | B CPU s / M | A peak RSS MB | B peak RSS MB |",
+                      "|---:|---:|---:|---:|---:|---:|---:|"]
+            for i, (a, b) in enumerate(zip(cmp_["a"], cmp_["b"]), 1):
+                lines.append(f"| {i} | {_f(a['events_per_s'])} | {_f(b['events_per_s'])} | {_f(a['cpu_s_per_million_events'])} | "
+                             f"{_f(b['cpu_s_per_million_events'])} | {_f(a['peak_rss_mb'])} | {_f(b['peak_rss_mb'])} |")
+            lines += ["", f"Medians: A {_f(a_med)}, B {_f(b_med)} events/s; B/A **{_f(ratio(b_med, a_med), '.3f')}×**. "
+                          "Read a difference smaller than the spread of one side's runs as noise.", ""]
         eos = k.get("tidegate_envelopes_exactly_once")
         if eos:
             alo_rate, eos_rate = tg.get("sustained_events_per_s"), eos.get("sustained_events_per_s")
@@ -765,8 +819,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="free text recorded with the results (e.g. what else ran on the machine)")
     ap.add_argument("--pipeline-command", default=None,
                     help="command that runs tidegate (default: the current python -m tidegate); for experiments")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="drain the envelopes this many times (fresh consumer group and warehouse each) and report "
+                         "the median run; runs of one tree vary by ±10%% on a shared 2-core machine (default 1)")
+    ap.add_argument("--compare-command", default=None,
+                    help="A/B: after each envelope drain of this tree, drain again with this command in place of "
+                         "`python -m tidegate` (e.g. a wrapper running another checkout) and report both, run by run")
     ap.add_argument("--timeout", type=float, default=600.0, help="give up a drain after this many seconds")
     args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error(f"--repeat must be at least 1, got {args.repeat}")
+    if args.compare_command is not None and not args.compare_command.split():
+        ap.error("--compare-command is empty; give the command that runs the other tidegate")
+    if args.compare_command and args.mode == "collector":
+        ap.error("--compare-command compares envelope drains: use --mode kafka or both")
 
     if args.pipeline_command:
         TIDEGATE[:] = args.pipeline_command.split()
@@ -798,7 +864,7 @@ def main(argv: list[str] | None = None) -> int:
             topics.append(env_topic)
             secs = produce_all(args.bootstrap, env_topic, [(p, m) for p, _, m in envs], now_iso())
             log(f"produced {len(envs):,} envelopes ({len(evs):,} events) in {secs:.1f}s")
-            k["tidegate_envelopes"] = phase_tidegate_drain(args, work, env_topic, len(evs), "tidegate_envelopes")
+            k.update(phase_envelope_drains(args, work, env_topic, len(evs)))
             if args.guarantee == "both":
                 k["tidegate_envelopes_exactly_once"] = phase_tidegate_drain(
                     args, work, env_topic, len(evs), "tidegate_envelopes_exactly_once", "exactly-once")
