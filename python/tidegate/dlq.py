@@ -42,6 +42,7 @@ from .config import Config, DeliveryConfig
 from .errors import ConfigError, DeliveryError, TidegateError
 from .kafka import client_settings
 from .stages import PolicyPath
+from .stages.decode import Admitted
 from .stages.govern import GovernedBatch
 
 __all__ = ["Fanout", "dlq_topic", "deliver_with_retries", "DeadLetters", "list_dlq", "replay_dlq", "DlqSummary",
@@ -130,7 +131,7 @@ class DeadLetters:
         parked_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
         # The destination's event count goes on the first message, so that sums are exact.
         for i, (value, ts, headers) in enumerate(items):
-            raw, dups, late = value[:3] if isinstance(value, tuple) else (value, b"", b"")
+            raw, dups, late = value[:3] if isinstance(value, Admitted) else (value, b"", b"")
             hdrs = [(k, v) for k, v in (headers or ()) if not k.startswith(H)]
             hdrs += [(H + "destination", destination.encode()), (H + "reason", reason.encode()[:2000]),
                      (H + "parked-at", parked_at), (H + "config-version", self.cfg.version.encode()),
@@ -351,7 +352,7 @@ def _as_items(chunk: Sequence[Any]) -> list[RawItem]:
         all_headers = msg.headers() or []
         h = {k: v for k, v in all_headers if k.startswith(H)}
         original = [(k, v) for k, v in all_headers if not k.startswith(H)]
-        value = (msg.value(), h.get(H + "duplicates", b""), h.get(H + "late", b""))
+        value = Admitted.of(msg.value(), original or None, h.get(H + "duplicates", b""), h.get(H + "late", b""))
         out.append((value, msg.timestamp()[1], original or None))
     return out
 

@@ -34,7 +34,7 @@ from .config import Config
 from .errors import ConfigError, RequestRejected, TidegateError
 from .stages import PolicyPath, decode_messages
 from .sinks.outbound import event_frames
-from .stages.decode import split_message
+from .stages.decode import Admitted, split_message
 
 __all__ = ["dry_run", "DryRunSummary", "delivered_rows"]
 
@@ -115,12 +115,14 @@ def _ingest(lines: list[bytes], source: str, received_us: int, cfg: Config,
                                              "detail": e.message, "event": line.decode("utf-8", "replace")})
 
 
-def _duplicate_flags(items: list[tuple[bytes, int, None]]) -> list[tuple[tuple[bytes, bytes, bytes], int, None]]:
+def _duplicate_flags(items: list[tuple[bytes, int, None]]) -> list[tuple[Admitted, int, None]]:
     """Flag repeats of an idempotency key within the file (the stream's dedupe, window = file)."""
     keys: list[bytes] = []
     counts: list[int] = []
+    splits = []
     for value, ts, headers in items:
-        source, events, _ = split_message(value, headers)
+        source, events, is_envelope = split = split_message(value, headers)
+        splits.append(split)
         k, _times = _core.message_index(source, events, ts * 1000)
         keys.append(k)
         counts.append(len(k) // 16)
@@ -131,8 +133,8 @@ def _duplicate_flags(items: list[tuple[bytes, int, None]]) -> list[tuple[tuple[b
         flags[first] = 0
     out = []
     offset = 0
-    for (value, ts, headers), n in zip(items, counts):
-        out.append(((value, flags[offset:offset + n].tobytes(), b""), ts, headers))
+    for (value, ts, headers), n, split in zip(items, counts, splits):
+        out.append((Admitted(value, flags[offset:offset + n].tobytes(), b"", *split), ts, headers))
         offset += n
     return out
 

@@ -121,7 +121,7 @@ class GovernedSink(BatchingSink):
         if timestamp > self._newest_ms:
             self._newest_ms = timestamp
         # After the admission step a value is an `Admitted` (message, duplicate flags, lateness, split).
-        self._pending_bytes += len(value[0] if isinstance(value, tuple) else value)
+        self._pending_bytes += len(value.message if isinstance(value, Admitted) else value)
         if self._pending_bytes >= self.cfg.pipeline.max_write_mb * 1024 * 1024:
             self._stage()
 

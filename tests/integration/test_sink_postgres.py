@@ -16,6 +16,7 @@ from tidegate import metrics
 from tidegate.config import PostgresDestination
 from tidegate.errors import DeliveryError
 from tidegate.sinks import PostgresSink, deliver
+from tidegate.stages.decode import Admitted
 
 
 @pytest.fixture(scope="session")
@@ -182,8 +183,9 @@ def test_hourly_counts_update_in_place_and_restate_when_late(sink: PostgresSink)
 
     def late_batch(ids: list[int], late_ms: int = 0) -> Any:
         late = struct.pack("<q", late_ms)
-        return govern(decode_messages([((json.dumps(event(i, timestamp="2026-11-26T05:10:00.000Z")).encode(), b"", late),
-                                        1_767_607_200_000, [("tidegate-source", b"web")]) for i in ids]))
+        source = [("tidegate-source", b"web")]
+        return govern(decode_messages([(Admitted.of(json.dumps(event(i, timestamp="2026-11-26T05:10:00.000Z")).encode(), source,
+                                                    late_by_ms=late), 1_767_607_200_000, source) for i in ids]))
 
     deliver(sink, late_batch([1, 2]))
     deliver(sink, late_batch([3]))

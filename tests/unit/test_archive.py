@@ -20,6 +20,7 @@ from tidegate import _core, archive
 from tidegate.archive import ArchiveWriter, archive_frame, read_archive
 from tidegate.config import ArchiveConfig
 from tidegate.stages import decode_messages
+from tidegate.stages.decode import Admitted
 
 
 def ev(i: int, hour: int = 5, **extra) -> dict:
@@ -55,7 +56,7 @@ def test_frame_keeps_raw_events_of_envelopes_and_singles() -> None:
 
 
 def test_duplicates_flagged_by_dedupe_are_not_archived_again() -> None:
-    decoded = decode_messages([((envelope([ev(1), ev(2), ev(3)]), b"\x00\x01\x00", b""), 0, None)])
+    decoded = decode_messages([(Admitted.of(envelope([ev(1), ev(2), ev(3)]), duplicates=b"\x00\x01\x00"), 0, None)])
     assert archive_frame(decoded.messages)["message_id"].to_list() == ["m1", "m3"]
 
 

@@ -19,7 +19,7 @@ from tidegate import load_config
 from tidegate.errors import DeliveryError
 from tidegate.pipeline import GovernedSink
 from tidegate.sinks.duckdb import DuckDBSink
-from tidegate.stages.decode import Admitted, split_message
+from tidegate.stages.decode import Admitted
 from tidegate.stages.govern import GovernedBatch
 
 from sink_support import event
@@ -79,7 +79,7 @@ def message(n: int) -> bytes:
 
 
 def add(sink: GovernedSink, n: int, partition: int = 0, *, admitted: bool = False, kafka_ms: int = 1_767_607_200_000) -> None:
-    value: Any = Admitted(message(n), b"", b"", *split_message(message(n), SOURCE)) if admitted else message(n)
+    value: Any = Admitted.of(message(n), SOURCE) if admitted else message(n)
     sink.add(value, None, kafka_ms, SOURCE, "raw", partition, n)
 
 

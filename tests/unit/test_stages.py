@@ -13,6 +13,7 @@ from tidegate import _core, metrics
 from tidegate.config import DuckDBDestination
 from tidegate.sinks import DuckDBSink, deliver
 from tidegate.stages import decode_messages, govern
+from tidegate.stages.decode import Admitted
 
 KAFKA_MS = 1_764_000_000_000
 
@@ -182,7 +183,7 @@ def test_hourly_counts_update_in_place_and_restate_when_late(sink: DuckDBSink) -
     def batch(ids, late_ms=0):
         evs = [ev(i, timestamp="2026-11-26T05:10:00.000Z") for i in ids]
         late = np.full(len(evs), late_ms, dtype="<i8").tobytes()
-        return govern(decode_messages([((envelope(evs), b"", late), KAFKA_MS, None)]))
+        return govern(decode_messages([(Admitted.of(envelope(evs), late_by_ms=late), KAFKA_MS, None)]))
 
     deliver(sink, batch([1, 2]))
     deliver(sink, batch([3]))

@@ -78,19 +78,25 @@ class Admitted(NamedTuple):
     events: bytes | msgspec.Raw
     is_envelope: bool
 
+    @classmethod
+    def of(cls, message: bytes, headers: Sequence[tuple[str, bytes]] | None = None, duplicates: bytes = b"",
+           late_by_ms: bytes = b"") -> Admitted:
+        """``message`` split, with the duplicate flags and lateness the admission step gave it."""
+        return cls(message, duplicates, late_by_ms, *split_message(message, headers))
 
-def decode_messages(items: Iterable[tuple[bytes | tuple[bytes, bytes, bytes] | Admitted, int, Sequence[tuple[str, bytes]] | None]]) -> DecodedBatch:
+
+def decode_messages(items: Iterable[tuple[bytes | Admitted, int, Sequence[tuple[str, bytes]] | None]]) -> DecodedBatch:
     """Decode ``(value, kafka_timestamp_ms, headers)`` triples; one loop step per Kafka message
-    (an envelope carries many events). ``value`` is the message, or
-    ``(message, duplicate_flags, late_by_ms)``, or an :class:`Admitted` (already split)."""
+    (an envelope carries many events). ``value`` is the message, or an :class:`Admitted` (split
+    already, with its duplicate flags and lateness)."""
     started = time.perf_counter()
     out = DecodedBatch()
     for value, timestamp_ms, headers in items:
         if isinstance(value, Admitted):
             _, duplicates, late, source, events, is_envelope = value
         else:
-            raw, duplicates, late = value if isinstance(value, tuple) else (value, b"", b"")
-            source, events, is_envelope = split_message(raw, headers)
+            duplicates, late = b"", b""
+            source, events, is_envelope = split_message(value, headers)
         out.messages.append((source, int(timestamp_ms) * 1000, events, duplicates, late))
         if is_envelope:
             out.envelopes += 1
