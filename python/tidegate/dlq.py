@@ -52,7 +52,7 @@ log = logging.getLogger("tidegate.dlq")
 
 RawItem = tuple[Any, int, Any]
 """``(value, kafka_timestamp_ms, headers)`` as the pipeline's sink receives it; ``value`` is the
-message or ``(message, duplicate_flags, late_by_ms)`` after the admission step."""
+message, or an `Admitted` (see `stages.decode`) after the admission step."""
 
 H = "tidegate-dlq-"
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
