@@ -164,9 +164,12 @@ class DuckDBSink(WarehouseSink):
         that DuckDB's replacement scan finds from ``_rows`` (it looks a name that is no table up
         among the callers' variables). Registering a view and dropping it again costs ≈1 ms per
         table and write, half of a small INSERT; the replacement scan reads the same Arrow
-        table without touching the catalog. The name is this sink's and this block's own."""
+        table without touching the catalog. The name is this sink's and this block's own.
+
+        Strings go over as Arrow string views, as polars holds them (``to_arrow()``'s default
+        copies them into ``large_string`` first: measured ≈0.4 µs per event and write)."""
         name = f"_tidegate_staged_{id(self):x}_{next(_STAGE_IDS)}"
-        globals()[name] = df.to_arrow()
+        globals()[name] = df.to_arrow(compat_level=pl.CompatLevel.newest())
         try:
             yield name
         finally:
