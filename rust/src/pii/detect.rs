@@ -125,8 +125,18 @@ pub(crate) fn scan(s: &str, ctx: TextContext, out: &mut Vec<Match>) {
 
 /// `8-4-4-4-12` hex digits (a UUID, any version).
 fn is_uuid(b: &[u8]) -> bool {
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, &c)| if matches!(i, 8 | 13 | 18 | 23) { c == b'-' } else { c.is_ascii_hexdigit() })
+    let Ok(b) = <&[u8; 36]>::try_from(b) else { return false };
+    if [b[8], b[13], b[18], b[23]] != [b'-'; 4] {
+        return false;
+    }
+    // The rest hex digits: with the four dashes above, 36 bytes of hex digits and dashes holding
+    // four dashes. Counted without a branch per byte (a third of an event's strings are ids).
+    let (mut other, mut dashes) = (0u8, 0u8);
+    for &c in b {
+        other |= u8::from(!c.is_ascii_hexdigit() && c != b'-');
+        dashes += u8::from(c == b'-');
+    }
+    other == 0 && dashes == 4
 }
 
 /// An RFC 3339 date-time as SDKs send them: `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then
@@ -869,6 +879,25 @@ fn iban_at(b: &[u8], i: usize) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn uuid_shape_is_exact() {
+        let reference = |b: &[u8]| {
+            b.len() == 36
+                && b.iter().enumerate().all(|(i, &c)| if matches!(i, 8 | 13 | 18 | 23) { c == b'-' } else { c.is_ascii_hexdigit() })
+        };
+        let id = *b"7F1C2A9E-0a1b-4b6e-9c1d-5e8f3a2b1c0d";
+        assert!(is_uuid(&id));
+        // Every byte replaced by every value: only hex digits (at a digit's place) keep it an id.
+        for i in 0..id.len() {
+            for c in 0..=255u8 {
+                let mut b = id;
+                b[i] = c;
+                assert_eq!(is_uuid(&b), reference(&b), "{i} {c}");
+            }
+        }
+        assert!(!is_uuid(&id[..35]) && !is_uuid(b""));
+    }
 
     #[test]
     fn ids_and_times_are_skipped_whole_and_only_whole() {
