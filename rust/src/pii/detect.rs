@@ -142,8 +142,14 @@ fn is_uuid(b: &[u8]) -> bool {
 /// An RFC 3339 date-time as SDKs send them: `YYYY-MM-DDTHH:MM:SS`, an optional fraction, then
 /// `Z` or a `±HH:MM` offset.
 fn is_timestamp(b: &[u8]) -> bool {
-    const SHAPE: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
-    if b.len() < 20 || !b.iter().zip(SHAPE).all(|(&c, &s)| if s == b'd' { is_digit(c) } else { c == s || (s == b'T' && c == b' ') }) {
+    // `dddd-dd-ddTdd:dd:dd` (or a space for the `T`): the separators first, which most other
+    // strings fail at once, then the digits without a branch per byte.
+    let Some(head) = b.first_chunk::<19>().filter(|_| b.len() >= 20) else { return false };
+    if [head[4], head[7], head[13], head[16]] != [b'-', b'-', b':', b':'] || !matches!(head[10], b'T' | b' ') {
+        return false;
+    }
+    const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    if DIGITS.iter().fold(0u8, |bad, &i| bad | u8::from(!is_digit(head[i]))) != 0 {
         return false;
     }
     let mut rest = &b[19..];
@@ -897,6 +903,26 @@ mod tests {
             }
         }
         assert!(!is_uuid(&id[..35]) && !is_uuid(b""));
+    }
+
+    #[test]
+    fn timestamp_shape_is_exact() {
+        // The date-time part as a plain zip over its shape; the fraction and offset as is_timestamp.
+        let head = |b: &[u8]| {
+            const SHAPE: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
+            b.len() >= 20 && b.iter().zip(SHAPE).all(|(&c, &s)| if s == b'd' { c.is_ascii_digit() } else { c == s || (s == b'T' && c == b' ') })
+        };
+        for t in [&b"2026-11-26T05:32:00.123Z"[..], b"2026-11-26 05:32:00+01:00"] {
+            assert!(is_timestamp(t));
+            for i in 0..19 {
+                for c in 0..=255u8 {
+                    let mut b = t.to_vec();
+                    b[i] = c;
+                    assert_eq!(is_timestamp(&b), head(&b), "{i} {c}");
+                }
+            }
+        }
+        assert!(!is_timestamp(b"2026-11-26T05:32:00"));
     }
 
     #[test]
