@@ -81,3 +81,18 @@ def test_identity_map_gets_only_mappings_that_are_news() -> None:
     merged = r.process(batch([ev("alias", "m5", userId="amy", previousId="zed"), ev("page", "m6", anonymousId="a6")]))
     rows = dict(zip(merged.tables[IDENTITY_TABLE]["id"].to_list(), merged.tables[IDENTITY_TABLE]["canonical_id"].to_list()))
     assert rows == {"a:a1": "amy", "u:zed": "amy", "u:amy": "amy", "a:a6": "a6"}
+
+
+def test_properties_and_traits_named_like_pipeline_columns_are_kept_beside_them() -> None:
+    """A property or trait named like a column the pipeline sets (lateness, lineage, config
+    version, canonical id) is stored as `_<name>`: neither value overwrites the other."""
+    own = {"late": "yes", "late_by_ms": 5, "tidegate_pii_actions": "x", "tidegate_config_version": "v9", "canonical_id": "mine"}
+    out = IdentityResolver().process(govern(decode_messages([(json.dumps({
+        "v": 1, "source": "web", "receivedAt": "2026-11-26T05:30:44.000Z",
+        "events": [{**ev("track", "m1", userId="bob"), "properties": own},
+                   {**ev("identify", "m2", userId="bob"), "traits": own}]}).encode(), 0, None)]), config_version="cfg1"))
+    for table in ("viewed", "identifies"):
+        row = out.tables[table].row(0, named=True)
+        assert {k: row[f"_{k}"] for k in own} == own, table
+        assert (row["late"], row.get("late_by_ms"), row["tidegate_config_version"], row["canonical_id"]) == (False, None, "cfg1", "bob")
+    assert out.tables["users"].row(0, named=True)["_late"] == "yes"
