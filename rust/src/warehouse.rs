@@ -26,12 +26,13 @@ pub const RESERVED_TABLES: &[&str] = &[
 ];
 
 /// Columns the layout sets itself, and those the pipeline adds to every row (lateness, PII
-/// lineage, the governing config's version, the identity stage's `canonical_id`); a property or
-/// trait with the same name is stored as `_<name>` rather than overwritten or overwriting.
+/// lineage, the governing config's version, the identity stage's `canonical_id`, the table an
+/// outbound event came from); a property or trait with the same name is stored as `_<name>`
+/// rather than overwritten or overwriting.
 const COMMON_COLUMNS: &[&str] = &[
     "id", "anonymous_id", "user_id", "sent_at", "timestamp", "received_at", "original_timestamp", "channel",
     "event", "event_text", "name", "group_id", "previous_id", "uuid_ts", "context_source_id",
-    "late", "late_by_ms", "tidegate_pii_actions", "tidegate_config_version", "canonical_id",
+    "late", "late_by_ms", "tidegate_pii_actions", "tidegate_config_version", "canonical_id", "tidegate_table",
 ];
 
 const TIMESTAMP_COLUMNS: &[&str] = &["sent_at", "timestamp", "received_at", "original_timestamp"];
@@ -1095,14 +1096,15 @@ mod tests {
         let mut layout = Layout::default();
         let ev = obj(json!({"type":"track","event":"Payment Due","messageId":"m1","receivedAt":"2026-01-01T00:00:00.000Z",
             "properties":{"late":"yes","late_by_ms":5,"tidegate_pii_actions":"x","tidegate_config_version":"v9",
-                          "canonical_id":"mine","late_fee":2}}));
+                          "canonical_id":"mine","tidegate_table":"t","late_fee":2}}));
         let extra = [("tidegate_config_version", Value::from("cfg")), ("late", Value::from(false)), ("late_by_ms", Value::new_null())];
         layout.add_event(&ev, EventType::Track, &extra);
         let row: JsonValue = serde_json::from_slice(&layout.tables()[1].to_ndjson()).unwrap();
         assert_eq!((&row["late"], &row["tidegate_config_version"]), (&json!(false), &json!("cfg")), "the pipeline's values");
         assert_eq!(row.get("late_by_ms"), None, "in time: no lateness, whatever a property says");
         for (column, value) in [("_late", json!("yes")), ("_late_by_ms", json!(5)), ("_tidegate_pii_actions", json!("x")),
-                                ("_tidegate_config_version", json!("v9")), ("_canonical_id", json!("mine")), ("late_fee", json!(2))] {
+                                ("_tidegate_config_version", json!("v9")), ("_canonical_id", json!("mine")),
+                                ("_tidegate_table", json!("t")), ("late_fee", json!(2))] {
             assert_eq!(row[column], value, "{column} in {row}");
         }
     }

@@ -54,6 +54,9 @@ def test_event_date_falls_back_to_received_at() -> None:
     out = delta.with_event_date(pl.DataFrame({"timestamp": t, "received_at": r}))
     assert [str(d) for d in out["event_date"]] == ["1970-01-02", "1970-01-04", "1970-01-01"]
     assert delta.with_event_date(pl.DataFrame({"id": ["a"]}))["event_date"].to_list() == [dt.date(1970, 1, 1)]
+    # A property of that name stays beside the partition column.
+    own = delta.with_event_date(pl.DataFrame({"received_at": r, "event_date": ["concert", None, "x"]}))
+    assert own["_event_date"].to_list() == ["concert", None, "x"] and str(own["event_date"][0]) == "1970-01-02"
 
 
 def test_outbound_sends_each_event_once_and_no_state() -> None:

@@ -44,7 +44,11 @@ UNPARTITIONED = STATE_TABLES
 
 def with_event_date(df: pl.DataFrame) -> pl.DataFrame:
     """Add the partition column: the UTC date of ``timestamp``, else of ``received_at``, else
-    1970-01-01 (never NULL: the merge matches a row by its date, and NULL matches nothing)."""
+    1970-01-01 (never NULL: the merge matches a row by its date, and NULL matches nothing).
+    A property already named ``event_date`` is kept, as ``_event_date``, as the layout keeps a
+    property named like one of its columns."""
+    if PARTITION in df.columns:
+        df = df.rename({PARTITION: f"_{PARTITION}"})
     sources = [pl.col(c).dt.convert_time_zone("UTC").dt.date() for c in ("timestamp", "received_at")
                if c in df.columns and isinstance(df.schema[c], pl.Datetime)]
     return df.with_columns(pl.coalesce([*sources, pl.lit(0, dtype=pl.Date)]).alias(PARTITION))
