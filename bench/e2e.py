@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -94,6 +95,39 @@ def proc_cpu_s(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / CLK_TCK
     except (OSError, IndexError, ValueError):
         return 0.0
+
+
+def thread_label(pid: int, tid: int, comm: str) -> str:
+    """A thread's group in the per-thread CPU breakdown: Tidegate's threads by name (they are
+    named in the OS, see ``tidegate.threads``; a pool's ``_<n>`` dropped), the main thread (the
+    Quix Streams loop), librdkafka's and polars' threads, then anything else (DuckDB's and
+    RocksDB's workers among them)."""
+    if tid == pid:
+        return "main"
+    if comm.startswith("tg-"):
+        return re.sub(r"_\d+$", "", comm)
+    for prefix, label in (("rdk:", "librdkafka"), ("polars", "polars"), ("rocksdb", "rocksdb")):
+        if comm.startswith(prefix):
+            return label
+    return "other"
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each thread group of process ``pid`` (see ``thread_label``)."""
+    out: dict[str, float] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            head, _, rest = (task / "stat").read_text().rpartition(")")
+            fields = rest.split()
+            label = thread_label(pid, int(task.name), head.partition("(")[2])
+            out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
 
 
 def proc_mem_kb(pid: int, key: str) -> int:
@@ -346,23 +380,28 @@ def wait_until(pred: Callable[[], bool], timeout: float, what: str, interval: fl
 class Drain:
     events: int
     samples: list[tuple[float, float, float, float]] = field(default_factory=list)  # (t, processed, cpu, broker cpu)
+    thread_samples: list[dict[str, float]] = field(default_factory=list)  # CPU s per thread group, with each sample
     peak_rss_mb: list[float] = field(default_factory=list)
     broker_peak_rss_mb: float = 0.0
     completed: bool = False
 
     def _at(self, frac: float) -> tuple[float, float, float, float]:
+        return self.samples[self._index_at(frac)]
+
+    def _index_at(self, frac: float) -> int:
         target = self.events * frac
-        for s in self.samples:
+        for i, s in enumerate(self.samples):
             if s[1] >= target:
-                return s
-        return self.samples[-1]
+                return i
+        return len(self.samples) - 1
 
     def summary(self) -> dict[str, Any]:
         if len(self.samples) < 2 or self.samples[-1][1] <= 0:
             return {"events": self.events, "completed": False}
-        a, b = self._at(0.10), self._at(0.90)
-        if b[0] <= a[0]:
-            a, b = self.samples[0], self.samples[-1]
+        ia, ib = self._index_at(0.10), self._index_at(0.90)
+        if self.samples[ib][0] <= self.samples[ia][0]:
+            ia, ib = 0, len(self.samples) - 1
+        a, b = self.samples[ia], self.samples[ib]
         rate = (b[1] - a[1]) / (b[0] - a[0]) if b[0] > a[0] else 0.0
         first = next(s for s in self.samples if s[1] > 0)
         last = self.samples[-1]
@@ -379,9 +418,20 @@ class Drain:
             "cpu_s_per_million_events": cpu_window / events_window * 1e6 if events_window else None,
             "broker_cpu_s_per_million_events": broker_window / events_window * 1e6 if events_window else None,
             "cpu_utilisation_cores": cpu_window / (b[0] - a[0]) if b[0] > a[0] else None,
+            "thread_cpu_s_per_million_events": self._threads(ia, ib, events_window),
             "peak_rss_mb": self.peak_rss_mb,
             "broker_peak_rss_mb": self.broker_peak_rss_mb,
         }
+
+
+    def _threads(self, ia: int, ib: int, events: float) -> dict[str, float]:
+        """CPU s per M events of each thread group of the pipeline process(es) over the same
+        window as the rate, largest first."""
+        if not events or len(self.thread_samples) != len(self.samples):
+            return {}
+        a, b = self.thread_samples[ia], self.thread_samples[ib]
+        per = {k: (v - a.get(k, 0.0)) / events * 1e6 for k, v in b.items()}
+        return dict(sorted(((k, v) for k, v in per.items() if v > 0), key=lambda kv: -kv[1]))
 
 
 def drain(events: int, processed: Callable[[], float], procs: Callable[[], list[Proc]], timeout: float,
@@ -395,6 +445,11 @@ def drain(events: int, processed: Callable[[], float], procs: Callable[[], list[
             p.sample()
         n = processed()
         d.samples.append((time.monotonic(), n, sum(proc_cpu_s(p.pid) for p in ps), proc_cpu_s(bpid) if bpid else 0.0))
+        threads: dict[str, float] = {}
+        for p in ps:
+            for label, cpu in thread_cpu_s(p.pid).items():
+                threads[label] = threads.get(label, 0.0) + cpu
+        d.thread_samples.append(threads)
         if bpid:
             d.broker_peak_rss_mb = max(d.broker_peak_rss_mb, proc_mem_kb(bpid, "VmRSS") / 1024)
         if n >= events:
@@ -432,7 +487,8 @@ def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, event
                                       for r in run.query(f"SELECT count(*) FROM main.{t}"))
     log(f"{label}: {out.get('sustained_events_per_s', 0):,.0f} events/s sustained, "
         f"RSS {', '.join(f'{m:.0f}' for m in out.get('peak_rss_mb', []))} MB, "
-        f"{out.get('cpu_s_per_million_events') or 0:.0f} CPU s per M events")
+        f"{out.get('cpu_s_per_million_events') or 0:.0f} CPU s per M events ("
+        + ", ".join(f"{k} {v:.1f}" for k, v in out.get("thread_cpu_s_per_million_events", {}).items()) + ")")
     return out
 
 
@@ -680,6 +736,11 @@ def write_report(results: dict[str, Any], out: Path) -> str:
         lines += ["", f"Ratios: Tidegate on its envelopes vs the plain app on single events (the headline, issue 6 target ≥ 10×): "
                       f"**{_f(ratio(tg.get('sustained_events_per_s'), base), '.1f')}×**; same single-event messages for both: "
                       f"**{_f(like, '.1f')}×**; same envelopes for both: **{_f(env_ratio, '.1f')}×**.", ""]
+        by_thread = tg.get("thread_cpu_s_per_million_events")
+        if by_thread:
+            lines += ["Where the Tidegate envelope drain's CPU went, CPU s / M events by thread: "
+                      + ", ".join(f"{k} {v:.1f}" for k, v in by_thread.items())
+                      + " (`tg-*` are Tidegate's threads, `main` is the Quix Streams loop; see bench/README.md).", ""]
         reps = tg.get("repeats")
         if reps:
             lines += [f"The Tidegate envelope drain above is the median of {len(reps)} drains: "

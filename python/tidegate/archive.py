@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from prometheus_client import Counter
 
-from . import _core, metrics
+from . import _core, metrics, threads
 from .config import ArchiveConfig, Config
 from .errors import TidegateError
 from .stages.govern import arrow_array
@@ -233,7 +233,7 @@ class ArchiveWriter:
         self._wake = threading.Event()
         self._timer: threading.Thread | None = None
         if start_timer:
-            self._timer = threading.Thread(target=self._tick, name="tidegate-archive", daemon=True)
+            self._timer = threads.Thread(target=self._tick, name="tidegate-archive", daemon=True)
             self._timer.start()
 
     def add(self, messages: Iterable[tuple[Any, ...]]) -> int:

@@ -28,7 +28,7 @@ import logging
 import random
 import time
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -37,7 +37,7 @@ with warnings.catch_warnings(record=True):
     from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
-from . import metrics
+from . import metrics, threads
 from .config import Config, DeliveryConfig
 from .errors import ConfigError, DeliveryError, TidegateError
 from .kafka import client_settings
@@ -160,7 +160,7 @@ class Fanout:
         self._failing: set[str] = set()
         # A write that overran its timeout keeps its worker until it returns; one spare worker per
         # destination keeps the others going meanwhile.
-        self._pool = ThreadPoolExecutor(max_workers=max(2 * len(destinations), 1), thread_name_prefix="tidegate-dest")
+        self._pool = threads.executor("tidegate-dest", max(2 * len(destinations), 1))
         self._busy: dict[str, Future[DeliveryError | None]] = {}
 
     def shares(self, cfg: Config, governed: GovernedBatch) -> dict[str, GovernedBatch]:

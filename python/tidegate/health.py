@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import metrics
+from . import metrics, threads
 
 __all__ = ["serve_health"]
 
@@ -40,5 +39,5 @@ def serve_health(host: str, port: int, ready: Callable[[], bool]) -> ThreadingHT
 
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="tidegate-health", daemon=True).start()
+    threads.Thread(target=server.serve_forever, name="tidegate-health", daemon=True).start()
     return server

@@ -14,6 +14,7 @@ with warnings.catch_warnings(record=True):
     from confluent_kafka import KafkaError, KafkaException, Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
+from . import threads
 from .config import Config
 from .errors import DeliveryError, TidegateError
 
@@ -82,7 +83,7 @@ class AsyncProducer:
         }
         self._producer = Producer(settings)
         self._closed = threading.Event()
-        self._poller = threading.Thread(target=self._poll, name="tidegate-producer-poll", daemon=True)
+        self._poller = threads.Thread(target=self._poll, name="tidegate-producer-poll", daemon=True)
         self._poller.start()
 
     def _poll(self) -> None:

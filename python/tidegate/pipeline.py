@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -27,7 +27,7 @@ with warnings.catch_warnings(record=True):
     from quixstreams.state import State
     from quixstreams.state.rocksdb import RocksDBOptions
 
-from . import _core, archive, metrics
+from . import _core, archive, metrics, threads
 from .config import Config
 from .dlq import Fanout, RawItem
 from .errors import DeliveryError
@@ -97,9 +97,9 @@ class GovernedSink(BatchingSink):
         self.after_backoff: list[Callable[[], None]] = []
         self._failures = 0
         self._max_backoff_s = max_backoff_s
-        self._archiver = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidegate-archive-batch")
-        self._governor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidegate-govern")
-        self._deliverer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidegate-deliver")
+        self._archiver = threads.executor("tidegate-archive-batch")
+        self._governor = threads.executor("tidegate-govern")
+        self._deliverer = threads.executor("tidegate-deliver")
         self._pending: list[RawItem] = []
         self._pending_partitions: list[tuple[str, int]] = []
         self._pending_bytes = 0
@@ -333,9 +333,9 @@ class Pipeline:
         app = self.app or self.build()
         self.serve_metrics()
         self._stopping = threading.Event()
-        threading.Thread(target=self._watch_lag, name="tidegate-lag", daemon=True).start()
+        threads.Thread(target=self._watch_lag, name="tidegate-lag", daemon=True).start()
         if self._on_ready is not None:
-            threading.Thread(target=self._on_ready, name="tidegate-on-ready", daemon=True).start()
+            threads.Thread(target=self._on_ready, name="tidegate-on-ready", daemon=True).start()
         try:
             app.run()
         finally:

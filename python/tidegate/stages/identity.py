@@ -36,7 +36,7 @@ import polars as pl
 with warnings.catch_warnings(record=True):
     from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from .. import _core, metrics
+from .. import _core, metrics, threads
 from .govern import GovernedBatch
 
 __all__ = ["IdentityResolver", "IDENTITY_TABLE", "identity_topic"]
@@ -66,7 +66,7 @@ class IdentityResolver:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if kafka_settings and topic:
-            self._thread = threading.Thread(target=self._follow, args=(kafka_settings, topic),
+            self._thread = threads.Thread(target=self._follow, args=(kafka_settings, topic),
                                             name="tidegate-identity", daemon=True)
             self._thread.start()
 
