@@ -32,6 +32,10 @@ def test_a_batch_of_merges_bigger_than_a_kafka_message_reaches_the_other_replica
                 break
             time.sleep(0.2)
         assert resolved == ["u:user-000000", f"u:user-{n // 2:06d}", f"u:user-{n - 1:06d}"]
+        # The writer skips its own messages (it linked those edges when it published them; here
+        # `_publish` alone was called, so its graph shows whether it read them back).
+        with writer._lock:
+            assert writer.graph.resolve(probe) == probe
     finally:
         writer.close()
         reader.close()

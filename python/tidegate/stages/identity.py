@@ -9,8 +9,9 @@ destination sees the same one.
 
 Replicas share the graph through the ``<raw_topic>.identity`` topic: each batch's new edges are
 published there and every replica reads the whole topic (from the beginning, in a background
-thread) into its own graph. A merge learnt from another partition therefore reaches a replica
-moments later; rows delivered before it keep the id they resolved to, and the warehouse's
+thread) into its own graph, skipping the messages it published itself (a header names the
+publishing process; its graph has those edges already). A merge learnt from another partition
+therefore reaches a replica moments later; rows delivered before it keep the id they resolved to, and the warehouse's
 ``identity_map`` table (one row per known id: ``node_kind``, ``node_id``, ``canonical_id``) is
 the current mapping to re-stitch them by. A batch writes only the mappings that are news: ids
 this process sees for the first time, and ids a merge re-labelled (a restarted process writes
@@ -28,6 +29,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 import warnings
 from typing import Any
 
@@ -45,6 +47,7 @@ log = logging.getLogger("tidegate.identity")
 
 IDENTITY_TABLE = "identity_map"
 PUBLISH_BYTES = 256 * 1024  # per identity-topic message (ids are not escaped often enough to matter)
+PUBLISHER_HEADER = "tidegate-publisher"  # the publishing process's id, so that it skips its own messages
 
 
 def identity_topic(raw_topic: str) -> str:
@@ -61,6 +64,7 @@ class IdentityResolver:
     def __init__(self, kafka_settings: dict[str, Any] | None = None, topic: str | None = None):
         self.graph = _core.IdentityGraph()
         self._lock = threading.Lock()
+        self._publisher = uuid.uuid4().hex.encode()
         self._topic = topic
         self._producer = Producer({**kafka_settings, "acks": "all", "enable.idempotence": True}) if kafka_settings and topic else None
         self._stop = threading.Event()
@@ -159,7 +163,7 @@ class IdentityResolver:
         pair_bytes = pl.col("left").str.len_bytes() + pl.col("right").str.len_bytes() + 8
         chunked = edges.with_columns(((pair_bytes.cum_sum() - pair_bytes) // PUBLISH_BYTES).alias("_chunk"))
         for chunk in chunked.partition_by("_chunk", maintain_order=True, include_key=False):
-            self._producer.produce(self._topic, json.dumps(chunk.rows()).encode())
+            self._producer.produce(self._topic, json.dumps(chunk.rows()).encode(), headers=[(PUBLISHER_HEADER, self._publisher)])
         self._producer.poll(0)
 
     def _follow(self, settings: dict[str, Any], topic: str) -> None:
@@ -175,6 +179,8 @@ class IdentityResolver:
                     if msg is not None and msg.error().code() not in (KafkaError._PARTITION_EOF,):
                         log.warning("identity topic: %s", msg.error())
                     continue
+                if (PUBLISHER_HEADER, self._publisher) in (msg.headers() or ()):
+                    continue  # this process's own edges, linked when it published them
                 pairs = json.loads(msg.value())
                 if pairs:
                     left, right = zip(*pairs)
