@@ -944,7 +944,10 @@ def main(argv: list[str] | None = None) -> int:
                     k["baseline_envelopes"] = phase_baseline(args, work, env_topic, nb, "envelopes")
             max_rate = k["tidegate_envelopes"].get("sustained_events_per_s") or 0
             if args.load_steps.strip() and max_rate:
-                lat_evs = corpus.events(args.events, seed=8, size_mix=args.size_mix, pii_rate=args.pii_rate,
+                # Enough events for every step to last --step-seconds at its rate: a step cut
+                # short by a small corpus measures little more than its start.
+                need = sum(int(float(f) * max_rate * args.step_seconds) for f in args.load_steps.split(",") if f.strip())
+                lat_evs = corpus.events(max(args.events, need), seed=8, size_mix=args.size_mix, pii_rate=args.pii_rate,
                                         violation_rate=args.violation_rate)
                 k["latency"] = phase_latency(args, work, lat_evs, max_rate)
         if args.mode in ("collector", "both"):
