@@ -619,32 +619,37 @@ impl Table {
             let kind = if is_ts { ColumnType::Datetime } else { kind };
             let idx = self.column_index(*id, kind, names);
             let declared = self.columns[idx].1;
-            // A row naming a column twice keeps the first stored value, as a JSON reader does.
-            let taken = self.data[idx].len() > r;
+            // A row naming a column twice (two keys with one column name, e.g. `userAgent` and
+            // `user_agent`, or `context.ip` and a property `context_ip`) keeps the first value;
+            // the other is recorded in `discards`, not dropped silently.
+            if self.data[idx].len() > r {
+                let reason = "another key of the event maps to this column and was stored".to_string();
+                discards.push(self.discard(row_id, names, *id, value, reason, received_at_us));
+                continue;
+            }
             match coerce(value, declared, is_ts) {
-                Ok(cell) => {
-                    if !taken {
-                        self.data[idx].set(r, cell);
-                    }
-                }
+                Ok(cell) => self.data[idx].set(r, cell),
                 Err(widen_to_float) if widen_to_float => {
                     self.columns[idx].1 = ColumnType::Float;
                     self.data[idx].widen_to_float();
-                    if !taken {
-                        self.data[idx].set(r, Cell::Float(value.as_f64()));
-                    }
+                    self.data[idx].set(r, Cell::Float(value.as_f64()));
                 }
                 Err(_) => {
-                    discards.push(Discard {
-                        table_name: self.name.clone(),
-                        row_id: row_id.to_string(),
-                        column_name: names.names[*id as usize].to_string(),
-                        column_value: value.text(),
-                        reason: format!("incompatible schema conversion from {} to {}", json_kind(value), declared.as_str()),
-                        received_at_us,
-                    });
+                    let reason = format!("incompatible schema conversion from {} to {}", json_kind(value), declared.as_str());
+                    discards.push(self.discard(row_id, names, *id, value, reason, received_at_us));
                 }
             }
+        }
+    }
+
+    fn discard(&self, row_id: &str, names: &Names, id: u32, value: Val<'_>, reason: String, received_at_us: i64) -> Discard {
+        Discard {
+            table_name: self.name.clone(),
+            row_id: row_id.to_string(),
+            column_name: names.names[id as usize].to_string(),
+            column_value: value.text(),
+            reason,
+            received_at_us,
         }
     }
 
@@ -1107,6 +1112,21 @@ mod tests {
                                 ("_tidegate_table", json!("t")), ("late_fee", json!(2))] {
             assert_eq!(row[column], value, "{column} in {row}");
         }
+    }
+
+    #[test]
+    fn two_keys_of_one_column_keep_the_first_and_discard_the_other() {
+        let mut layout = Layout::default();
+        let ev = obj(json!({"type":"track","event":"Bought","messageId":"m1","receivedAt":"2026-01-01T00:00:00.000Z",
+            "context":{"userAgent":"first","user_agent":"second"},"properties":{"Total":1,"total":"2","context_user_agent":"third"}}));
+        layout.add_event(&ev, EventType::Track, &[]);
+        let row: JsonValue = serde_json::from_slice(&layout.tables()[1].to_ndjson()).unwrap();
+        assert_eq!((&row["context_user_agent"], &row["total"]), (&json!("first"), &json!(1)));
+        let found: Vec<(&str, &str, &str)> = layout.discards.iter()
+            .map(|d| (d.table_name.as_str(), d.column_name.as_str(), d.column_value.as_str())).collect();
+        assert_eq!(found, [("tracks", "context_user_agent", "second"), ("bought", "context_user_agent", "second"),
+                           ("bought", "total", "2"), ("bought", "context_user_agent", "third")]);
+        assert!(layout.discards.iter().all(|d| d.reason.starts_with("another key of the event maps to this column")));
     }
 
     #[test]
