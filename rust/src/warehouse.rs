@@ -11,7 +11,6 @@
 use rustc_hash::FxHashMap;
 use sonic_rs::{JsonContainerTrait, JsonNumberTrait, JsonValueTrait, Object, Value, ValueRef};
 use std::borrow::Cow;
-use std::rc::Rc;
 
 use crate::fields::Fields;
 use crate::govern::PlanContext;
@@ -142,15 +141,10 @@ const NAME: u32 = 10;
 const GROUP_ID: u32 = 11;
 const PREVIOUS_ID: u32 = 12;
 
-/// Roots of the flattening trie: `context`, and the `traits` or `properties` of each table
-/// (guarded against the layout's own columns; a track event table's root is made on first
-/// sight). One root per table rather than one for all: a root remembers the key it met at each
-/// position ([`PathNode::by_position`]), and the events of one table share their shape.
-const CONTEXT_ROOT: u32 = 0;
-const TRAITS_ROOT: u32 = 1;
-const PAGES_ROOT: u32 = 2;
-const SCREENS_ROOT: u32 = 3;
-const GROUPS_ROOT: u32 = 4;
+/// Roots of the flattening trie: `properties`/`traits` (guarded against the layout's own
+/// columns) and `context`.
+const OBJECT_ROOT: u32 = 0;
+const CONTEXT_ROOT: u32 = 1;
 
 /// Column names of one batch, interned: a key path is snake-cased and flattened once per batch,
 /// not once per event, and a row names its columns by id.
@@ -160,10 +154,7 @@ struct Names {
     is_timestamp: Vec<bool>,
     ids: FxHashMap<Box<str>, u32>,
     paths: Vec<PathNode>,
-    /// Track event name -> its table and the root its properties are flattened from.
-    event_tables: FxHashMap<Box<str>, (Rc<str>, u32)>,
-    /// The ids of the extra columns last seen (the same for a whole batch).
-    extras: Vec<(Box<str>, u32)>,
+    event_tables: FxHashMap<Box<str>, Box<str>>,
 }
 
 #[derive(Debug)]
@@ -189,31 +180,16 @@ impl Names {
         for name in FIXED_COLUMNS {
             self.intern(name);
         }
-        self.root("context", false);
-        for _ in [TRAITS_ROOT, PAGES_ROOT, SCREENS_ROOT, GROUPS_ROOT] {
-            self.root("", true);
+        for (prefix, guarded) in [("", true), ("context", false)] {
+            self.paths.push(PathNode {
+                key: prefix.into(),
+                prefix: prefix.into(),
+                column: u32::MAX,
+                guarded,
+                children: FxHashMap::default(),
+                by_position: Vec::new(),
+            });
         }
-    }
-
-    fn root(&mut self, prefix: &str, guarded: bool) -> u32 {
-        self.paths.push(PathNode {
-            key: prefix.into(),
-            prefix: prefix.into(),
-            column: u32::MAX,
-            guarded,
-            children: FxHashMap::default(),
-            by_position: Vec::new(),
-        });
-        u32::try_from(self.paths.len() - 1).expect("fewer than 2^32 key paths")
-    }
-
-    /// The interned ids of the `extra` columns.
-    fn extras(&mut self, extra: &[(&str, Value)]) -> &[(Box<str>, u32)] {
-        let same = self.extras.len() == extra.len() && self.extras.iter().zip(extra).all(|((a, _), (b, _))| **a == **b);
-        if !same {
-            self.extras = extra.iter().map(|(k, _)| (Box::from(*k), self.intern(k))).collect();
-        }
-        &self.extras
     }
 
     fn intern(&mut self, name: &str) -> u32 {
@@ -294,15 +270,11 @@ impl Names {
         }
     }
 
-    /// The table of a track event and the root of its properties.
-    fn event_table(&mut self, event_name: &str) -> (Rc<str>, u32) {
-        if let Some((table, root)) = self.event_tables.get(event_name) {
-            return (Rc::clone(table), *root);
+    fn event_table(&mut self, event_name: &str) -> &str {
+        if !self.event_tables.contains_key(event_name) {
+            self.event_tables.insert(event_name.into(), event_table(event_name).into());
         }
-        let root = self.root("", true);
-        let table: Rc<str> = event_table(event_name).into();
-        self.event_tables.insert(event_name.into(), (Rc::clone(&table), root));
-        (table, root)
+        &self.event_tables[event_name]
     }
 }
 
@@ -378,8 +350,6 @@ impl<'a> Val<'a> {
 enum Item<'a> {
     V(Val<'a>),
     Text(Cow<'a, str>),
-    /// A table name (the `event` column of `tracks`).
-    Name(Rc<str>),
 }
 
 impl<'a> Item<'a> {
@@ -391,7 +361,6 @@ impl<'a> Item<'a> {
         match self {
             Item::V(v) => *v,
             Item::Text(s) => Val::Str(s),
-            Item::Name(s) => Val::Str(s),
         }
     }
 }
@@ -857,7 +826,7 @@ impl Layout {
             _ => 0,
         };
         let mut row: Row<'_> = Vec::with_capacity(48);
-        row.push((ID, Item::Text(Cow::Borrowed(&id))));
+        row.push((ID, Item::Text(Cow::Owned(id.clone()))));
         if let Some(v) = f.anonymous_id.filter(|v| !v.is_null()) {
             row.push((ANONYMOUS_ID, id_value(v)));
         }
@@ -895,8 +864,8 @@ impl Layout {
                 }
             }
         }
-        for ((_, id), (_, v)) in self.names.extras(extra).iter().zip(extra) {
-            row.push((*id, Item::json(v)));
+        for (k, v) in extra {
+            row.push((self.names.intern(k), Item::json(v)));
         }
 
         match kind {
@@ -906,29 +875,30 @@ impl Layout {
                     Some(other) => Item::Text(Cow::Owned(other.text())),
                     None => Item::Text(Cow::Borrowed("")),
                 };
-                let text = match f.event.map(Val::of) {
-                    Some(Val::Str(s)) => s,
-                    _ => "",
+                let text = match name.val() {
+                    Val::Str(s) => s.to_owned(),
+                    _ => String::new(),
                 };
-                let (table, root) = self.names.event_table(text);
-                row.push((EVENT, Item::Name(Rc::clone(&table))));
+                let table = self.names.event_table(&text).to_string();
+                let has_name = !text.is_empty();
+                row.push((EVENT, Item::Text(Cow::Owned(table.clone()))));
                 row.push((EVENT_TEXT, name));
                 self.push_row("tracks", &row, &id, received_at_us);
-                if !text.is_empty() {
-                    self.add_object(&mut row, f.properties, root);
+                if has_name {
+                    self.add_object(&mut row, f.properties);
                     self.push_row(&table, &row, &id, received_at_us);
                 }
             }
             EventType::Identify => {
                 let traits = f.traits.or_else(|| f.context.and_then(|c| c.get("traits")));
-                self.add_object(&mut row, traits, TRAITS_ROOT);
+                self.add_object(&mut row, traits);
                 self.push_row("identifies", &row, &id, received_at_us);
                 if let Some(user) = f.user_id.filter(|v| crate::govern::has_identifier(Some(v))) {
                     let mut user_row: Row<'_> = vec![(ID, id_value(user))];
-                    self.add_object(&mut user_row, traits, TRAITS_ROOT);
+                    self.add_object(&mut user_row, traits);
                     user_row.push((RECEIVED_AT, Item::V(received_at.unwrap_or(Val::Null))));
-                    for ((_, id), (_, v)) in self.names.extras(extra).iter().zip(extra) {
-                        user_row.push((*id, Item::json(v)));
+                    for (k, v) in extra {
+                        user_row.push((self.names.intern(k), Item::json(v)));
                     }
                     self.push_row("users", &user_row, &id, received_at_us);
                 }
@@ -937,15 +907,15 @@ impl Layout {
                 if let Some(name) = f.name {
                     row.push((NAME, Item::json(name)));
                 }
-                let (table, root) = if kind == EventType::Page { ("pages", PAGES_ROOT) } else { ("screens", SCREENS_ROOT) };
-                self.add_object(&mut row, f.properties, root);
+                self.add_object(&mut row, f.properties);
+                let table = if kind == EventType::Page { "pages" } else { "screens" };
                 self.push_row(table, &row, &id, received_at_us);
             }
             EventType::Group => {
                 if let Some(g) = f.group_id {
                     row.push((GROUP_ID, id_value(g)));
                 }
-                self.add_object(&mut row, f.traits, GROUPS_ROOT);
+                self.add_object(&mut row, f.traits);
                 self.push_row("groups", &row, &id, received_at_us);
             }
             EventType::Alias => {
@@ -957,9 +927,9 @@ impl Layout {
         }
     }
 
-    fn add_object<'a>(&mut self, row: &mut Row<'a>, obj: Option<&'a Value>, root: u32) {
+    fn add_object<'a>(&mut self, row: &mut Row<'a>, obj: Option<&'a Value>) {
         if let Some(map) = obj.and_then(|o| o.as_object()) {
-            self.names.flatten(row, root, map);
+            self.names.flatten(row, OBJECT_ROOT, map);
         }
     }
 }
