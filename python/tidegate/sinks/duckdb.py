@@ -167,7 +167,8 @@ class DuckDBSink(WarehouseSink):
         table without touching the catalog. The name is this sink's and this block's own.
 
         Strings go over as Arrow string views, as polars holds them (``to_arrow()``'s default
-        copies them into ``large_string`` first: measured ≈0.4 µs per event and write)."""
+        copies them into ``large_string`` first, which DuckDB then reads less cheaply too:
+        measured ≈0.6 µs per event and write in all)."""
         name = f"_tidegate_staged_{id(self):x}_{next(_STAGE_IDS)}"
         globals()[name] = df.to_arrow(compat_level=pl.CompatLevel.newest())
         try:

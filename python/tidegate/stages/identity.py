@@ -11,9 +11,9 @@ Replicas share the graph through the ``<raw_topic>.identity`` topic: each batch'
 published there and every replica reads the whole topic (from the beginning, in a background
 thread) into its own graph, skipping the messages it published itself (a header names the
 publishing process; its graph has those edges already). A merge learnt from another partition
-therefore reaches a replica moments later; rows delivered before it keep the id they resolved to, and the warehouse's
-``identity_map`` table (one row per known id: ``node_kind``, ``node_id``, ``canonical_id``) is
-the current mapping to re-stitch them by. A batch writes only the mappings that are news: ids
+therefore reaches a replica moments later; rows delivered before it keep the id they resolved
+to, and the warehouse's ``identity_map`` table (one row per known id: ``node_kind``,
+``node_id``, ``canonical_id``) is the current mapping to re-stitch them by. A batch writes only the mappings that are news: ids
 this process sees for the first time, and ids a merge re-labelled (a restarted process writes
 each id again once). The graph keeps the ids joined to another (≈120-150 bytes each, measured);
 ids never joined are remembered by a 64-bit hash in two bounded generations (≈35 MB at most), so
@@ -71,7 +71,7 @@ class IdentityResolver:
         self._thread: threading.Thread | None = None
         if kafka_settings and topic:
             self._thread = threads.Thread(target=self._follow, args=(kafka_settings, topic),
-                                            name="tidegate-identity", daemon=True)
+                                          name="tidegate-identity", daemon=True)
             self._thread.start()
 
     # -- edges -----------------------------------------------------------------------------
