@@ -851,6 +851,15 @@ impl Layout {
         if let Some(ctx) = f.context.and_then(|c| c.as_object()) {
             self.names.flatten(&mut row, CONTEXT_ROOT, ctx);
         }
+        let main_table = match kind {
+            EventType::Track => "tracks",
+            EventType::Identify => "identifies",
+            EventType::Page => "pages",
+            EventType::Screen => "screens",
+            EventType::Group => "groups",
+            EventType::Alias => "aliases",
+        };
+        self.not_an_object(main_table, "context", f.context, &id, received_at_us);
         if let Some(pc) = plan_context {
             let fields = [
                 ("trackingPlanId", Some(Item::V(Val::Str(pc.id)))),
@@ -885,12 +894,14 @@ impl Layout {
                 row.push((EVENT_TEXT, name));
                 self.push_row("tracks", &row, &id, received_at_us);
                 if has_name {
+                    self.not_an_object(&table, "properties", f.properties, &id, received_at_us);
                     self.add_object(&mut row, f.properties);
                     self.push_row(&table, &row, &id, received_at_us);
                 }
             }
             EventType::Identify => {
                 let traits = f.traits.or_else(|| f.context.and_then(|c| c.get("traits")));
+                self.not_an_object("identifies", "traits", traits, &id, received_at_us);
                 self.add_object(&mut row, traits);
                 self.push_row("identifies", &row, &id, received_at_us);
                 if let Some(user) = f.user_id.filter(|v| crate::govern::has_identifier(Some(v))) {
@@ -907,14 +918,16 @@ impl Layout {
                 if let Some(name) = f.name {
                     row.push((NAME, Item::json(name)));
                 }
-                self.add_object(&mut row, f.properties);
                 let table = if kind == EventType::Page { "pages" } else { "screens" };
+                self.not_an_object(table, "properties", f.properties, &id, received_at_us);
+                self.add_object(&mut row, f.properties);
                 self.push_row(table, &row, &id, received_at_us);
             }
             EventType::Group => {
                 if let Some(g) = f.group_id {
                     row.push((GROUP_ID, id_value(g)));
                 }
+                self.not_an_object("groups", "traits", f.traits, &id, received_at_us);
                 self.add_object(&mut row, f.traits);
                 self.push_row("groups", &row, &id, received_at_us);
             }
@@ -925,6 +938,23 @@ impl Layout {
                 self.push_row("aliases", &row, &id, received_at_us);
             }
         }
+    }
+
+    /// A `context`, `properties` or `traits` that is there but is no object (a string, an
+    /// array, ...) has no members to lay out: it goes to `discards` rather than vanishing.
+    fn not_an_object(&mut self, table: &str, field: &str, v: Option<&Value>, row_id: &str, received_at_us: i64) {
+        let Some(v) = v.filter(|v| !v.is_null() && !v.is_object()) else { return };
+        let value = Val::of(v);
+        let kind = json_kind(value);
+        let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        self.discards.push(Discard {
+            table_name: table.to_string(),
+            row_id: row_id.to_string(),
+            column_name: field.to_string(),
+            column_value: value.text(),
+            reason: format!("{field} is {article} {kind}, not an object: none of it could be stored"),
+            received_at_us,
+        });
     }
 
     fn add_object<'a>(&mut self, row: &mut Row<'a>, obj: Option<&'a Value>) {
@@ -1097,6 +1127,28 @@ mod tests {
         assert_eq!(found, [("tracks", "context_user_agent", "second"), ("bought", "context_user_agent", "second"),
                            ("bought", "total", "2"), ("bought", "context_user_agent", "third")]);
         assert!(layout.discards.iter().all(|d| d.reason.starts_with("another key of the event maps to this column")));
+    }
+
+    #[test]
+    fn context_properties_or_traits_that_are_no_object_go_to_discards() {
+        let mut layout = Layout::default();
+        let at = r#""receivedAt":"2026-01-01T00:00:00.000Z""#;
+        for (ev, kind) in [
+            (format!(r#"{{"type":"track","event":"Bought","messageId":"m1",{at},"properties":"a string","context":[1,2]}}"#), EventType::Track),
+            (format!(r#"{{"type":"identify","userId":"u","messageId":"m2",{at},"traits":7}}"#), EventType::Identify),
+            (format!(r#"{{"type":"page","messageId":"m3",{at},"properties":null,"context":{{"ip":"1.2.3.4"}}}}"#), EventType::Page),
+        ] {
+            let v: Value = sonic_rs::from_str(&ev).unwrap();
+            layout.add_event(v.as_object().unwrap(), kind, &[]);
+        }
+        let found: Vec<(&str, &str, &str, &str)> = layout.discards.iter()
+            .map(|d| (d.table_name.as_str(), d.row_id.as_str(), d.column_name.as_str(), d.column_value.as_str())).collect();
+        assert_eq!(found, [("tracks", "m1", "context", "[1,2]"), ("bought", "m1", "properties", "a string"),
+                           ("identifies", "m2", "traits", "7")], "null is no value; an object is laid out");
+        assert_eq!(layout.discards[0].reason, "context is an array, not an object: none of it could be stored");
+        assert_eq!(layout.discards[2].reason, "traits is an int, not an object: none of it could be stored");
+        let bought = layout.tables().iter().find(|t| t.name == "bought").unwrap();
+        assert_eq!(bought.len(), 1, "the event itself is stored");
     }
 
     #[test]
