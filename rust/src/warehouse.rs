@@ -897,6 +897,16 @@ impl Layout {
                     self.not_an_object(&table, "properties", f.properties, &id, received_at_us);
                     self.add_object(&mut row, f.properties);
                     self.push_row(&table, &row, &id, received_at_us);
+                } else if let Some(props) = f.properties.filter(|p| !p.is_null() && p.as_object().is_none_or(|o| !o.is_empty())) {
+                    // Properties live in the event's own table, and a nameless event has none.
+                    self.discards.push(Discard {
+                        table_name: "tracks".to_string(),
+                        row_id: id.clone(),
+                        column_name: "properties".to_string(),
+                        column_value: json::to_string(props),
+                        reason: "a track event without a name has no event table for its properties".to_string(),
+                        received_at_us,
+                    });
                 }
             }
             EventType::Identify => {
@@ -1149,6 +1159,22 @@ mod tests {
         assert_eq!(layout.discards[2].reason, "traits is an int, not an object: none of it could be stored");
         let bought = layout.tables().iter().find(|t| t.name == "bought").unwrap();
         assert_eq!(bought.len(), 1, "the event itself is stored");
+    }
+
+    #[test]
+    fn a_nameless_track_keeps_its_properties_in_discards() {
+        let mut layout = Layout::default();
+        for (mid, extra) in [("m1", r#","properties":{"total":5}"#), ("m2", r#","event":"","properties":{"a":[1]}"#),
+                             ("m3", r#","properties":{}"#), ("m4", "")] {
+            let ev = format!(r#"{{"type":"track","messageId":"{mid}","receivedAt":"2026-01-01T00:00:00.000Z"{extra}}}"#);
+            let v: Value = sonic_rs::from_str(&ev).unwrap();
+            layout.add_event(v.as_object().unwrap(), EventType::Track, &[]);
+        }
+        let found: Vec<(&str, &str, &str)> = layout.discards.iter()
+            .map(|d| (d.row_id.as_str(), d.column_name.as_str(), d.column_value.as_str())).collect();
+        assert_eq!(found, [("m1", "properties", r#"{"total":5}"#), ("m2", "properties", r#"{"a":[1]}"#)], "nothing to keep for m3, m4");
+        assert_eq!(layout.tables().len(), 1, "tracks only");
+        assert_eq!(layout.tables()[0].len(), 4);
     }
 
     #[test]
