@@ -899,14 +899,8 @@ impl Layout {
                     self.push_row(&table, &row, &id, received_at_us);
                 } else if let Some(props) = f.properties.filter(|p| !p.is_null() && p.as_object().is_none_or(|o| !o.is_empty())) {
                     // Properties live in the event's own table, and a nameless event has none.
-                    self.discards.push(Discard {
-                        table_name: "tracks".to_string(),
-                        row_id: id.clone(),
-                        column_name: "properties".to_string(),
-                        column_value: json::to_string(props),
-                        reason: "a track event without a name has no event table for its properties".to_string(),
-                        received_at_us,
-                    });
+                    let reason = "a track event without a name has no event table for its properties".to_string();
+                    self.discard_field("tracks", "properties", props, reason, &id, received_at_us);
                 }
             }
             EventType::Identify => {
@@ -954,15 +948,20 @@ impl Layout {
     /// array, ...) has no members to lay out: it goes to `discards` rather than vanishing.
     fn not_an_object(&mut self, table: &str, field: &str, v: Option<&Value>, row_id: &str, received_at_us: i64) {
         let Some(v) = v.filter(|v| !v.is_null() && !v.is_object()) else { return };
-        let value = Val::of(v);
-        let kind = json_kind(value);
+        let kind = json_kind(Val::of(v));
         let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+        let reason = format!("{field} is {article} {kind}, not an object: none of it could be stored");
+        self.discard_field(table, field, v, reason, row_id, received_at_us);
+    }
+
+    /// A whole `field` of an event (`context`, `properties`, `traits`) in `discards`.
+    fn discard_field(&mut self, table: &str, field: &str, v: &Value, reason: String, row_id: &str, received_at_us: i64) {
         self.discards.push(Discard {
             table_name: table.to_string(),
             row_id: row_id.to_string(),
             column_name: field.to_string(),
-            column_value: value.text(),
-            reason: format!("{field} is {article} {kind}, not an object: none of it could be stored"),
+            column_value: Val::of(v).text(),
+            reason,
             received_at_us,
         });
     }
