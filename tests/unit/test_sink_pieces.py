@@ -70,6 +70,12 @@ def test_outbound_sends_each_event_once_and_no_state() -> None:
     assert all(r["tidegate_config_version"] == "test" for r in rows)
 
 
+def test_outbound_keeps_a_property_named_like_its_table_column() -> None:
+    out = outbound_events(batch([event(1, properties={"tidegate_table": "mine", "total": 2})]))
+    row = json.loads(out[0].json)
+    assert (row["tidegate_table"], row["_tidegate_table"], row["total"]) == ("order_completed", "mine", 2)
+
+
 def test_every_destination_type_has_a_sink() -> None:
     assert set(SINK_TYPES) == set(get_args(Destination))
 
