@@ -390,6 +390,19 @@ pub struct Discard {
     pub received_at_us: i64,
 }
 
+impl Discard {
+    fn of(table: &str, row_id: &str, column: &str, value: Val<'_>, reason: String, received_at_us: i64) -> Discard {
+        Discard {
+            table_name: table.to_string(),
+            row_id: row_id.to_string(),
+            column_name: column.to_string(),
+            column_value: value.text(),
+            reason,
+            received_at_us,
+        }
+    }
+}
+
 /// The values of one column; rows past its length are null.
 #[derive(Debug)]
 struct Column {
@@ -612,14 +625,7 @@ impl Table {
     }
 
     fn discard(&self, row_id: &str, names: &Names, id: u32, value: Val<'_>, reason: String, received_at_us: i64) -> Discard {
-        Discard {
-            table_name: self.name.clone(),
-            row_id: row_id.to_string(),
-            column_name: names.names[id as usize].to_string(),
-            column_value: value.text(),
-            reason,
-            received_at_us,
-        }
+        Discard::of(&self.name, row_id, &names.names[id as usize], value, reason, received_at_us)
     }
 
     /// Every column as Arrow buffers, moving the string bytes out rather than copying them:
@@ -851,6 +857,7 @@ impl Layout {
         if let Some(ctx) = f.context.and_then(|c| c.as_object()) {
             self.names.flatten(&mut row, CONTEXT_ROOT, ctx);
         }
+        // The table every event of this type lands in (a named track also fills its own table).
         let main_table = match kind {
             EventType::Track => "tracks",
             EventType::Identify => "identifies",
@@ -892,7 +899,7 @@ impl Layout {
                 let has_name = !text.is_empty();
                 row.push((EVENT, Item::Text(Cow::Owned(table.clone()))));
                 row.push((EVENT_TEXT, name));
-                self.push_row("tracks", &row, &id, received_at_us);
+                self.push_row(main_table, &row, &id, received_at_us);
                 if has_name {
                     self.not_an_object(&table, "properties", f.properties, &id, received_at_us);
                     self.add_object(&mut row, f.properties);
@@ -905,9 +912,9 @@ impl Layout {
             }
             EventType::Identify => {
                 let traits = f.traits.or_else(|| f.context.and_then(|c| c.get("traits")));
-                self.not_an_object("identifies", "traits", traits, &id, received_at_us);
+                self.not_an_object(main_table, "traits", traits, &id, received_at_us);
                 self.add_object(&mut row, traits);
-                self.push_row("identifies", &row, &id, received_at_us);
+                self.push_row(main_table, &row, &id, received_at_us);
                 if let Some(user) = f.user_id.filter(|v| crate::govern::has_identifier(Some(v))) {
                     let mut user_row: Row<'_> = vec![(ID, id_value(user))];
                     self.add_object(&mut user_row, traits);
@@ -922,24 +929,23 @@ impl Layout {
                 if let Some(name) = f.name {
                     row.push((NAME, Item::json(name)));
                 }
-                let table = if kind == EventType::Page { "pages" } else { "screens" };
-                self.not_an_object(table, "properties", f.properties, &id, received_at_us);
+                self.not_an_object(main_table, "properties", f.properties, &id, received_at_us);
                 self.add_object(&mut row, f.properties);
-                self.push_row(table, &row, &id, received_at_us);
+                self.push_row(main_table, &row, &id, received_at_us);
             }
             EventType::Group => {
                 if let Some(g) = f.group_id {
                     row.push((GROUP_ID, id_value(g)));
                 }
-                self.not_an_object("groups", "traits", f.traits, &id, received_at_us);
+                self.not_an_object(main_table, "traits", f.traits, &id, received_at_us);
                 self.add_object(&mut row, f.traits);
-                self.push_row("groups", &row, &id, received_at_us);
+                self.push_row(main_table, &row, &id, received_at_us);
             }
             EventType::Alias => {
                 if let Some(p) = f.previous_id {
                     row.push((PREVIOUS_ID, id_value(p)));
                 }
-                self.push_row("aliases", &row, &id, received_at_us);
+                self.push_row(main_table, &row, &id, received_at_us);
             }
         }
     }
@@ -956,14 +962,7 @@ impl Layout {
 
     /// A whole `field` of an event (`context`, `properties`, `traits`) in `discards`.
     fn discard_field(&mut self, table: &str, field: &str, v: &Value, reason: String, row_id: &str, received_at_us: i64) {
-        self.discards.push(Discard {
-            table_name: table.to_string(),
-            row_id: row_id.to_string(),
-            column_name: field.to_string(),
-            column_value: Val::of(v).text(),
-            reason,
-            received_at_us,
-        });
+        self.discards.push(Discard::of(table, row_id, field, Val::of(v), reason, received_at_us));
     }
 
     fn add_object<'a>(&mut self, row: &mut Row<'a>, obj: Option<&'a Value>) {
