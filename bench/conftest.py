@@ -106,7 +106,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         tr.write_line("'stage only' = events / (median of the call with that stage - median of the call with no "
                       "policy): the stage's own time inside the batch call")
     commit = _git_commit()
-    out = Path(__file__).resolve().parent / "results" / "micro.json"
+    # A run of some benchmarks only (``-k``, one file) must not replace the full suite's results.
+    name = "micro.json" if base else "micro-partial.json"
+    out = Path(__file__).resolve().parent / "results" / name
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"events_per_round": N, "size_mix": SIZE_MIX, "events_per_s": rates,
                                "baseline": "test_baseline_python[all]", "comparisons": peers,

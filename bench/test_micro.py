@@ -25,6 +25,7 @@ from tidegate import _core
 from tidegate.config import DuckDBDestination
 from tidegate.sinks.duckdb import DuckDBSink
 from tidegate.stages import decode_messages, govern
+from tidegate.stages.decode import split_message
 
 LIMITS = (32 * 1024, 4 * 1024 * 1024, 10_000)  # the collector defaults: event, request, batch events
 KAFKA_TS_MS = 1_767_607_200_000
@@ -56,6 +57,103 @@ def test_decode(benchmark: Any, record: Any, data: Corpus) -> None:
     msgs = _messages(data)
     out = benchmark(decode_messages, msgs)
     assert out.envelopes == len(msgs)
+    record(len(data.events))
+
+
+# -- admission: hash, dedupe, reconcile (per raw-topic message, before the batch stages) ---------
+def _split(c: Corpus) -> list[tuple[str, Any]]:
+    """(source, events JSON) of each envelope, as the admission step gets them."""
+    return [split_message(payload, None)[:2] for _, _, payload in c.envelopes]
+
+
+def test_hash(benchmark: Any, record: Any, data: Corpus) -> None:
+    """``_core.message_index`` per message: every event's idempotency key (xxh3-128 over
+    ``source`` + ``messageId``, or over the canonical event without one) and event time."""
+    msgs = _split(data)
+    kafka_us = KAFKA_TS_MS * 1000
+
+    def run() -> int:
+        return sum(len(_core.message_index(source, events, kafka_us)[0]) // 16 for source, events in msgs)
+
+    assert benchmark(run) == len(data.events)
+    record(len(data.events))
+
+
+class _Checkpoints:
+    """A real Quix Streams RocksDB state partition (what the pipeline's admission step uses),
+    fresh for every round, one transaction per round as one checkpoint."""
+
+    def __init__(self, root: Path):
+        self.root, self.rounds, self.partitions = root, iter(range(10_000)), []  # type: ignore[var-annotated]
+
+    def state(self) -> tuple[Any, Any]:
+        from quixstreams.state.rocksdb import RocksDBStorePartition
+
+        partition = RocksDBStorePartition(str(self.root / f"state{next(self.rounds)}"))
+        self.partitions.append(partition)
+        tx = partition.begin()
+        return tx, tx.as_state(prefix=b"web", timestamp=KAFKA_TS_MS)
+
+    def close(self) -> None:
+        for p in self.partitions:
+            p.close()
+
+
+@pytest.mark.parametrize("repeats", ["new", "redelivered"])
+def test_dedupe(benchmark: Any, record: Any, data: Corpus, tmp_path: Path, repeats: str) -> None:
+    """``stages.dedupe.Dedupe.flags`` per message on a RocksDB state, then the checkpoint's
+    ``persist`` and commit: ``new`` keys (every event remembered), or the whole corpus
+    ``redelivered`` after a first checkpoint (every event flagged as a repeat)."""
+    from tidegate.stages.dedupe import Dedupe
+
+    kafka_us = KAFKA_TS_MS * 1000
+    keys = [_core.message_index(source, events, kafka_us)[0] for source, events in _split(data)]
+    checkpoints = _Checkpoints(tmp_path)
+
+    def checkpoint(dedupe: Dedupe, tx: Any, state: Any) -> bytes:
+        flags = b"".join(dedupe.flags(k, kafka_us, state, (0, b"web")) for k in keys)
+        dedupe.persist()
+        tx.prepare()
+        tx.flush()
+        return flags
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        dedupe = Dedupe(window_s=24 * 3600)
+        tx, state = checkpoints.state()
+        if repeats == "redelivered":
+            checkpoint(dedupe, tx, state)
+            tx = checkpoints.partitions[-1].begin()
+            state = tx.as_state(prefix=b"web", timestamp=KAFKA_TS_MS)
+        return (dedupe, tx, state), {}
+
+    try:
+        flags = benchmark.pedantic(checkpoint, setup=setup, rounds=5, iterations=1)
+    finally:
+        checkpoints.close()
+    repeated = sum(flags)
+    assert len(flags) == len(data.events)
+    assert repeated == len(data.events) if repeats == "redelivered" else repeated < len(data.events) * 0.01
+    record(len(data.events))
+
+
+def test_reconcile(benchmark: Any, record: Any, data: Corpus, tmp_path: Path) -> None:
+    """``stages.reconcile.Reconcile.lateness`` per message on a RocksDB state: each event's
+    lateness against the partition's watermark, which moves forward."""
+    from tidegate.stages.reconcile import Reconcile
+
+    kafka_us = KAFKA_TS_MS * 1000
+    times = [_core.message_index(source, events, kafka_us)[1] for source, events in _split(data)]
+    reconcile = Reconcile(allowed_lateness_s=3600)
+    checkpoints = _Checkpoints(tmp_path)
+
+    def run(state: Any) -> int:
+        return sum(len(reconcile.lateness(t, kafka_us, state)) // 8 for t in times)
+
+    try:
+        n = benchmark.pedantic(run, setup=lambda: ((checkpoints.state()[1],), {}), rounds=5, iterations=1)
+    finally:
+        checkpoints.close()
+    assert n == len(data.events)
     record(len(data.events))
 
 

@@ -1,4 +1,4 @@
-"""Sink write throughput (events/s) for the warehouse sinks on the standard corpus.
+"""Sink write throughput (events/s) for every sink on the standard corpus.
 
 Not part of the default test run; run with::
 
@@ -8,13 +8,22 @@ Every round writes the same governed batch of ``TIDEGATE_BENCH_EVENTS`` corpus e
 warm destination (its tables already exist from 2,000 other events): ``new`` measures storing
 new ids, ``redelivered`` the same batch a second time (the idempotent path, which stores nothing).
 PostgreSQL is $TIDEGATE_TEST_POSTGRES, else the one ``scripts/postgres-local start`` gives.
+
+The streaming sinks (``test_sink_send``) write the same batch as outbound events: ``kafka`` to a
+fresh topic on $TIDEGATE_TEST_KAFKA (default 127.0.0.1:9092, ``scripts/kafka-local start``), each
+write returning once the broker acknowledged every message; ``webhook`` as POSTs of 500 events to
+a receiver in this process that parses every body (it shares the cores with the sink, as a
+receiver on the same machine would).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,8 +33,9 @@ import pytest
 import corpus
 from conftest import PARTITIONS, Corpus
 
-from tidegate.config import DeltaDestination, DuckDBDestination, PostgresDestination
-from tidegate.sinks import DeltaSink, DuckDBSink, PostgresSink, Sink
+from tidegate.config import DeltaDestination, DuckDBDestination, KafkaDestination, PostgresDestination, WebhookDestination
+from tidegate.sinks import DeltaSink, DuckDBSink, KafkaSink, PostgresSink, Sink, WebhookSink
+from tidegate.sinks.outbound import outbound_events
 from tidegate.stages import GovernedBatch, decode_messages, govern
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,4 +107,69 @@ def test_sink_write(benchmark: Any, record: Any, data: Corpus, tmp_path: Path, k
             with psycopg.connect(dsn, autocommit=True) as con:
                 for schema in schemas:
                     con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    record(len(data.events))
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """A webhook receiver: counts the events of every batch it is sent."""
+
+    events = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        n = len(json.loads(body)["batch"])
+        with self.lock:
+            type(self).events += n
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        pass
+
+
+def _kafka_messages(bootstrap: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("kind", ["kafka", "webhook"])
+def test_sink_send(benchmark: Any, record: Any, data: Corpus, kind: str) -> None:
+    batch = _governed(data.events)
+    sink: Sink
+    if kind == "kafka":
+        bootstrap = os.environ.get("TIDEGATE_TEST_KAFKA", "127.0.0.1:9092")
+        topic = f"bench.sink.{uuid.uuid4().hex[:8]}"
+        sink = KafkaSink("bench", KafkaDestination(topic=topic, bootstrap_servers=bootstrap, partitions=4))
+    else:
+        _Receiver.events = 0
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        sink = WebhookSink("bench", WebhookDestination(url=f"http://127.0.0.1:{server.server_port}/events"))
+    sink.setup()
+    rounds = 5
+    try:
+        sink.write(batch)  # warm: the topic exists, the connection is open
+        benchmark.pedantic(sink.write, args=(batch,), rounds=rounds, iterations=1)
+        if kind == "kafka":
+            sent = _kafka_messages(bootstrap, topic)
+        else:
+            sent = _Receiver.events
+        assert sent == (rounds + 1) * len(outbound_events(batch))  # warm-up + rounds, each event once
+    finally:
+        sink.close()
+        if kind == "webhook":
+            server.shutdown()
+            server.server_close()
+        else:
+            from confluent_kafka.admin import AdminClient
+
+            AdminClient({"bootstrap.servers": bootstrap}).delete_topics([topic])
     record(len(data.events))
