@@ -274,13 +274,16 @@ class TidegateRun:
 
     def __init__(self, work: Path, bootstrap: str, topic: str, partitions: int, replicas: int = 1,
                  commit_interval: float = 0.25, dedupe_window: float | None = None, guarantee: str = "at-least-once",
-                 command: list[str] | None = None):
+                 command: list[str] | None = None, delta: bool = False):
         self.work = work
         self.command = command or TIDEGATE
         self.topic = topic
         self.group = f"bench-{uuid.uuid4().hex[:8]}"
         self.bootstrap = bootstrap
         self.replicas: list[tuple[Path, int, Path]] = []  # (config, metrics port, duckdb)
+        # An event counts as delivered once every destination has it.
+        self.destinations = ["warehouse", "lake"] if delta else ["warehouse"]
+        lake = '\n[destinations.lake]\ntype = "delta"\npath = "lake"\n' if delta else ""
         self.collector_port = free_port()
         for r in range(replicas):
             d = work / f"replica{r}"
@@ -317,7 +320,7 @@ path = "{corpus.PLAN_PATH}"
 [destinations.warehouse]
 type = "duckdb"
 path = "warehouse.duckdb"
-""")
+{lake}""")
             self.replicas.append((cfg, port, duck))
         self.procs: list[Proc] = []
 
@@ -336,7 +339,8 @@ path = "warehouse.duckdb"
             status, text = http_get(f"http://127.0.0.1:{port}/metrics")
             if status != 200:
                 continue
-            total += metric_sum(text, "tidegate_sink_events_total", outcome="delivered")
+            total += min(metric_sum(text, "tidegate_sink_events_total", destination=d, outcome="delivered")
+                         for d in self.destinations)
             for reason in ("missing_identity", "unknown_type", "not_an_object", "invalid_json"):
                 total += metric_sum(text, "tidegate_pipeline_events_total", stage="govern", outcome=reason)
         return total
@@ -344,6 +348,13 @@ path = "warehouse.duckdb"
     def stop(self) -> None:
         for p in self.procs:
             p.stop()
+
+    def lake_rows(self, tables: tuple[str, ...]) -> int:
+        """Rows of ``tables`` in every replica's Delta Lake destination."""
+        from deltalake import DeltaTable
+
+        return sum(DeltaTable(str(cfg.parent / "lake" / t)).to_pyarrow_dataset().count_rows()
+                   for cfg, _, _ in self.replicas for t in tables if (cfg.parent / "lake" / t / "_delta_log").is_dir())
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         import duckdb
@@ -471,7 +482,7 @@ def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, event
                          guarantee: str | None = None, command: list[str] | None = None) -> dict[str, Any]:
     guarantee = guarantee or _guarantees(args)[0]
     run = TidegateRun(work / label, args.bootstrap, topic, args.partitions, args.processes, args.commit_interval,
-                      args.dedupe_window, guarantee, command)
+                      args.dedupe_window, guarantee, command, args.delta)
     log(f"{label}: starting {args.processes} pipeline process(es) on {topic} ({events:,} events waiting, {guarantee})")
     started = time.monotonic()
     run.start_pipeline()
@@ -485,6 +496,8 @@ def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, event
     out["processing_guarantee"] = guarantee
     out["rows_in_event_tables"] = sum(r[0] for t in EVENT_TABLES if _has_table(run, t)
                                       for r in run.query(f"SELECT count(*) FROM main.{t}"))
+    if args.delta:
+        out["rows_in_lake_event_tables"] = run.lake_rows(EVENT_TABLES)
     log(f"{label}: {out.get('sustained_events_per_s', 0):,.0f} events/s sustained, "
         f"RSS {', '.join(f'{m:.0f}' for m in out.get('peak_rss_mb', []))} MB, "
         f"{out.get('cpu_s_per_million_events') or 0:.0f} CPU s per M events ("
@@ -565,7 +578,7 @@ def phase_latency(args: argparse.Namespace, work: Path, evs: list[dict[str, Any]
     topic = f"bench.latency.{uuid.uuid4().hex[:8]}"
     create_topic(args.bootstrap, topic, args.partitions)
     run = TidegateRun(work / "latency", args.bootstrap, topic, args.partitions, args.processes, args.commit_interval,
-                      args.dedupe_window, _guarantees(args)[0])
+                      args.dedupe_window, _guarantees(args)[0], delta=args.delta)
     run.start_pipeline()
     fractions = [float(f) for f in args.load_steps.split(",") if f.strip()]
     envs = corpus.envelopes(evs, partitions=args.partitions)
@@ -871,6 +884,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=32, help="concurrent HTTP connections of the load generator")
     ap.add_argument("--commit-interval", type=float, default=0.25,
                     help="commit interval in seconds of Tidegate and the baseline (default 0.25, the product default)")
+    ap.add_argument("--delta", action="store_true",
+                    help="deliver to a Delta Lake destination (Parquet files) as well as DuckDB; an event counts as "
+                         "delivered once both have it")
     ap.add_argument("--dedupe-window", type=float, default=None,
                     help="pipeline.dedupe_window_s for Tidegate (default: the product default; 0 turns dedupe off)")
     ap.add_argument("--guarantee", choices=("at-least-once", "exactly-once", "both"), default="at-least-once",
