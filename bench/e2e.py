@@ -727,7 +727,8 @@ def write_report(results: dict[str, Any], out: Path) -> str:
              f"broker, pipeline and load generator.", ""]
     if k:
         tg = k.get("tidegate_envelopes", {})
-        lines += ["## Kafka → pipeline → DuckDB (sustained drain of a pre-produced topic)", "",
+        into = "DuckDB + Delta Lake" if results["params"].get("delta") else "DuckDB"
+        lines += [f"## Kafka → pipeline → {into} (sustained drain of a pre-produced topic)", "",
                   "| run | messages | events/s | ratio vs baseline (singles) | CPU s / M events | peak RSS MB | broker CPU s / M events |",
                   "|---|---|---:|---:|---:|---:|---:|"]
         base = k.get("baseline_singles", {}).get("sustained_events_per_s")
