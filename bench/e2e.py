@@ -349,6 +349,27 @@ path = "warehouse.duckdb"
         for p in self.procs:
             p.stop()
 
+    def write_sizes(self) -> dict[str, float | None]:
+        """Mean events per write and seconds per write of each destination, from the pipelines'
+        metrics: a destination's cost per event depends on how large its writes are."""
+        totals: dict[str, float] = {}
+        for _, port, _ in self.replicas:
+            status, text = http_get(f"http://127.0.0.1:{port}/metrics")
+            if status != 200:
+                continue
+            samples = Samples.parse(text)
+            for key, name in (("batches", "tidegate_pipeline_batch_events_count"),
+                              ("events", "tidegate_pipeline_batch_events_sum")):
+                totals[key] = totals.get(key, 0.0) + samples.total(name)
+            for dest in self.destinations:
+                for key, name in (("writes", "tidegate_sink_write_seconds_count"), ("seconds", "tidegate_sink_write_seconds_sum")):
+                    totals[f"{dest}.{key}"] = totals.get(f"{dest}.{key}", 0.0) + samples.total(name, destination=dest)
+        out: dict[str, float | None] = {"events_per_write": totals["events"] / totals["batches"] if totals.get("batches") else None}
+        for dest in self.destinations:
+            n = totals.get(f"{dest}.writes")
+            out[f"{dest}_seconds_per_write"] = totals[f"{dest}.seconds"] / n if n else None
+        return out
+
     def lake_rows(self, tables: tuple[str, ...]) -> int:
         """Rows of ``tables`` in every replica's Delta Lake destination."""
         from deltalake import DeltaTable
@@ -489,9 +510,11 @@ def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, event
     startup = time.monotonic() - started
     try:
         d = drain(events, run.processed, lambda: run.procs, args.timeout)
+        writes = run.write_sizes()
     finally:
         run.stop()
     out = d.summary()
+    out.update(writes)
     out["startup_s"] = startup
     out["processing_guarantee"] = guarantee
     out["rows_in_event_tables"] = sum(r[0] for t in EVENT_TABLES if _has_table(run, t)
@@ -500,6 +523,7 @@ def phase_tidegate_drain(args: argparse.Namespace, work: Path, topic: str, event
         out["rows_in_lake_event_tables"] = run.lake_rows(EVENT_TABLES)
     log(f"{label}: {out.get('sustained_events_per_s', 0):,.0f} events/s sustained, "
         f"RSS {', '.join(f'{m:.0f}' for m in out.get('peak_rss_mb', []))} MB, "
+        f"{out.get('events_per_write') or 0:,.0f} events per write, "
         f"{out.get('cpu_s_per_million_events') or 0:.0f} CPU s per M events ("
         + ", ".join(f"{k} {v:.1f}" for k, v in out.get("thread_cpu_s_per_million_events", {}).items()) + ")")
     return out

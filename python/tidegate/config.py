@@ -252,6 +252,7 @@ class DeltaDestination(DestinationPolicy, tag="delta", tag_field="type"):
     """Delta Lake tables (one per warehouse table) partitioned by event date, for the data lake."""
 
     path: Annotated[str, _doc("Local directory holding one Delta table per warehouse table; created if missing.")] = "data/delta"
+    compact_after_files: Annotated[int, _doc("Compact a table (its small files rewritten into files of up to 64 MB, in the dates written since) once this many files were added to it since its last compaction; at most one table per write. Every write adds a file per table and date, and a write's cost grows with the files a table has (measured: 1,000-event writes 206 ms with 30 files per table, 748 ms with 180). Compaction leaves the replaced files for VACUUM, so time travel keeps working; 0 turns it off."), Meta(ge=0)] = 32
 
 
 class KafkaDestination(DestinationPolicy, tag="kafka", tag_field="type"):

@@ -78,6 +78,8 @@ class _Sink:
     memory_limit_bytes = Gauge("tidegate_sink_memory_limit_bytes",
                                "An embedded database's memory limit (DuckDB), raised when a write needed more.",
                                ["destination"], registry=REGISTRY)
+    compactions = Counter("tidegate_sink_compactions", "Delta Lake tables compacted (small files rewritten into larger ones).",
+                          ["destination"], registry=REGISTRY)
     rows_skipped = Counter("tidegate_sink_rows_skipped",
                            "Warehouse event rows not inserted because their id was stored already (a re-read after a crash or a backoff, or a replay).",
                            ["destination"], registry=REGISTRY)

@@ -90,3 +90,20 @@ def test_a_write_reads_keys_of_the_files_received_near_it_only(sink: DeltaSink) 
     assert table is not None and len(table.file_uris()) == 3
     near = sink._stored_keys("tracks", table, probe, ("id",))
     assert near is not None and sorted(near["id"]) == ["msg-2", "msg-3"]  # not msg-1's file, two hours off
+
+
+def test_tables_are_compacted_as_files_accumulate(tmp_path: Path) -> None:
+    sink = DeltaSink("lake", DeltaDestination(path=str(tmp_path / "lake"), compact_after_files=3))
+    sink.setup()
+    before = REGISTRY.get_sample_value("tidegate_sink_compactions_total", {"destination": "lake"}) or 0
+    writes = [batch([event(n, receivedAt=f"2026-11-26T0{n}:00:00.000Z")]) for n in range(1, 6)]
+    for b in writes:
+        deliver(sink, b)
+    table = sink.table("order_completed")
+    assert table is not None and len(table.file_uris()) < 5  # one file per write without compaction
+    assert REGISTRY.get_sample_value("tidegate_sink_compactions_total", {"destination": "lake"}) > before
+    for b in writes:  # redelivered after compaction: still nothing new
+        deliver(sink, b)
+    oc = sink.read("order_completed")
+    assert oc.height == 5 and sorted(oc["id"]) == [f"msg-{n}" for n in range(1, 6)]
+    assert sink.read("tracks").height == 5

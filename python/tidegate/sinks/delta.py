@@ -15,6 +15,10 @@ Same layout and semantics as the SQL warehouses (see :mod:`.warehouse`), adapted
   table, against ≈20 flat.) ``users`` is upserted (MERGE) with the newest-wins rule.
 * New columns are added by schema evolution; a value whose type conflicts with its column's is
   stored as NULL and recorded in ``discards``.
+* Compacted as it goes: every write adds a file per table and date, and appending, the key
+  lookup and every reader pay per file, so a table that got ``compact_after_files`` files since
+  its last compaction has the dates written since compacted (files of up to
+  `COMPACT_TARGET_BYTES`), one table per write at most. The replaced files stay until a VACUUM.
 * Delta commits per table: a batch that fails half-way has committed some tables, and its retry
   adds nothing to those (the merges find their keys).
 """
@@ -68,6 +72,9 @@ class DeltaSink(Sink):
         self.base = Path(cfg.path)
         self._tables: dict[str, DeltaTable] = {}
         self._lock = threading.Lock()
+        # Per table: files added since its last compaction, and the dates they are in.
+        self._added: dict[str, int] = {}
+        self._added_dates: dict[str, set[object]] = {}
 
     def setup(self) -> None:
         try:
@@ -85,12 +92,15 @@ class DeltaSink(Sink):
                 self._tables[name] = DeltaTable(str(self.base / name))
             except TableNotFoundError:
                 return None
+            # Small files left by an earlier run count too (the first compaction takes all dates).
+            self._added.setdefault(name, len(self._tables[name].file_uris()))
         return self._tables[name]
 
     def write(self, batch: GovernedBatch) -> None:
         with self._lock:
             try:
                 store_batch(batch, self._fit, self._merge)
+                self._compact_one()
             except BaseException:
                 self._tables.clear()  # re-read the committed state on the retry
                 raise
@@ -115,12 +125,14 @@ class DeltaSink(Sink):
         dt = self.table(table)
         if dt is None:
             write_deltalake(str(self.base / table), df, mode="append", partition_by=[PARTITION] if partitioned else None)
+            self._added_files(table, df)
             return
         on = [f"t.{quote(k)} = s.{quote(k)}" for k in keys]
         if partitioned:
             on.append(f"t.{PARTITION} = s.{PARTITION}")
         if not keys:  # nothing identifies a row: appending is all that can be done
             write_deltalake(dt, df, mode="append", schema_mode="merge")
+            self._added_files(table, df)
             return
         if not upsert and "received_at" in df.columns:
             stored = self._stored_keys(table, dt, df, keys)
@@ -131,6 +143,7 @@ class DeltaSink(Sink):
             if not df.is_empty():
                 write_deltalake(dt, df, mode="append", schema_mode="merge",
                                 partition_by=[PARTITION] if partitioned else None)
+                self._added_files(table, df)
             return
         merge = dt.merge(df, predicate=" AND ".join(on), source_alias="s", target_alias="t", merge_schema=True)
         if upsert:
@@ -139,6 +152,33 @@ class DeltaSink(Sink):
             values.update({c: f"s.{quote(c)}" for c in df.columns if c not in stored})
             merge = merge.when_matched_update(values)
         merge.when_not_matched_insert_all().execute()
+        self._added_files(table, df)
+
+    COMPACT_TARGET_BYTES = 64 * 2**20
+
+    def _added_files(self, table: str, df: pl.DataFrame) -> None:
+        """Count the files a write adds to ``table``: one per date (one if unpartitioned)."""
+        dates = set(df[PARTITION].unique().to_list()) if PARTITION in df.columns else {None}
+        self._added[table] = self._added.get(table, 0) + len(dates)
+        self._added_dates.setdefault(table, set()).update(dates)
+
+    def _compact_one(self) -> None:
+        """Compact the table with the most files added since its last compaction, if that is
+        `compact_after_files` or more (see the module doc)."""
+        limit = self.cfg.compact_after_files
+        table = max(self._added, key=self._added.__getitem__, default=None)
+        if not limit or table is None or self._added[table] < limit:
+            return
+        dt = self.table(table)
+        if dt is None:
+            return
+        dates = self._added_dates.get(table, set())
+        known = sorted(d for d in dates if d is not None)
+        # Only the dates written since (all of them after a restart, when they are unknown).
+        where = [(PARTITION, "in", [str(d) for d in known])] if known and len(known) == len(dates) else None
+        dt.optimize.compact(partition_filters=where, target_size=self.COMPACT_TARGET_BYTES)
+        self._added[table], self._added_dates[table] = 0, set()
+        metrics.sink.compactions.labels(self.name).inc()
 
     # A stored row a new one may repeat was received within this much of it (see the module doc).
     RECEIVED_MARGIN = timedelta(seconds=1)
