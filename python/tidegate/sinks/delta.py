@@ -13,6 +13,9 @@ Same layout and semantics as the SQL warehouses (see :mod:`.warehouse`), adapted
   the recent files only, however large the table. (A MERGE per table did the same with a fixed
   ≈30 ms of planning each, and read every file of the date: 45-90 µs per event, growing with the
   table, against ≈20 flat.) ``users`` is upserted (MERGE) with the newest-wins rule.
+  Appends do not conflict in Delta, so two replicas writing the same event at the same moment
+  would both store it; that needs a partition to move to another replica while the old owner's
+  write of it is still running (its flush on revocation timed out).
 * New columns are added by schema evolution; a value whose type conflicts with its column's is
   stored as NULL and recorded in ``discards``.
 * Compacted as it goes: every write adds a file per table and date, and appending, the key
