@@ -779,6 +779,11 @@ def write_report(results: dict[str, Any], out: Path) -> str:
             lines += ["Where the Tidegate envelope drain's CPU went, CPU s / M events by thread: "
                       + ", ".join(f"{k} {v:.1f}" for k, v in by_thread.items())
                       + " (`tg-*` are Tidegate's threads, `main` is the Quix Streams loop; see bench/README.md).", ""]
+        if tg.get("events_per_write"):
+            secs = ", ".join(f"{k.removesuffix('_seconds_per_write')} {v:.2f} s" for k, v in tg.items()
+                             if k.endswith("_seconds_per_write") and v)
+            lines += [f"Writes: {tg['events_per_write']:,.0f} events each on average; time per write by destination: "
+                      f"{secs} (a destination's cost per event falls as its writes grow).", ""]
         reps = tg.get("repeats")
         if reps:
             lines += [f"The Tidegate envelope drain above is the median of {len(reps)} drains: "
