@@ -84,7 +84,9 @@ class _Checkpoints:
     fresh for every round, one transaction per round as one checkpoint."""
 
     def __init__(self, root: Path):
-        self.root, self.rounds, self.partitions = root, iter(range(10_000)), []  # type: ignore[var-annotated]
+        self.root = root
+        self.rounds = iter(range(10_000))
+        self.partitions: list[Any] = []
 
     def state(self) -> tuple[Any, Any]:
         from quixstreams.state.rocksdb import RocksDBStorePartition

@@ -107,3 +107,19 @@ def test_tables_are_compacted_as_files_accumulate(tmp_path: Path) -> None:
     oc = sink.read("order_completed")
     assert oc.height == 5 and sorted(oc["id"]) == [f"msg-{n}" for n in range(1, 6)]
     assert sink.read("tracks").height == 5
+
+
+def test_a_failed_compaction_does_not_fail_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    from deltalake.table import TableOptimizer
+
+    def broken(self: TableOptimizer, *args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(TableOptimizer, "compact", broken)
+    sink = DeltaSink("lake", DeltaDestination(path=str(tmp_path / "lake"), compact_after_files=2))
+    sink.setup()
+    for n in range(1, 4):
+        deliver(sink, batch([event(n, receivedAt=f"2026-11-26T0{n}:00:00.000Z")]))
+    assert sink.read("order_completed").height == 3
+    assert "compacting table" in caplog.text and "disk full" in caplog.text

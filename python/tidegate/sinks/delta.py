@@ -23,11 +23,12 @@ Same layout and semantics as the SQL warehouses (see :mod:`.warehouse`), adapted
   its last compaction has the dates written since compacted (files of up to
   `COMPACT_TARGET_BYTES`), one table per write at most. The replaced files stay until a VACUUM.
 * Delta commits per table: a batch that fails half-way has committed some tables, and its retry
-  adds nothing to those (the merges find their keys).
+  adds nothing to those (the key lookup finds their rows).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -45,6 +46,8 @@ from .base import Sink
 from .warehouse import conform, quote, rows_to_store, store_batch, upsert_values
 
 __all__ = ["DeltaSink", "DELTA_TYPES"]
+
+log = logging.getLogger("tidegate.sinks.delta")
 
 DELTA_TYPES: dict[str, pl.DataType] = {
     "boolean": pl.Boolean(), "long": pl.Int64(), "double": pl.Float64(), "string": pl.String(),
@@ -179,8 +182,13 @@ class DeltaSink(Sink):
         known = sorted(d for d in dates if d is not None)
         # Only the dates written since (all of them after a restart, when they are unknown).
         where = [(PARTITION, "in", [str(d) for d in known])] if known and len(known) == len(dates) else None
-        dt.optimize.compact(partition_filters=where, target_size=self.COMPACT_TARGET_BYTES)
         self._added[table], self._added_dates[table] = 0, set()
+        try:
+            dt.optimize.compact(partition_filters=where, target_size=self.COMPACT_TARGET_BYTES)
+        except Exception as e:  # noqa: BLE001 - the write is stored; compaction is tried again later
+            log.warning("destination %r: compacting table %r failed (%s); the data is stored, and compaction is "
+                        "tried again after %d more files", self.name, table, e, limit)
+            return
         metrics.sink.compactions.labels(self.name).inc()
 
     # A stored row a new one may repeat was received within this much of it (see the module doc).
