@@ -123,3 +123,25 @@ def test_a_failed_compaction_does_not_fail_the_write(tmp_path: Path, monkeypatch
         deliver(sink, batch([event(n, receivedAt=f"2026-11-26T0{n}:00:00.000Z")]))
     assert sink.read("order_completed").height == 3
     assert "compacting table" in caplog.text and "disk full" in caplog.text
+
+
+def test_a_table_that_fails_fails_the_write_and_its_retry_completes_it(sink: DeltaSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tidegate.sinks import delta
+
+    deliver(sink, batch(mixed(7)))  # every table exists
+    real = delta.write_deltalake
+
+    def pages_fail(target: object, df: pl.DataFrame, **kwargs: object) -> None:
+        if "pages" in str(getattr(target, "table_uri", target)):
+            raise OSError("disk full")
+        real(target, df, **kwargs)
+
+    later = batch(mixed(14, start=7))
+    monkeypatch.setattr(delta, "write_deltalake", pages_fail)
+    with pytest.raises(Exception, match="disk full"):
+        deliver(sink, later)
+    assert sink.read("tracks").height == 4 + 8 and sink.read("pages").height == 1  # the other tables were written
+    monkeypatch.setattr(delta, "write_deltalake", real)
+    deliver(sink, later)  # the pipeline's retry
+    assert sink.read("pages").height == 1 + 2 and sink.read("tracks").height == 12
+    assert sink.read("tracks")["id"].n_unique() == 12

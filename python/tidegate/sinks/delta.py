@@ -22,8 +22,8 @@ Same layout and semantics as the SQL warehouses (see :mod:`.warehouse`), adapted
   lookup and every reader pay per file, so a table that got ``compact_after_files`` files since
   its last compaction has the dates written since compacted (files of up to
   `COMPACT_TARGET_BYTES`), one table per write at most. The replaced files stay until a VACUUM.
-* Delta commits per table: a batch that fails half-way has committed some tables, and its retry
-  adds nothing to those (the key lookup finds their rows).
+* Delta commits per table, `WRITERS` tables at once: a batch that fails half-way has committed
+  some tables, and its retry adds nothing to those (the key lookup finds their rows).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ import polars as pl
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
-from .. import metrics
+from .. import metrics, threads
 from ..config import DeltaDestination
 from ..errors import DeliveryError
 from ..stages.govern import STATE_TABLES, GovernedBatch
@@ -72,12 +72,18 @@ def with_event_date(df: pl.DataFrame) -> pl.DataFrame:
 
 
 class DeltaSink(Sink):
+    # Tables written at once: each is a Delta table of its own, and delta-rs releases the GIL.
+    # Measured with 10K-event writes: 209 ms a write with one, 143 with two, 143 with three;
+    # 300K-event drains into DuckDB + Delta 32.1 / 31.1K events/s with two, 28.8 / 29.1K with one.
+    WRITERS = 2
+
     def __init__(self, name: str, cfg: DeltaDestination):
         super().__init__(name)
         self.cfg = cfg
         self.base = Path(cfg.path)
         self._tables: dict[str, DeltaTable] = {}
         self._lock = threading.Lock()
+        self._pool = threads.executor(f"tidegate-delta-{name}", self.WRITERS)
         # Per table: files added since its last compaction, and the dates they are in.
         self._added: dict[str, int] = {}
         self._added_dates: dict[str, set[object]] = {}
@@ -90,6 +96,9 @@ class DeltaSink(Sink):
 
     def ready(self) -> bool:
         return self.base.is_dir()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     def table(self, name: str) -> DeltaTable | None:
         """The Delta table of warehouse table ``name``, None before its first write."""
@@ -105,7 +114,15 @@ class DeltaSink(Sink):
     def write(self, batch: GovernedBatch) -> None:
         with self._lock:
             try:
-                store_batch(batch, self._fit, self._merge)
+                writes: list[tuple[str, pl.DataFrame, bool]] = []
+                store_batch(batch, self._fit, lambda table, df, upsert: writes.append((table, df, upsert)))
+                # Every table's write is waited for; the first failure is raised (the others
+                # committed or not: the retry adds nothing to those that did).
+                results = [self._pool.submit(self._merge, *w) for w in writes]
+                for r in results:
+                    r.exception()
+                for r in results:
+                    r.result()
                 self._compact_one()
             except BaseException:
                 self._tables.clear()  # re-read the committed state on the retry
