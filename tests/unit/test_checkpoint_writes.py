@@ -221,7 +221,7 @@ def test_duckdb_checkpoints_when_idle_past_its_wal_bound(tmp_path: Path) -> None
     assert wal.exists() and wal.stat().st_size >= 1024 * 1024
     duck.idle()
     assert not wal.exists() or wal.stat().st_size < 1024 * 1024
-    off = DuckDBSink("w", DuckDBDestination(path=str(tmp_path / "x.duckdb")))  # the default: off
+    off = DuckDBSink("w", DuckDBDestination(path=str(tmp_path / "x.duckdb"), idle_checkpoint_mb=0))
     off.setup()
     off.con.execute("CREATE TABLE t AS SELECT range AS i, repeat('x', 100) AS s FROM range(30000)")
     off.idle()
