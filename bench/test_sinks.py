@@ -156,7 +156,7 @@ def test_sink_send(benchmark: Any, record: Any, data: Corpus, kind: str) -> None
     sink.setup()
     rounds = 5
     try:
-        sink.write(batch)  # warm: the topic exists, the connection is open
+        sink.write(batch)  # warm-up: the Kafka topic gets created, the code paths loaded
         benchmark.pedantic(sink.write, args=(batch,), rounds=rounds, iterations=1)
         if kind == "kafka":
             sent = _kafka_messages(bootstrap, topic)
