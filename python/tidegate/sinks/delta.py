@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from datetime import date
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import polars as pl
@@ -43,7 +44,7 @@ from ..config import DeltaDestination
 from ..errors import DeliveryError
 from ..stages.govern import STATE_TABLES, GovernedBatch
 from .base import Sink
-from .warehouse import conform, quote, rows_to_store, store_batch, upsert_values
+from .warehouse import WarehouseSink, conform, quote, rows_to_store, store_batch, upsert_values
 
 __all__ = ["DeltaSink", "DELTA_TYPES"]
 
@@ -86,7 +87,7 @@ class DeltaSink(Sink):
         self._pool = threads.executor(f"tidegate-delta-{name}", self.WRITERS)
         # Per table: files added since its last compaction, and the dates they are in.
         self._added: dict[str, int] = {}
-        self._added_dates: dict[str, set[object]] = {}
+        self._added_dates: dict[str, set[date | None]] = {}
 
     def setup(self) -> None:
         try:
@@ -158,10 +159,10 @@ class DeltaSink(Sink):
             self._added_files(table, df)
             return
         if not upsert and "received_at" in df.columns:
-            stored = self._stored_keys(table, dt, df, keys)
-            if stored is not None and not stored.is_empty():
+            found = self._stored_keys(table, dt, df, keys)
+            if found is not None and not found.is_empty():
                 rows = df.height
-                df = df.join(stored, on=list(keys), how="anti", nulls_equal=True)
+                df = df.join(found, on=list(keys), how="anti", nulls_equal=True)
                 metrics.sink.rows_skipped.labels(self.name).inc(rows - df.height)
             if not df.is_empty():
                 write_deltalake(dt, df, mode="append", schema_mode="merge",
@@ -208,13 +209,11 @@ class DeltaSink(Sink):
             return
         metrics.sink.compactions.labels(self.name).inc()
 
-    # A stored row a new one may repeat was received within this much of it (see the module doc).
-    RECEIVED_MARGIN = timedelta(seconds=1)
-
     def _stored_keys(self, table: str, dt: DeltaTable, df: pl.DataFrame, keys: tuple[str, ...]) -> pl.DataFrame | None:
         """The ``keys`` columns of the stored rows that rows of ``df`` may repeat: those of the
         files of ``df``'s dates whose ``received_at`` range (from the log's statistics) comes
-        within `RECEIVED_MARGIN` of ``df``'s; a file without statistics is always read."""
+        within ``WarehouseSink.RECEIVED_MARGIN`` of ``df``'s, as the SQL warehouses look; a file
+        without statistics is always read."""
         files = pl.DataFrame(dt.get_add_actions(flatten=True))
         if files.is_empty():
             return None
@@ -223,11 +222,13 @@ class DeltaSink(Sink):
         if PARTITION in df.columns and date in files.columns:
             pick &= pl.col(date).is_in(df[PARTITION].unique().implode())
         received = df["received_at"]
-        lo, hi = received.min(), received.max()
+        lo: Any = received.min()  # datetimes: the column is `received_at`
+        hi: Any = received.max()
+        margin = WarehouseSink.RECEIVED_MARGIN
         if "min.received_at" in files.columns and "max.received_at" in files.columns:
             unknown = pl.col("min.received_at").is_null() | pl.col("max.received_at").is_null()
             near = pl.lit(False) if lo is None else (
-                (pl.col("min.received_at") <= hi + self.RECEIVED_MARGIN) & (pl.col("max.received_at") >= lo - self.RECEIVED_MARGIN))
+                (pl.col("min.received_at") <= hi + margin) & (pl.col("max.received_at") >= lo - margin))
             if received.null_count() and "null_count.received_at" in files.columns:
                 near |= pl.col("null_count.received_at").fill_null(1) > 0
             elif received.null_count():
