@@ -466,6 +466,15 @@ class Drain:
         return dict(sorted(((k, v) for k, v in per.items() if v > 0), key=lambda kv: -kv[1]))
 
 
+def _all_threads(procs: list[Proc]) -> dict[str, float]:
+    """CPU seconds by thread group, summed over ``procs``."""
+    out: dict[str, float] = {}
+    for p in procs:
+        for label, cpu in thread_cpu_s(p.pid).items():
+            out[label] = out.get(label, 0.0) + cpu
+    return out
+
+
 def drain(events: int, processed: Callable[[], float], procs: Callable[[], list[Proc]], timeout: float,
           interval: float = 0.25) -> Drain:
     d = Drain(events)
@@ -477,11 +486,7 @@ def drain(events: int, processed: Callable[[], float], procs: Callable[[], list[
             p.sample()
         n = processed()
         d.samples.append((time.monotonic(), n, sum(proc_cpu_s(p.pid) for p in ps), proc_cpu_s(bpid) if bpid else 0.0))
-        threads: dict[str, float] = {}
-        for p in ps:
-            for label, cpu in thread_cpu_s(p.pid).items():
-                threads[label] = threads.get(label, 0.0) + cpu
-        d.thread_samples.append(threads)
+        d.thread_samples.append(_all_threads(ps))
         if bpid:
             d.broker_peak_rss_mb = max(d.broker_peak_rss_mb, proc_mem_kb(bpid, "VmRSS") / 1024)
         if n >= events:
@@ -621,6 +626,7 @@ def phase_latency(args: argparse.Namespace, work: Path, evs: list[dict[str, Any]
             start_wall = time.time()
             start_processed = run.processed()
             cpu0 = sum(proc_cpu_s(pr.pid) for pr in run.procs)
+            threads0 = _all_threads(run.procs)
             t0 = time.monotonic()
             sent_events = 0
             for i in range(n_env):
@@ -644,13 +650,19 @@ def phase_latency(args: argparse.Namespace, work: Path, evs: list[dict[str, Any]
                 pr.sample()
             drain_s = time.monotonic() - t0
             end_wall = time.time()
+            delivered = run.processed() - start_processed
+            threads1 = _all_threads(run.procs)
+            by_thread = {k: (v - threads0.get(k, 0.0)) / delivered * 1e6 for k, v in threads1.items()} if delivered else {}
             steps.append({"fraction": frac, "offered_events_per_s": sent_events / send_s if send_s else None,
                           "target_events_per_s": rate, "events": sent_events,
                           "delivered_events_per_s": (run.processed() - start_processed) / drain_s,
                           "cpu_cores": (sum(proc_cpu_s(pr.pid) for pr in run.procs) - cpu0) / drain_s,
+                          "thread_cpu_s_per_million_events": dict(sorted(((k, v) for k, v in by_thread.items() if v > 0.05),
+                                                                         key=lambda kv: -kv[1])),
                           "window": (start_wall, end_wall)})
             log(f"latency: step {frac:.0%} offered {sent_events / send_s:,.0f} events/s for {send_s:.1f}s, "
-                f"delivered in {drain_s:.1f}s")
+                f"delivered in {drain_s:.1f}s; CPU s per M events by thread: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in steps[-1]["thread_cpu_s_per_million_events"].items()))
             time.sleep(args.commit_interval * 2)
     finally:
         run.stop()
@@ -820,6 +832,12 @@ def write_report(results: dict[str, Any], out: Path) -> str:
                              f"{_f(L['p50'], '.3f')} | {_f(L['p95'], '.3f')} | {_f(L['p99'], '.3f')} | {_f(L['max'], '.3f')} | "
                              f"{_f(s.get('cpu_cores'), '.2f')} |")
             lines.append("")
+            if any(s.get("thread_cpu_s_per_million_events") for s in lat):
+                lines += ["CPU s / M events by thread at each step (live writes are smaller than a drain's, so "
+                          "each destination's fixed cost per write weighs more): "
+                          + "; ".join(f"{s['fraction']:.0%}: " + ", ".join(f"{k} {v:.1f}" for k, v in
+                                                                            s.get("thread_cpu_s_per_million_events", {}).items())
+                                      for s in lat) + ".", ""]
     c = results.get("collector")
     if c:
         lines += ["## Collector (`POST /v1/batch`, 100 events per request, 200 only after Kafka acks)", "",
