@@ -461,9 +461,14 @@ class Drain:
         window as the rate, largest first."""
         if not events or len(self.thread_samples) != len(self.samples):
             return {}
-        a, b = self.thread_samples[ia], self.thread_samples[ib]
-        per = {k: (v - a.get(k, 0.0)) / events * 1e6 for k, v in b.items()}
-        return dict(sorted(((k, v) for k, v in per.items() if v > 0), key=lambda kv: -kv[1]))
+        return per_million(self.thread_samples[ia], self.thread_samples[ib], events)
+
+
+def per_million(before: dict[str, float], after: dict[str, float], events: float, floor: float = 0.0) -> dict[str, float]:
+    """CPU s per M events of each thread group between two `_all_threads` samples, largest
+    first, those above ``floor`` only."""
+    per = {k: (v - before.get(k, 0.0)) / events * 1e6 for k, v in after.items()} if events else {}
+    return dict(sorted(((k, v) for k, v in per.items() if v > floor), key=lambda kv: -kv[1]))
 
 
 def _all_threads(procs: list[Proc]) -> dict[str, float]:
@@ -651,14 +656,12 @@ def phase_latency(args: argparse.Namespace, work: Path, evs: list[dict[str, Any]
             drain_s = time.monotonic() - t0
             end_wall = time.time()
             delivered = run.processed() - start_processed
-            threads1 = _all_threads(run.procs)
-            by_thread = {k: (v - threads0.get(k, 0.0)) / delivered * 1e6 for k, v in threads1.items()} if delivered else {}
+            by_thread = per_million(threads0, _all_threads(run.procs), delivered, floor=0.05)
             steps.append({"fraction": frac, "offered_events_per_s": sent_events / send_s if send_s else None,
                           "target_events_per_s": rate, "events": sent_events,
                           "delivered_events_per_s": (run.processed() - start_processed) / drain_s,
                           "cpu_cores": (sum(proc_cpu_s(pr.pid) for pr in run.procs) - cpu0) / drain_s,
-                          "thread_cpu_s_per_million_events": dict(sorted(((k, v) for k, v in by_thread.items() if v > 0.05),
-                                                                         key=lambda kv: -kv[1])),
+                          "thread_cpu_s_per_million_events": by_thread,
                           "window": (start_wall, end_wall)})
             log(f"latency: step {frac:.0%} offered {sent_events / send_s:,.0f} events/s for {send_s:.1f}s, "
                 f"delivered in {drain_s:.1f}s; CPU s per M events by thread: "
