@@ -206,7 +206,28 @@ def test_destinations_get_an_idle_call_when_no_write_waits(tmp_path: Path) -> No
         add(sink, n)
     warehouse.gate.set()
     sink.flush()
+    assert sink._upkeep is not None
+    sink._upkeep.result(10)  # its own task: the checkpoint does not wait for it
     assert warehouse.writes == [1, 1, 1, 1] and warehouse.idled == [4]  # only once the queue emptied
+
+
+def test_a_checkpoint_does_not_wait_for_upkeep(tmp_path: Path) -> None:
+    sink, warehouse = make_sink(tmp_path, max_write_mb=16)
+    upkeep, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_idle() -> None:
+        upkeep.set()
+        release.wait(5)
+        done.set()
+
+    warehouse.idle = slow_idle  # type: ignore[method-assign]
+    add(sink, 0)
+    sink.flush()  # returns while the upkeep still runs
+    assert upkeep.wait(10) and not done.is_set()
+    add(sink, 1)  # the next checkpoint's write queues behind the upkeep
+    release.set()
+    sink.flush()
+    assert warehouse.writes == [1, 1]
 
 
 def test_duckdb_checkpoints_when_idle_past_its_wal_bound(tmp_path: Path) -> None:

@@ -134,7 +134,8 @@ class DuckDBSink(WarehouseSink):
             return
         if wal >= limit * 1024 * 1024:
             with self._lock:
-                self._con.execute("CHECKPOINT")
+                if self._con is not None:  # not closed meanwhile (upkeep runs beside shutdown)
+                    self._con.execute("CHECKPOINT")
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
