@@ -120,6 +120,23 @@ def test_duckdb_event_tables_are_keyed_without_an_index(sink: DuckDBSink) -> Non
     assert sink.row_counts()["tracks"] == 9
 
 
+def test_duckdb_track_event_tables_follow_the_tracks_lookup_only_when_it_answers_for_them(sink: DuckDBSink) -> None:
+    """One stored-id lookup in `tracks` serves a track event's own table when every row of it
+    is one of the batch's tracks; a table with other rows (a transform function dropped tracks
+    rows) looks its ids up itself. Either way a redelivery adds nothing."""
+    import dataclasses
+
+    batch = governed([ev(i) for i in range(6)])
+    deliver(sink, batch)
+    partial = dataclasses.replace(batch, tables={**batch.tables, "tracks": batch.tables["tracks"].head(2)})
+    more = governed([ev(i) for i in range(4, 9)])
+    for b in (batch, partial, more, partial, more):
+        deliver(sink, b)
+    assert sink.row_counts()["tracks"] == 9 and sink.row_counts()["order_completed"] == 9
+    assert sink.con.execute("select count(distinct id) from order_completed").fetchone() == (9,)
+    assert sink.con.execute("select sum(event_count) from event_counts_hourly").fetchone() == (9,)
+
+
 def test_duckdb_keeps_using_a_primary_key_a_table_already_has(sink: DuckDBSink) -> None:
     """A file written by a version that keyed event tables with a primary key."""
     deliver(sink, governed([ev(1)]))
