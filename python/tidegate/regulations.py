@@ -160,6 +160,8 @@ def delete_user_rows(sink: Any, user_id: str) -> dict[str, int]:
             sink._rows(f"DELETE FROM {s}.{t} WHERE {where} = {p}", [user_id])  # noqa: SLF001
             deleted[table] = n
     sink._columns = None  # noqa: SLF001 - re-read the layout on the next write
+    if deleted:
+        sink.vacuum()  # the deleted rows' storage goes now, not at some later checkpoint
     return deleted
 
 

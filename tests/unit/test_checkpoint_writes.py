@@ -249,6 +249,31 @@ def test_duckdb_checkpoints_when_idle_past_its_wal_bound(tmp_path: Path) -> None
     assert Path(f"{tmp_path / 'x.duckdb'}.wal").stat().st_size >= 1024 * 1024
 
 
+@pytest.mark.parametrize("vacuum_every", [0, 1, 2])
+def test_duckdb_idle_checkpoints_vacuum_every_nth(tmp_path: Path, vacuum_every: int) -> None:
+    """Appends after a checkpoint become a row group of their own unless the next checkpoint
+    vacuums (merges them into the partly filled one before)."""
+    from tidegate.config import DuckDBDestination
+    from tidegate.sinks.duckdb import DuckDBSink
+
+    duck = DuckDBSink("w", DuckDBDestination(path=str(tmp_path / "w.duckdb"), idle_checkpoint_mb=1,
+                                             vacuum_every=vacuum_every))
+    duck.setup()
+    duck.con.execute("CREATE TABLE t (i BIGINT, s VARCHAR)")
+    groups = []
+    for n in range(4):
+        duck.con.execute(f"INSERT INTO t SELECT range + {n * 15000}, repeat('x', 100) FROM range(15000)")
+        duck.idle()
+        groups.append(duck.con.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('t')").fetchone()[0])
+    if vacuum_every == 0:
+        assert groups == [1, 2, 3, 4]
+    else:  # DuckDB merges by its own rules (measured: [1, 1, 2, 1] with 1, [1, 1, 2, 2] with 2)
+        assert groups[1] == 1 and groups[-1] < 4
+    # Between checkpoints DuckDB's own (at checkpoint_threshold_mb) do not vacuum either.
+    assert duck.con.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()[0] == (100 if vacuum_every == 1 else 0)
+    duck.close()
+
+
 def test_checkpoints_lengthen_while_behind_and_reset_when_not(tmp_path: Path) -> None:
     from types import SimpleNamespace
 

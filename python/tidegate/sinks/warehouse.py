@@ -353,6 +353,10 @@ class WarehouseSink(Sink):
         rows = self._rows(sql, params)
         return int(rows[0][0]) if rows else None
 
+    def vacuum(self) -> None:
+        """Reclaim the storage of deleted rows now, where the database leaves it to this sink
+        (DuckDB; PostgreSQL's autovacuum does it by itself)."""
+
     # -- reading (for `tidegate up` and tests) ------------------------------------------------
     def row_counts(self) -> dict[str, int]:
         with self._lock:
