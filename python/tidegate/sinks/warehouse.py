@@ -25,8 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import polars as pl
 
 from .. import metrics
-from ..stages.govern import STATE_TABLES, GovernedBatch
-from ..stages.transform import EVENT_TYPE_TABLES
+from ..stages.govern import EVENT_TYPE_TABLES, STATE_TABLES, GovernedBatch
 from . import aggregates
 from .base import Sink
 

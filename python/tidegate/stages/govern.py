@@ -105,6 +105,10 @@ def _table_frame(columns: list[tuple[str, str]], buffers: list[tuple[_core.Buffe
 # event: they are not event streams for outbound sinks, and not partitioned by event date.
 STATE_TABLES = ("users", "accounts", "identity_map")
 
+# The table every event of a type lands in (a named track also fills its own table).
+EVENT_TYPE_TABLES = {"track": "tracks", "identify": "identifies", "page": "pages", "screen": "screens",
+                     "group": "groups", "alias": "aliases"}
+
 HOURLY_SCHEMA = {"hour": pl.Datetime("us", "UTC"), "source_id": pl.String, "event": pl.String,
                  "events": pl.UInt32, "late": pl.Boolean}
 

@@ -35,12 +35,10 @@ from .. import _core, metrics
 from ..config import (Config, CopyColumn, DestinationPolicy, DropColumn, Filter, HashColumn, Normalize, Rename,
                       SetDefault, Transform)
 from ..errors import ConfigError
-from .govern import STATE_TABLES, GovernedBatch
+from .govern import EVENT_TYPE_TABLES, STATE_TABLES, GovernedBatch
 
 __all__ = ["Transformer", "for_destination"]
 
-EVENT_TYPE_TABLES = {"track": "tracks", "identify": "identifies", "page": "pages", "screen": "screens",
-                     "group": "groups", "alias": "aliases"}
 LINEAGE = "tidegate_transforms"
 
 
