@@ -66,8 +66,8 @@ class DuckDBSink(WarehouseSink):
         self.cfg = cfg
         self._con: duckdb.DuckDBPyConnection | None = None
         self._memory_limit_mb = cfg.memory_limit_mb
-        self._checkpoints = 0  # run in idle moments (every `vacuum_every`th vacuums)
-        self._vacuum_tasks = "100"  # DuckDB's max_vacuum_tasks, read at setup
+        self._checkpoints = 0  # run by this sink (every `vacuum_every`th vacuums)
+        self._vacuum_tasks = 0  # DuckDB's own max_vacuum_tasks, read at setup
 
     # -- lifecycle ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -112,9 +112,12 @@ class DuckDBSink(WarehouseSink):
             if self._con is not None:
                 self._checkpoint(vacuum=True)
 
-    def _checkpoint(self, *, vacuum: bool) -> None:
+    def _checkpoint(self, *, vacuum: bool = False) -> None:
+        """CHECKPOINT; with a vacuum if asked, or if it is the `vacuum_every`th."""
         assert self._con is not None
-        if vacuum and self.cfg.vacuum_every != 1:
+        every = self.cfg.vacuum_every
+        vacuum = vacuum or (every > 0 and (self._checkpoints + 1) % every == 0)
+        if vacuum and every != 1:  # with 1 it is always on
             self._set_vacuum(True)
             try:
                 self._con.execute("CHECKPOINT")
@@ -167,8 +170,7 @@ class DuckDBSink(WarehouseSink):
         if wal >= limit * 1024 * 1024:
             with self._lock:
                 if self._con is not None:  # not closed meanwhile (upkeep runs beside shutdown)
-                    every = self.cfg.vacuum_every
-                    self._checkpoint(vacuum=bool(every) and (self._checkpoints + 1) % every == 0)
+                    self._checkpoint()
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
