@@ -7,6 +7,7 @@ pub mod archive;
 pub mod batch;
 pub mod dedupe;
 pub mod fields;
+pub mod fuzzing;
 pub mod govern;
 pub mod idempotency;
 pub mod identity;
