@@ -42,8 +42,7 @@ fn governance() -> &'static Governance {
     GOVERNANCE.get_or_init(|| {
         let spec: serde_json::Value = serde_json::from_str(PLAN).expect("the fuzz plan is JSON");
         let plan = Arc::new(TrackingPlan::compile(&spec).expect("the fuzz plan compiles"));
-        let mut drop = [false; 6];
-        drop[0] = true; // Unplanned-Event
+        let drop = ViolationKind::ALL.map(|k| k == ViolationKind::UnplannedEvent);
         let mut sources = HashMap::new();
         // `s` drops unplanned events, `f` forwards every violation.
         sources.insert("s".to_string(), SourcePolicy { plan: Arc::clone(&plan), drop });
