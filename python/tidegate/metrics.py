@@ -73,6 +73,12 @@ class _Sink:
                        ["destination"], registry=REGISTRY)
     write_seconds = Histogram("tidegate_sink_write_seconds", "Time per batch write.", ["destination"],
                               buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+    checkpoint_seconds = Histogram("tidegate_sink_checkpoint_seconds",
+                                   "Time per checkpoint storing the rows its writes kept back (DuckDB's users, "
+                                   "accounts and identity_map upserts).", ["destination"],
+                                   buckets=_LATENCY_BUCKETS, registry=REGISTRY)
+    held_rows = Gauge("tidegate_sink_held_rows", "Rows kept back by writes until the checkpoint stores them.",
+                      ["destination"], registry=REGISTRY)
     retries = Counter("tidegate_sink_retries", "Retried destination writes within a checkpoint.", ["destination"],
                       registry=REGISTRY)
     memory_limit_bytes = Gauge("tidegate_sink_memory_limit_bytes",

@@ -114,6 +114,7 @@ class GovernedSink(BatchingSink):
     def setup(self) -> None:
         for sink in self.destinations.values():
             sink.setup()
+            sink.hold_state()  # state-table rows wait for the checkpoint (see `flush`)
 
     def add(self, value: Any, key: Any, timestamp: int, headers: Any, topic: str, partition: int, offset: int) -> None:
         if not self._pending_partitions or self._pending_partitions[-1] != (topic, partition):
@@ -137,9 +138,14 @@ class GovernedSink(BatchingSink):
         """Stage what is left of the checkpoint and wait for every write of it."""
         try:
             self._stage()
+            # What the writes kept back for the checkpoint (`Sink.hold_state`), stored before the
+            # offsets commit: on the deliver thread after the last write, before the upkeep that
+            # write queues.
+            held = self._deliverer.submit(self._checkpoint_destinations)
             writes, skipped = self._writes, self._skipped
-            wait([f for w in writes for f in (w.archived, w.delivered)])
+            wait([f for w in writes for f in (w.archived, w.delivered)] + [held])
             failed, self._failed = self._failed, None
+            failed = failed or held.result()
         finally:
             self._writes, self._skipped = [], []
         if failed is not None:
@@ -212,6 +218,18 @@ class GovernedSink(BatchingSink):
             # measured) used to hold the commit while consumption stood still; now it runs while
             # the next checkpoint's first write is consumed and governed.
             self._upkeep = self._deliverer.submit(self._idle)
+
+    def _checkpoint_destinations(self) -> DeliveryError | None:
+        """Every destination's `checkpoint`; the first failure, if any (all are tried)."""
+        first: DeliveryError | None = None
+        for sink in self.destinations.values():
+            try:
+                sink.checkpoint()
+            except Exception as e:  # noqa: BLE001 - reported as the checkpoint's delivery failure
+                error = e if isinstance(e, DeliveryError) else DeliveryError(
+                    f"destination {sink.name!r} could not store the rows its writes kept for the checkpoint: {e}")
+                first = first or error
+        return first
 
     def _idle(self) -> None:
         """On the deliver thread, when no write was waiting: each destination's upkeep, unless a

@@ -36,6 +36,16 @@ class Sink(abc.ABC):
         """The pipeline has no write waiting for this sink: a moment for upkeep (called on the
         pipeline's deliver thread, between writes)."""
 
+    def hold_state(self) -> None:
+        """Called by the pipeline before its first write: from now on a write may keep back
+        rows it would otherwise upsert write by write, until :meth:`checkpoint` stores them all
+        at once. Without this call (replays, tests, tools) every write is stored when it returns."""
+
+    def checkpoint(self) -> None:
+        """The pipeline is about to commit its offsets: store what the writes since the last
+        call kept back (see :meth:`hold_state`). Raise :class:`DeliveryError` if that fails; the
+        rows stay kept, and the checkpoint backs off and re-reads."""
+
     def close(self) -> None:
         """Flush and release; called on shutdown."""
 

@@ -17,7 +17,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import duckdb
 import polars as pl
@@ -56,6 +56,7 @@ DUCKDB = Dialect(
 class DuckDBSink(WarehouseSink):
     dialect = DUCKDB
     id_index = False
+    HOLDS_STATE = True
 
     # A write that meets the memory limit is retried with a limit this much higher, this often.
     MEMORY_LIMIT_GROWTH = 1.5
@@ -91,6 +92,11 @@ class DuckDBSink(WarehouseSink):
         self._create_layout()
 
     def close(self) -> None:
+        if self._held and self._con is not None:
+            try:  # normally stored at the pipeline's last checkpoint already
+                self.checkpoint()
+            except Exception as e:  # noqa: BLE001 - the offsets were not committed: they are re-read
+                log.warning("destination %r: rows kept for the checkpoint not stored on closing: %s", self.name, e)
         with self._lock:
             if self._con is not None:
                 try:  # the checkpoint on closing merges what was appended since the last one
@@ -133,14 +139,21 @@ class DuckDBSink(WarehouseSink):
     def write(self, batch: GovernedBatch) -> None:
         """The shared write; one that needs more memory than the limit is written again with a
         higher limit: `memory_limit_mb` bounds DuckDB's cache, it must not fail a write."""
+        self._with_memory(lambda: super(DuckDBSink, self).write(batch))
+
+    def checkpoint(self) -> None:
+        """The shared checkpoint, with more memory if it needs it (as `write`)."""
+        self._with_memory(super().checkpoint)
+
+    def _with_memory(self, run: Callable[[], None]) -> None:
         for _ in range(self.MEMORY_LIMIT_RETRIES):
             try:
-                return super().write(batch)
+                return run()
             except duckdb.Error as e:
                 if not self._memory_limit_mb or not _out_of_memory(e):
                     raise
                 self._grow_memory_limit(e)
-        super().write(batch)
+        run()
 
     def _grow_memory_limit(self, e: duckdb.Error) -> None:
         before, self._memory_limit_mb = self._memory_limit_mb, int(self._memory_limit_mb * self.MEMORY_LIMIT_GROWTH)

@@ -1,0 +1,154 @@
+"""State-table rows (`users`, `accounts`, `identity_map`) kept back by the pipeline's DuckDB writes
+until the checkpoint, which upserts each table once (`Sink.hold_state`, `Sink.checkpoint`).
+
+What a checkpoint stores must be exactly what the writes would have stored one by one; nothing
+kept back may be lost to a failure, a deletion or a shutdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+from quixstreams.sinks import SinkBackpressureError
+
+from tidegate.config import DuckDBDestination
+from tidegate.errors import DeliveryError
+from tidegate.regulations import delete_user_rows
+from tidegate.sinks.duckdb import DuckDBSink
+from tidegate.stages import GovernedBatch, decode_messages, govern
+from tidegate.stages.identity import IdentityResolver
+
+from sink_support import event
+from test_checkpoint_writes import SOURCE, make_sink
+
+
+def governed(events: list[dict[str, Any]], received: str, resolver: IdentityResolver) -> GovernedBatch:
+    body = json.dumps({"v": 1, "source": "web", "receivedAt": received, "events": events}).encode()
+    return resolver.process(govern(decode_messages([(body, 1_764_000_000_000, None)]), config_version="test"))
+
+
+def writes() -> list[GovernedBatch]:
+    """Identifies of the same users across writes: traits that change, go missing and appear,
+    a trait whose type changes (a column of another type: another run of the checkpoint), and
+    anonymous ids joined to users later (identity_map rows relabelled)."""
+    resolver = IdentityResolver()
+    out = []
+    for w in range(6):
+        evs = []
+        for n in range(12):
+            traits: dict[str, Any] = {"plan": f"plan-{w}" if n % 3 else None, "seen": w}
+            if w >= 2 and n % 2:
+                traits["city"] = f"city-{w}-{n}"
+            if w == 4:
+                traits["seen"] = f"w{w}"  # another type than the stored column's
+            e = event(n, "identify", userId=f"user-{n % 7}", traits=traits, anonymousId=f"anon-{n}-{w // 2}",
+                      messageId=f"msg-{w}-{n}")
+            evs.append(e)
+        evs.append(event(100 + w, "track", userId=None, anonymousId=f"anon-{w}-9", messageId=f"t-{w}"))
+        out.append(governed(evs, f"2026-11-26T05:30:{40 + w:02d}.000Z", resolver))
+    return out
+
+
+def add(pipeline: Any, n: int) -> None:
+    """Identify ``n`` (user ``user-<n>``) as a raw-topic message at offset ``n``."""
+    value = json.dumps(event(n, "identify", userId=f"user-{n}")).encode()
+    pipeline.add(value, None, 1_767_607_200_000, SOURCE, "raw", 0, n)
+
+
+def sink(path: Path, *, hold: bool) -> DuckDBSink:
+    s = DuckDBSink("warehouse", DuckDBDestination(path=str(path)))
+    s.setup()
+    if hold:
+        s.hold_state()
+    return s
+
+
+def table(s: DuckDBSink, name: str) -> pl.DataFrame:
+    cols = [c for c in s._columns[name] if c != "uuid_ts"]  # noqa: SLF001 - the sink's own layout
+    rows = s._rows(f"SELECT {', '.join(cols)} FROM {name} ORDER BY ALL")  # noqa: SLF001
+    return pl.DataFrame(rows, schema=cols, orient="row", infer_schema_length=None)
+
+
+def test_a_checkpoint_stores_what_the_writes_would_have(tmp_path: Path) -> None:
+    batches = writes()
+    now, held = sink(tmp_path / "now.duckdb", hold=False), sink(tmp_path / "held.duckdb", hold=True)
+    for b in batches:
+        now.write(b)
+        held.write(b)
+    assert "users" not in held.row_counts() or held.row_counts()["users"] == 0
+    assert held.row_counts()["identifies"] == now.row_counts()["identifies"] == 72
+    held.checkpoint()
+    for name in ("users", "identity_map", "discards"):
+        assert table(held, name).equals(table(now, name)), name
+    assert table(held, "users").height == 7 and table(held, "identity_map").height > 7
+    assert held._held == []  # noqa: SLF001
+    held.checkpoint()  # nothing left: no statement, nothing changes
+    assert table(held, "users").equals(table(now, "users"))
+
+
+def test_the_pipeline_stores_kept_rows_before_its_offsets_commit(tmp_path: Path) -> None:
+    sink_, warehouse = make_sink(tmp_path, max_write_mb=1e-6)  # a write per message
+    committed: list[dict[str, int]] = []
+    sink_.before_commit.append(lambda: committed.append(warehouse.row_counts()))
+    for n in range(4):
+        add(sink_, n)
+    sink_._writes[-1].delivered.result(10)  # noqa: SLF001 - delivered before the flush
+    assert warehouse.row_counts()["identifies"] == 4 and warehouse.row_counts().get("users", 0) == 0
+    sink_.flush()
+    assert committed[-1]["users"] == 4  # users 0-3, stored before the commit hook ran
+
+
+class FailingCheckpoint(DuckDBSink):
+    fail = 0
+
+    def checkpoint(self) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise duckdb.IOException("disk full (test)")
+        super().checkpoint()
+
+
+def test_a_failed_checkpoint_keeps_the_rows_and_backs_off(tmp_path: Path) -> None:
+    from tidegate import load_config
+    from tidegate.pipeline import GovernedSink
+
+    sink_, _ = make_sink(tmp_path, max_write_mb=16)
+    cfg = load_config(tmp_path / "tidegate.toml", env={})
+    warehouse = FailingCheckpoint("warehouse", cfg.destinations["warehouse"])
+    pipeline = GovernedSink(cfg, {"warehouse": warehouse})
+    pipeline.setup()
+    warehouse.fail = 1
+    for n in range(3):
+        add(pipeline, n)
+    with pytest.raises(SinkBackpressureError) as e:
+        pipeline.flush()
+    assert isinstance(e.value.__cause__, DeliveryError)
+    assert "could not store the rows its writes kept for the checkpoint: disk full" in str(e.value.__cause__)
+    assert warehouse.row_counts()["identifies"] == 3 and warehouse.row_counts().get("users", 0) == 0
+    pipeline.on_paused()
+    for n in range(3):  # the re-read
+        add(pipeline, n)
+    pipeline.flush()
+    assert warehouse.row_counts()["users"] == 3 and warehouse.row_counts()["identifies"] == 3
+
+
+def test_deleting_a_user_drops_their_kept_rows(tmp_path: Path) -> None:
+    s = sink(tmp_path / "w.duckdb", hold=True)
+    for b in writes()[:2]:
+        s.write(b)
+    delete_user_rows(s, "user-3")
+    s.checkpoint()
+    users = table(s, "users")["id"].to_list()
+    assert "user-3" not in users and "user-2" in users
+
+
+def test_closing_stores_kept_rows(tmp_path: Path) -> None:
+    s = sink(tmp_path / "w.duckdb", hold=True)
+    s.write(writes()[0])
+    s.close()
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM users").fetchone() == (7,)
