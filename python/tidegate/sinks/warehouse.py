@@ -104,8 +104,8 @@ def conform(table: str, df: pl.DataFrame, targets: Mapping[str, tuple[pl.DataTyp
 def newest_per_id(df: pl.DataFrame) -> pl.DataFrame:
     """One row per id: for each column the newest non-null value (``users`` merges traits)."""
     if "received_at" in df.columns:
-        # Stable: of two versions received at the same moment the later one wins, as it would
-        # written one after the other.
+        # Stable: of two versions received at the same moment the later one wins, as it does
+        # when they are written one after the other.
         df = df.sort("received_at", nulls_last=False, maintain_order=True)
     return df.group_by("id", maintain_order=True).agg(pl.all().drop_nulls().last())
 
@@ -240,11 +240,12 @@ class WarehouseSink(Sink):
 
     # Whether the pipeline's writes keep the state tables' rows (`users`, `accounts`,
     # `identity_map`) back until its checkpoint, which upserts each table once for all its writes
-    # (see `hold_state`). In DuckDB an upsert that updates stored rows costs about the same
-    # whether it updates 100 rows or 2,000 (measured on a 147K-row `identity_map`: 60-70 ms per
-    # statement, where inserting the same rows without updates takes 9 ms), so it is paid once
-    # per checkpoint instead of once per write. PostgreSQL updates rows through its index at a
-    # cost per row, and keeps writing them at once.
+    # (see `hold_state`). In DuckDB an upsert that updates stored rows costs little more for
+    # 2,000 rows than for 100 (measured on a 147K-row `identity_map`: 60-70 ms per statement,
+    # where inserting the same rows without updates takes 9 ms), so it is paid once per
+    # checkpoint instead of once per write; the checkpoint then waits for a DuckDB write still
+    # running. PostgreSQL updates rows through its index at a cost per row, and keeps writing
+    # them at once.
     HOLDS_STATE = False
 
     def hold_state(self) -> None:
@@ -282,6 +283,10 @@ class WarehouseSink(Sink):
         per table, consecutive writes' rows of the same columns as one statement (the newest
         version of an id wins, column by column, as one upsert after another would have it).
         On failure they stay kept for the next checkpoint."""
+        if not self._held:
+            # Without taking the lock: a sink that keeps nothing back (PostgreSQL) never makes
+            # the checkpoint wait for a write of its that overran `delivery.write_timeout_s`.
+            return
         with self._lock:
             if not self._held:
                 return
@@ -301,7 +306,7 @@ class WarehouseSink(Sink):
                         for run in runs:
                             store_batch(GovernedBatch(tables={table: pl.concat(run, rechunk=False)}), self._fit, self._insert)
             except BaseException:
-                self._columns = None
+                self._columns = None  # DDL inside the failed transaction was rolled back too
                 raise
             self._held = []
             metrics.sink.held_rows.labels(self.name).set(0)
