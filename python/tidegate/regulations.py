@@ -131,8 +131,7 @@ def delete_user_rows(sink: Any, user_id: str) -> dict[str, int]:
     s = quote(sink.schema)
     deleted: dict[str, int] = {}
     with sink._lock, sink._transaction():  # noqa: SLF001 - the sink's own transaction and lock
-        if hasattr(sink, "forget_held"):
-            sink.forget_held(user_id)  # rows a pipeline write kept back for its checkpoint
+        sink.forget_held(user_id)  # rows a pipeline write kept back for its checkpoint
         cols = sink._rows("SELECT table_name, column_name FROM information_schema.columns "  # noqa: SLF001
                           f"WHERE table_schema = {p} AND column_name IN ('user_id', 'id')", [sink.schema])
         by_table: dict[str, set[str]] = {}
