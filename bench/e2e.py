@@ -72,6 +72,38 @@ EVENT_TABLES = ("tracks", "identifies", "pages", "screens", "groups", "aliases")
 WRITE_KEY = "bench-write-key"
 
 
+def checkout_ref(ref: str, work: Path) -> list[str]:
+    """``--compare-ref``: ``ref`` checked out beside this tree (a detached git worktree under
+    ``work``) with its own Rust extension built (cargo, release, this tree's target directory so
+    that dependencies are not compiled again), and the command that runs its ``tidegate`` on this
+    interpreter. Python dependencies are this environment's."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], capture_output=True, text=True,
+                             check=True, cwd=ROOT).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        why = (getattr(e, "stderr", "") or str(e)).strip()
+        raise SystemExit(f"--compare-ref: {ref!r} is no commit of {ROOT} ({why}); give a branch, tag or commit") from None
+    tree = work / f"ref-{sha[:10]}"
+    subprocess.run(["git", "worktree", "add", "--detach", "--force", str(tree), sha], check=True, cwd=ROOT,
+                   capture_output=True)
+    log(f"--compare-ref {ref} ({sha[:10]}): building its extension (cargo build --release) ...")
+    env = {**os.environ, "PYO3_PYTHON": sys.executable, "CARGO_TARGET_DIR": str(ROOT / "target" / "compare-ref")}
+    built = subprocess.run(["cargo", "build", "--release", "--features", "python", "--manifest-path",
+                            str(tree / "rust" / "Cargo.toml")], env=env, capture_output=True, text=True)
+    if built.returncode:
+        raise SystemExit(f"--compare-ref: building {ref}'s extension failed:\n{built.stderr[-3000:]}")
+    shutil.copy(ROOT / "target" / "compare-ref" / "release" / "libtidegate_core.so", tree / "python" / "tidegate" / "_core.abi3.so")
+    runner = work / f"tidegate-{sha[:10]}"
+    runner.write_text(f'#!/bin/sh\nPYTHONPATH="{tree / "python"}" exec "{sys.executable}" -m tidegate "$@"\n')
+    runner.chmod(0o755)
+    return [str(runner)]
+
+
+def remove_ref_checkouts(work: Path) -> None:
+    for tree in work.glob("ref-*"):
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+
+
 def git_commit() -> str:
     """``git rev-parse --short HEAD`` (+``dirty`` when tracked files differ): results move with the tree."""
     try:
@@ -960,19 +992,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare-command", default=None,
                     help="A/B: after each envelope drain of this tree, drain again with this command in place of "
                          "`python -m tidegate` (e.g. a wrapper running another checkout) and report both, run by run")
+    ap.add_argument("--compare-ref", default=None, metavar="REF",
+                    help="A/B against a git branch, tag or commit of this repository: checked out in the work "
+                         "directory, its Rust extension built, then used as --compare-command")
     ap.add_argument("--timeout", type=float, default=600.0, help="give up a drain after this many seconds")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         ap.error(f"--repeat must be at least 1, got {args.repeat}")
     if args.compare_command is not None and not args.compare_command.split():
         ap.error("--compare-command is empty; give the command that runs the other tidegate")
-    if args.compare_command and args.mode == "collector":
-        ap.error("--compare-command compares envelope drains: use --mode kafka or both")
+    if args.compare_ref and args.compare_command:
+        ap.error("give --compare-ref or --compare-command, not both")
+    if (args.compare_command or args.compare_ref) and args.mode == "collector":
+        ap.error("--compare-command and --compare-ref compare envelope drains: use --mode kafka or both")
 
     if args.pipeline_command:
         TIDEGATE[:] = args.pipeline_command.split()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="tidegate-bench-"))
+    if args.compare_ref:
+        try:
+            args.compare_command = " ".join(checkout_ref(args.compare_ref, work))
+        except BaseException:
+            remove_ref_checkouts(work)
+            shutil.rmtree(work, ignore_errors=True)
+            raise
     results: dict[str, Any] = {
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -1035,6 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     log(f"written {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'throughput.png'}; work dir {work}")
     if not os.environ.get("TIDEGATE_BENCH_KEEP"):
+        remove_ref_checkouts(work)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
