@@ -13,9 +13,30 @@ import pytest
 from support import TIDEGATE, Stack, free_port
 
 
+USERS = 37
+
+
 def events(lo: int, hi: int) -> list[dict]:
-    return [{"type": "track", "event": "Checkout Step", "anonymousId": f"anon-{i % 97}", "messageId": f"id-{i}",
-             "properties": {"step": i % 5, "n": i}} for i in range(lo, hi)]
+    """Track events ``lo``..``hi``, and after every tenth an identify of one of `USERS` users with
+    trait ``n`` (so each user's stored ``n`` must end as the highest of theirs)."""
+    out: list[dict] = []
+    for i in range(lo, hi):
+        out.append({"type": "track", "event": "Checkout Step", "anonymousId": f"anon-{i % 97}", "messageId": f"id-{i}",
+                    "properties": {"step": i % 5, "n": i}})
+        if i % 10 == 0:
+            traits = {"n": i, **({"first_n": i} if i // 10 < USERS else {})}  # `first_n` only once per user
+            out.append({"type": "identify", "userId": f"user-{(i // 10) % USERS}", "anonymousId": f"anon-{i % 97}",
+                        "messageId": f"idf-{i}", "traits": traits})
+    return out
+
+
+def expected_users(total: int) -> list[tuple[str, int, int]]:
+    """(id, n, first_n) per user: the newest ``n``, and ``first_n`` from the user's first identify."""
+    last: dict[str, tuple[int, int]] = {}
+    for i in range(0, total, 10):
+        user = f"user-{(i // 10) % USERS}"
+        last[user] = (i, last[user][1] if user in last else i)
+    return sorted((u, n, first) for u, (n, first) in last.items())
 
 
 def send_with_client_retries(stack: Stack, total: int, rng: random.Random, stop: threading.Event) -> None:
@@ -79,6 +100,8 @@ def _kill_and_count(stack: Stack) -> None:
     n, distinct = count_when_idle(stack, total)
     assert (n, distinct) == (total, total)
     assert stack.query("select count(*), count(distinct id) from tracks")[0] == (total, total)
+    # `users` rows wait for each checkpoint (`Sink.hold_state`): the kills must not lose an update.
+    assert stack.query("select id, n, first_n from users order by id") == expected_users(total)
 
 
 def test_two_replicas_split_partitions_and_survive_one_dying(tmp_path, kafka: str) -> None:
