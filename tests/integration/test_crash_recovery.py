@@ -17,17 +17,16 @@ USERS = 37
 
 
 def events(lo: int, hi: int) -> list[dict]:
-    """Track events ``lo``..``hi``, and after every tenth an identify of one of `USERS` users with
-    trait ``n`` (so each user's stored ``n`` must end as the highest of theirs)."""
-    out: list[dict] = []
-    for i in range(lo, hi):
-        out.append({"type": "track", "event": "Checkout Step", "anonymousId": f"anon-{i % 97}", "messageId": f"id-{i}",
-                    "properties": {"step": i % 5, "n": i}})
-        if i % 10 == 0:
-            traits = {"n": i, **({"first_n": i} if i // 10 < USERS else {})}  # `first_n` only once per user
-            out.append({"type": "identify", "userId": f"user-{(i // 10) % USERS}", "anonymousId": f"anon-{i % 97}",
-                        "messageId": f"idf-{i}", "traits": traits})
-    return out
+    return [{"type": "track", "event": "Checkout Step", "anonymousId": f"anon-{i % 97}", "messageId": f"id-{i}",
+             "properties": {"step": i % 5, "n": i}} for i in range(lo, hi)]
+
+
+def identifies(lo: int, hi: int) -> list[dict]:
+    """For every tenth event of ``lo``..``hi`` an identify of one of `USERS` users with trait ``n``
+    (each user's stored ``n`` must end as the highest of theirs) and, on the user's first, ``first_n``."""
+    return [{"type": "identify", "userId": f"user-{(i // 10) % USERS}", "anonymousId": f"anon-{i % 97}",
+             "messageId": f"idf-{i}", "traits": {"n": i, **({"first_n": i} if i // 10 < USERS else {})}}
+            for i in range(lo, hi) if i % 10 == 0]
 
 
 def expected_users(total: int) -> list[tuple[str, int, int]]:
@@ -43,7 +42,7 @@ def send_with_client_retries(stack: Stack, total: int, rng: random.Random, stop:
     """Send ``total`` distinct events in batches of 50; a third of the batches are sent twice, as an
     SDK does when it misses the first answer."""
     for lo in range(0, total, 50):
-        batch = events(lo, min(lo + 50, total))
+        batch = events(lo, min(lo + 50, total)) + identifies(lo, min(lo + 50, total))
         assert stack.post("/v1/batch", {"batch": batch})[0] == 200
         if rng.random() < 0.33:
             assert stack.post("/v1/batch", {"batch": batch})[0] == 200
