@@ -99,9 +99,11 @@ def checkout_ref(ref: str, work: Path) -> list[str]:
     return [str(runner)]
 
 
-def remove_ref_checkouts(work: Path) -> None:
+def discard_work(work: Path) -> None:
+    """Delete the work directory, unregistering the `--compare-ref` worktrees in it first."""
     for tree in work.glob("ref-*"):
         subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def git_commit() -> str:
@@ -1014,8 +1016,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             args.compare_command = " ".join(checkout_ref(args.compare_ref, work))
         except BaseException:
-            remove_ref_checkouts(work)
-            shutil.rmtree(work, ignore_errors=True)
+            discard_work(work)
             raise
     results: dict[str, Any] = {
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -1079,8 +1080,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     log(f"written {args.out / 'results.json'}, {args.out / 'results.md'}, {args.out / 'throughput.png'}; work dir {work}")
     if not os.environ.get("TIDEGATE_BENCH_KEEP"):
-        remove_ref_checkouts(work)
-        shutil.rmtree(work, ignore_errors=True)
+        discard_work(work)
     return 0
 
 

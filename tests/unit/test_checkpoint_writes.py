@@ -51,7 +51,7 @@ class Warehouse(DuckDBSink):
         super().idle()
 
 
-def make_sink(tmp_path: Path, max_write_mb: float) -> tuple[GovernedSink, Warehouse]:
+def make_sink(tmp_path: Path, max_write_mb: float, warehouse_class: type[Warehouse] = Warehouse) -> tuple[GovernedSink, Warehouse]:
     (tmp_path / "tidegate.toml").write_text(f"""
 [kafka]
 raw_topic = "tidegate.unit"
@@ -68,7 +68,7 @@ max_attempts = 1
 dead_letter = false
 """)
     cfg = load_config(tmp_path / "tidegate.toml", env={})
-    warehouse = Warehouse("warehouse", cfg.destinations["warehouse"])
+    warehouse = warehouse_class("warehouse", cfg.destinations["warehouse"])
     sink = GovernedSink(cfg, {"warehouse": warehouse})
     sink.setup()
     return sink, warehouse

@@ -24,7 +24,7 @@ from tidegate.stages import GovernedBatch, decode_messages, govern
 from tidegate.stages.identity import IdentityResolver
 
 from sink_support import event
-from test_checkpoint_writes import SOURCE, make_sink
+from test_checkpoint_writes import SOURCE, Warehouse, make_sink
 
 
 def governed(events: list[dict[str, Any]], received: str, resolver: IdentityResolver) -> GovernedBatch:
@@ -108,7 +108,7 @@ def test_the_pipeline_stores_kept_rows_before_its_offsets_commit(tmp_path: Path)
     assert committed[-1]["users"] == 4  # users 0-3, stored before the commit hook ran
 
 
-class FailingCheckpoint(DuckDBSink):
+class FailingCheckpoint(Warehouse):
     fail = 0
 
     def checkpoint(self) -> None:
@@ -119,14 +119,8 @@ class FailingCheckpoint(DuckDBSink):
 
 
 def test_a_failed_checkpoint_keeps_the_rows_and_backs_off(tmp_path: Path) -> None:
-    from tidegate import load_config
-    from tidegate.pipeline import GovernedSink
-
-    sink_, _ = make_sink(tmp_path, max_write_mb=16)
-    cfg = load_config(tmp_path / "tidegate.toml", env={})
-    warehouse = FailingCheckpoint("warehouse", cfg.destinations["warehouse"])
-    pipeline = GovernedSink(cfg, {"warehouse": warehouse})
-    pipeline.setup()
+    pipeline, warehouse = make_sink(tmp_path, max_write_mb=16, warehouse_class=FailingCheckpoint)
+    assert isinstance(warehouse, FailingCheckpoint)
     warehouse.fail = 1
     for n in range(3):
         add(pipeline, n)
