@@ -217,6 +217,42 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
     return Samples.parse(text).total(name, **labels)
 
 
+class RssTimeline:
+    """The pipeline's RSS (all its processes) sampled about once a second while a load step
+    produces: what a soak (a long step, ``--step-seconds 600``) needs to say whether memory stays
+    flat. ``summary()`` gives the mean per minute and the growth over the step's second half (the
+    least-squares slope, MB per minute), which leaves out the first minutes' warm-up."""
+
+    def __init__(self, procs: list[Proc], t0: float, every_s: float = 1.0):
+        self.procs, self.t0, self.every_s = procs, t0, every_s
+        self.points: list[tuple[float, float]] = []  # (seconds since t0, MB)
+        self._next = t0
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.every_s
+        for pr in self.procs:
+            pr.sample()
+        self.points.append((now - self.t0, sum(proc_mem_kb(pr.pid, "VmRSS") for pr in self.procs) / 1024))
+
+    def summary(self) -> dict[str, Any]:
+        minutes: dict[int, list[float]] = {}
+        for t, mb in self.points:
+            minutes.setdefault(int(t // 60), []).append(mb)
+        per_minute = [sum(v) / len(v) for _, v in sorted(minutes.items())] if len(minutes) > 1 else []
+        late = [(t, mb) for t, mb in self.points if self.points and t >= self.points[-1][0] / 2]
+        growth = None
+        if len(late) >= 10:
+            mt = sum(t for t, _ in late) / len(late)
+            mm = sum(mb for _, mb in late) / len(late)
+            var = sum((t - mt) ** 2 for t, _ in late)
+            growth = 60 * sum((t - mt) * (mb - mm) for t, mb in late) / var if var else None
+        return {"per_minute": per_minute, "growth_mb_per_min": growth,
+                "max": max((mb for _, mb in self.points), default=None), "samples": len(self.points)}
+
+
 @dataclass
 class Proc:
     name: str
@@ -674,10 +710,12 @@ def phase_latency(args: argparse.Namespace, work: Path, evs: list[dict[str, Any]
             cpu0 = sum(proc_cpu_s(pr.pid) for pr in run.procs)
             threads0 = _all_threads(run.procs)
             t0 = time.monotonic()
+            rss = RssTimeline(run.procs, t0)
             sent_events = 0
             for i in range(n_env):
                 part, count, payload = envs[cursor + i]
                 due = t0 + (sent_events / rate)
+                rss.sample()
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -703,10 +741,15 @@ def phase_latency(args: argparse.Namespace, work: Path, evs: list[dict[str, Any]
                           "delivered_events_per_s": (run.processed() - start_processed) / drain_s,
                           "cpu_cores": (sum(proc_cpu_s(pr.pid) for pr in run.procs) - cpu0) / drain_s,
                           "thread_cpu_s_per_million_events": by_thread,
+                          "rss_mb": rss.summary(),
                           "window": (start_wall, end_wall)})
             log(f"latency: step {frac:.0%} offered {sent_events / send_s:,.0f} events/s for {send_s:.1f}s, "
                 f"delivered in {drain_s:.1f}s; CPU s per M events by thread: "
                 + ", ".join(f"{k} {v:.1f}" for k, v in steps[-1]["thread_cpu_s_per_million_events"].items()))
+            r = steps[-1]["rss_mb"]
+            if r["per_minute"]:
+                log(f"latency: step {frac:.0%} pipeline RSS per minute {', '.join(f'{m:.0f}' for m in r['per_minute'])} MB; "
+                    f"growth over the second half {_f(r['growth_mb_per_min'], '.1f')} MB/min")
             time.sleep(args.commit_interval * 2)
     finally:
         run.stop()
@@ -876,6 +919,13 @@ def write_report(results: dict[str, Any], out: Path) -> str:
                              f"{_f(L['p50'], '.3f')} | {_f(L['p95'], '.3f')} | {_f(L['p99'], '.3f')} | {_f(L['max'], '.3f')} | "
                              f"{_f(s.get('cpu_cores'), '.2f')} |")
             lines.append("")
+            for s in lat:
+                r = s.get("rss_mb") or {}
+                if r.get("per_minute"):
+                    lines += [f"Pipeline RSS during the {s['fraction']:.0%} step, mean per minute: "
+                              + ", ".join(_f(m) for m in r["per_minute"])
+                              + f" MB (highest sample {_f(r['max'])} MB); growth over the step's second half "
+                              f"**{_f(r['growth_mb_per_min'], '.1f')} MB/min**.", ""]
             if any(s.get("thread_cpu_s_per_million_events") for s in lat):
                 lines += ["CPU s / M events by thread at each step (live writes are smaller than a drain's, so "
                           "each destination's fixed cost per write weighs more): "
