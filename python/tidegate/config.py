@@ -2,7 +2,7 @@
 
 ``load_config(path)`` decodes and validates without I/O beyond reading the file; components
 build their runtime objects from these Structs. Every field carries a one-line description,
-from which ``python -m tidegate.config`` prints the configuration reference.
+from which ``tidegate config-reference`` prints the configuration reference.
 
 Environment variables override file values: ``TIDEGATE__<SECTION>__<KEY>`` (double
 underscores between levels), e.g. ``TIDEGATE__KAFKA__BOOTSTRAP_SERVERS=broker:9092`` or
@@ -12,6 +12,7 @@ one (``8080``, ``true``), as plain strings otherwise.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Union, get_args, get_origin, get_type_hints
 
 import msgspec
+import msgspec.inspect
 from msgspec import Meta, Struct
 
 from .errors import ConfigError
@@ -405,12 +407,14 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
             except msgspec.ValidationError as e:
                 message, key = _split_msgspec_error(str(e))
                 key = f"{section}.{name}" + (f".{key}" if key else "")
-                raise ConfigError(message, file=str(file), line=_locate(text, key), key=key) from None
+                raise ConfigError(message + _unknown_field_hint(message, key, raw), file=str(file),
+                                  line=_locate(text, key), key=key) from None
     try:
         cfg = msgspec.convert(raw, Config)
     except msgspec.ValidationError as e:
         message, key = _split_msgspec_error(str(e))
-        raise ConfigError(message, file=str(file), line=_locate(text, key), key=key or None) from None
+        raise ConfigError(message + _unknown_field_hint(message, key, raw), file=str(file),
+                          line=_locate(text, key), key=key or None) from None
     cfg = _resolve_relative(cfg, Path(base_dir).resolve() if base_dir is not None else file.resolve().parent)
     version = hashlib.sha256(msgspec.json.encode(raw, order="sorted")).hexdigest()[:12]
     cfg = msgspec.structs.replace(cfg, path=str(file), version=version)
@@ -474,10 +478,64 @@ def _split_msgspec_error(text: str) -> tuple[str, str]:
         field = re.search(r"`(.+?)`", message)
         if field:
             key = f"{key}.{field.group(1)}" if key else field.group(1)
-            message += "; check the spelling against the configuration reference (python -m tidegate.config)"
     if message.startswith("invalid value ") or "tag" in message:
         message += '; valid destination types: ' + ", ".join(repr(t) for t in destination_types())
     return message, key
+
+
+def _unknown_field_hint(message: str, key: str, raw: dict[str, Any]) -> str:
+    """For an unknown key, the keys its table does take: the likely one first ("did you mean"),
+    else all of them when they are few. ``key`` is the dotted path of the unknown key."""
+    if not message.startswith("object contains unknown field"):
+        return ""
+    *table, unknown = key.split(".")
+    reference = "the configuration reference: `tidegate config-reference`"
+    known = _keys_of(table, raw)
+    close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.6)
+    close += [k for k in known if k not in close and len(unknown) >= 3 and (unknown in k or k in unknown)]
+    if close:
+        return f"; did you mean {' or '.join(f'`{k}`' for k in close[:2])}? ({reference})"
+    if known and len(known) <= 12:
+        return f"; [{'.'.join(table) or 'top level'}] takes {', '.join(f'`{k}`' for k in known)} ({reference})"
+    return f"; check the spelling against {reference}"
+
+
+def _keys_of(table: list[str], raw: Any) -> list[str]:
+    """The keys of the config table at path ``table`` (a tagged union, such as a destination,
+    resolved by the ``type`` the raw TOML gives it); [] if the path leads nowhere known."""
+    info: Any = msgspec.inspect.type_info(Config)
+    for part in table + [""]:
+        while True:  # see through Annotated, Optional and tagged unions to the struct or mapping
+            if isinstance(info, msgspec.inspect.Metadata):
+                info = info.type
+            elif isinstance(info, msgspec.inspect.UnionType):
+                structs = [t for t in info.types if isinstance(t, msgspec.inspect.StructType)]
+                tag = raw.get("type") if isinstance(raw, dict) else None
+                tagged = [t for t in structs if t.tag == tag] or structs[:1]
+                others = [t for t in info.types if not isinstance(t, (msgspec.inspect.StructType, msgspec.inspect.NoneType))]
+                if not tagged and not others:
+                    return []
+                info = tagged[0] if tagged else others[0]
+            else:
+                break
+        if part == "":
+            break
+        if isinstance(info, msgspec.inspect.StructType):
+            field = next((f for f in info.fields if f.encode_name == part), None)
+            if field is None:
+                return []
+            info, raw = field.type, raw.get(part) if isinstance(raw, dict) else None
+        elif isinstance(info, msgspec.inspect.DictType):
+            info, raw = info.value_type, raw.get(part) if isinstance(raw, dict) else None
+        elif isinstance(info, msgspec.inspect.ListType) and part.isdigit():
+            items = raw if isinstance(raw, list) else []
+            info, raw = info.item_type, items[int(part)] if int(part) < len(items) else None
+        else:
+            return []
+    if not isinstance(info, msgspec.inspect.StructType):
+        return []
+    keys = [f.encode_name for f in info.fields if not (info.cls is Config and f.encode_name in ("path", "version"))]
+    return keys + ([info.tag_field] if info.tag_field else [])
 
 
 def destination_types() -> list[str]:

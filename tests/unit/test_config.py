@@ -54,6 +54,27 @@ def test_unknown_key_is_an_error_with_its_line(tmp_path: Path) -> None:
     assert "unknown field" in str(e.value)
 
 
+@pytest.mark.parametrize(("text", "key", "hint"), [
+    (MINIMAL + "\n[kafka]\nbootstrap_server = 'x'\n", "kafka.bootstrap_server", "did you mean `bootstrap_servers`?"),
+    ('[sources.web]\nwrite_key = "k"\nplan = "p"\n[destinations.wh]\ntype = "duckdb"\n', "sources.web.plan",
+     "did you mean `tracking_plan`?"),
+    # a destination's keys are those of its type
+    ('[sources.web]\nwrite_key = "k"\n[destinations.wh]\ntype = "postgres"\ndns = "x"\n', "destinations.wh.dns",
+     "did you mean `dsn`?"),
+    ('[sources.web]\nwrite_key = "k"\n[destinations.wh]\ntype = "duckdb"\n[destinations.wh.consent]\nrequired = []\n',
+     "destinations.wh.consent.required", "[destinations.wh.consent] takes `consents`, `resolution_strategy`, `categories`"),
+    ('[sources.web]\nwrite_key = "k"\n[destinations.wh]\ntype = "duckdb"\n[[destinations.wh.transforms]]\n'
+     'type = "rename"\nfrm = "a"\nto = "b"\n', "destinations.wh.transforms.0.frm", "did you mean `from`?"),
+    (MINIMAL + "[pipelin]\n", "pipelin", "did you mean `pipeline`?"),
+])
+def test_unknown_key_suggests_the_keys_its_table_takes(tmp_path: Path, text: str, key: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text), env={})
+    assert e.value.key == key
+    assert hint in str(e.value), str(e.value)
+    assert "tidegate config-reference" in str(e.value)
+
+
 def test_unknown_destination_type_lists_valid_ones(tmp_path: Path) -> None:
     p = write(tmp_path, '[sources.web]\nwrite_key = "k"\n[destinations.wh]\ntype = "snowflake"\n')
     with pytest.raises(ConfigError) as e:
