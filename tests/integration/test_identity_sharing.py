@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
 import polars as pl
+import pytest
+from confluent_kafka import Producer
 
 from tidegate.kafka import ensure_topic
 from tidegate.stages.identity import PUBLISH_BYTES, IdentityResolver
@@ -38,4 +41,30 @@ def test_a_batch_of_merges_bigger_than_a_kafka_message_reaches_the_other_replica
             assert writer.graph.resolve(probe) == probe
     finally:
         writer.close()
+        reader.close()
+
+
+def test_a_message_that_is_not_id_pairs_is_skipped_and_sharing_goes_on(kafka: str, caplog: pytest.LogCaptureFixture) -> None:
+    topic = f"test.identity.{uuid.uuid4().hex[:8]}"
+    settings = {"bootstrap.servers": kafka}
+    ensure_topic(settings, topic, 1, 1)
+    producer = Producer(settings)
+    for junk in (b"{not json", b'{"a": 1}', b'[["a:only-one"]]', b"[[1, 2]]"):
+        producer.produce(topic, junk)
+    producer.produce(topic, json.dumps([["a:anon-after-junk", "u:user-after-junk"]]).encode())
+    producer.flush(30)
+    reader = IdentityResolver(settings, topic)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with reader._lock:
+                resolved = reader.graph.resolve(["a:anon-after-junk"])
+            if resolved == ["u:user-after-junk"]:
+                break
+            time.sleep(0.2)
+        assert resolved == ["u:user-after-junk"]
+        assert reader._thread is not None and reader._thread.is_alive()
+        skipped = [r.getMessage() for r in caplog.records if "not a JSON list of [id, id] pairs" in r.getMessage()]
+        assert [m.split(" offset ")[1].split(":")[0] for m in skipped] == ["0", "1", "2", "3"]
+    finally:
         reader.close()

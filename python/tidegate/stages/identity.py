@@ -36,7 +36,7 @@ from typing import Any
 import polars as pl
 
 with warnings.catch_warnings(record=True):
-    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from .. import _core, metrics, threads
 from .govern import GovernedBatch
@@ -52,6 +52,18 @@ PUBLISHER_HEADER = "tidegate-publisher"  # the publishing process's id, so that 
 
 def identity_topic(raw_topic: str) -> str:
     return f"{raw_topic}.identity"
+
+
+def _id_pairs(value: bytes | None) -> list[tuple[str, str]] | None:
+    """The [[left, right], ...] pairs of an identity-topic message; ``None`` if it is not that."""
+    try:
+        pairs = json.loads(value or b"")
+    except ValueError:
+        return None
+    if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], str) for p in pairs):
+        return None
+    return [(p[0], p[1]) for p in pairs]
 
 
 def _node(kind: str, column: str) -> pl.Expr:
@@ -167,11 +179,15 @@ class IdentityResolver:
         self._producer.poll(0)
 
     def _follow(self, settings: dict[str, Any], topic: str) -> None:
+        """Read the identity topic into the graph until closed. Kafka being away (at startup too)
+        is waited out, and a message that is not a list of id pairs is skipped with a warning:
+        neither may end the sharing for the life of the process."""
         consumer = Consumer({**settings, "group.id": f"tidegate-identity-{id(self)}", "enable.auto.commit": False,
                              "auto.offset.reset": "earliest"})
         try:
-            meta = consumer.list_topics(topic, timeout=10)
-            parts = meta.topics[topic].partitions if topic in meta.topics else {0: None}
+            parts = self._partitions(consumer, topic)
+            if parts is None:
+                return
             consumer.assign([TopicPartition(topic, p, 0) for p in parts])
             while not self._stop.is_set():
                 msg = consumer.poll(0.5)
@@ -181,14 +197,32 @@ class IdentityResolver:
                     continue
                 if (PUBLISHER_HEADER, self._publisher) in (msg.headers() or ()):
                     continue  # this process's own edges, linked when it published them
-                pairs = json.loads(msg.value())
-                if pairs:
+                pairs = _id_pairs(msg.value())
+                if pairs is None:
+                    log.warning("identity topic %s[%d] offset %d: not a JSON list of [id, id] pairs; skipped",
+                                topic, msg.partition(), msg.offset())
+                elif pairs:
                     left, right = zip(*pairs)
                     self.link(list(left), list(right))
         except Exception:  # noqa: BLE001 - the graph still works locally; say why sharing stopped
             log.exception("identity topic follower stopped; merges from other replicas arrive no more")
         finally:
             consumer.close()
+
+    def _partitions(self, consumer: Consumer, topic: str) -> list[int] | None:
+        """The topic's partitions (partition 0 if it does not exist yet); asked again, at growing
+        intervals, while Kafka cannot be reached. ``None`` if closed meanwhile."""
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                meta = consumer.list_topics(topic, timeout=10)
+            except KafkaException as e:
+                log.warning("identity topic %s: cannot read its partitions (%s); trying again in %.0f s", topic, e, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            return sorted(meta.topics[topic].partitions) if topic in meta.topics else [0]
+        return None
 
     def close(self) -> None:
         self._stop.set()
