@@ -180,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "up":
             return _up(cfg, args)
     except TidegateError as e:
-        print(f"tidegate: error: {e}", file=sys.stderr)
+        for line in str(e).splitlines() or [""]:
+            print(f"tidegate: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

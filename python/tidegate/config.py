@@ -397,6 +397,8 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     _apply_env(raw, os.environ if env is None else env)
     # Entries of named tables are checked one by one first: msgspec's error path for a dict value
     # does not say which entry failed, and the user needs to know.
+    # Every entry's first problem is reported, not only the first entry's.
+    problems: list[ConfigError] = []
     for section, entry_type in _NAMED_TABLES.items():
         entries = raw.get(section)
         if not isinstance(entries, dict):
@@ -407,8 +409,10 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
             except msgspec.ValidationError as e:
                 message, key = _split_msgspec_error(str(e))
                 key = f"{section}.{name}" + (f".{key}" if key else "")
-                raise ConfigError(message + _unknown_field_hint(message, key, raw), file=str(file),
-                                  line=_locate(text, key), key=key) from None
+                problems.append(ConfigError(message + _unknown_field_hint(message, key, raw), file=str(file),
+                                            line=_locate(text, key), key=key))
+    if problems:
+        raise ConfigError.of_all(problems)
     try:
         cfg = msgspec.convert(raw, Config)
     except msgspec.ValidationError as e:
@@ -423,47 +427,44 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
 
 
 def _check(cfg: Config, text: str) -> None:
-    """Rules that span fields."""
+    """Rules that span fields; every problem found, in one error."""
     file = cfg.path
+    problems: list[ConfigError] = []
+
+    def problem(message: str, key: str, *, locate: bool = True) -> None:
+        problems.append(ConfigError(message, file=file, line=_locate(text, key) if locate else None, key=key))
+
     if not cfg.sources:
-        raise ConfigError("no sources configured; add a [sources.<id>] table with a write_key", file=file, key="sources")
+        problem("no sources configured; add a [sources.<id>] table with a write_key", "sources", locate=False)
     seen: dict[str, str] = {}
     for name, src in cfg.sources.items():
         if src.write_key in seen:
-            key = f"sources.{name}.write_key"
-            raise ConfigError(
-                f"write key is also used by source {seen[src.write_key]!r}; every source needs its own write key",
-                file=file, line=_locate(text, key), key=key,
-            )
+            problem(f"write key is also used by source {seen[src.write_key]!r}; every source needs its own write key",
+                    f"sources.{name}.write_key")
         seen[src.write_key] = name
+        if src.tracking_plan is not None and src.tracking_plan not in cfg.plans:
+            problem(f"tracking plan {src.tracking_plan!r} is not defined; add [plans.{src.tracking_plan}] with a path"
+                    + (f" (defined: {', '.join(sorted(cfg.plans))})" if cfg.plans else ""),
+                    f"sources.{name}.tracking_plan")
     if cfg.pipeline.max_commit_interval_s < cfg.pipeline.commit_interval_s:
-        key = "pipeline.max_commit_interval_s"
-        raise ConfigError(f"must be at least pipeline.commit_interval_s ({cfg.pipeline.commit_interval_s:g}); set it "
-                          "equal to turn longer checkpoints while behind off", file=file, line=_locate(text, key), key=key)
+        problem(f"must be at least pipeline.commit_interval_s ({cfg.pipeline.commit_interval_s:g}); set it "
+                "equal to turn longer checkpoints while behind off", "pipeline.max_commit_interval_s")
     for dname, dest in cfg.destinations.items():
         unknown = [s for s in dest.sources if s not in cfg.sources]
         if unknown:
-            key = f"destinations.{dname}.sources"
-            raise ConfigError(f"unknown source {', '.join(map(repr, unknown))}; configured sources: {', '.join(cfg.sources)}",
-                              file=file, line=_locate(text, key), key=key)
-        if src.tracking_plan is not None and src.tracking_plan not in cfg.plans:
-            key = f"sources.{name}.tracking_plan"
-            raise ConfigError(
-                f"tracking plan {src.tracking_plan!r} is not defined; add [plans.{src.tracking_plan}] with a path"
-                + (f" (defined: {', '.join(sorted(cfg.plans))})" if cfg.plans else ""),
-                file=file, line=_locate(text, key), key=key,
-            )
+            problem(f"unknown source {', '.join(map(repr, unknown))}; configured sources: {', '.join(cfg.sources)}",
+                    f"destinations.{dname}.sources")
     pii_classes = ("email", "phone", "credit_card", "ssn", "iban", "ipv4", "ipv6", "key_name")
     for cls in cfg.pii.actions:
         if cls not in pii_classes:
-            key = f"pii.actions.{cls}"
-            raise ConfigError(f"unknown PII class {cls!r}; expected one of {', '.join(pii_classes)}",
-                              file=file, line=_locate(text, key), key=key)
+            close = difflib.get_close_matches(cls, pii_classes, n=1)
+            problem(f"unknown PII class {cls!r}; " + (f"did you mean {close[0]!r}? " if close else "")
+                    + f"expected one of {', '.join(pii_classes)}", f"pii.actions.{cls}")
     if not cfg.destinations:
-        raise ConfigError(
-            'no destinations configured; add e.g. [destinations.warehouse] with type = "duckdb"',
-            file=file, key="destinations",
-        )
+        problem('no destinations configured; add e.g. [destinations.warehouse] with type = "duckdb"', "destinations",
+                locate=False)
+    if problems:
+        raise ConfigError.of_all(problems)
 
 
 def _split_msgspec_error(text: str) -> tuple[str, str]:

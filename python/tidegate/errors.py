@@ -14,7 +14,11 @@ class TidegateError(Exception):
 
 
 class ConfigError(TidegateError):
-    """The configuration is invalid: the message names the file, line and key."""
+    """The configuration is invalid: the message names the file, line and key.
+
+    One error can carry the other problems found in the same file (``also``), so that a user
+    fixes them in one go; ``file``, ``line`` and ``key`` are the first problem's, and the text
+    has a line per problem."""
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None, key: str | None = None):
         self.file = file
@@ -26,6 +30,20 @@ class ConfigError(TidegateError):
             prefix += f"[{key}] "
         super().__init__(prefix + message)
         self.message = message
+        self.also: list[ConfigError] = []
+
+    @classmethod
+    def of_all(cls, problems: list[ConfigError]) -> ConfigError:
+        """The first of ``problems``, carrying the rest."""
+        first = problems[0]
+        first.also = problems[1:]
+        return first
+
+    def lines(self) -> list[str]:
+        return [str(self.args[0]), *(str(e.args[0]) for e in self.also)]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
 
 
 class RequestRejected(TidegateError):

@@ -75,6 +75,38 @@ def test_unknown_key_suggests_the_keys_its_table_takes(tmp_path: Path, text: str
     assert "tidegate config-reference" in str(e.value)
 
 
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    p = write(tmp_path, '[sources.web]\nwrite_key = "a"\ntracking_plan = "missing"\n[sources.server]\nwrite_key = "a"\n'
+                        '[destinations.wh]\ntype = "duckdb"\nsources = ["nope"]\n[pii.actions]\nemial = "redact"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    # the first problem is the error's own; each has its line, in the order of the file
+    assert (e.value.line, e.value.key) == (3, "sources.web.tracking_plan")
+    assert [(x.line, x.key) for x in e.value.also] == [
+        (5, "sources.server.write_key"), (8, "destinations.wh.sources"), (10, "pii.actions.emial")]
+    assert "did you mean 'email'?" in str(e.value)
+    assert len(str(e.value).splitlines()) == 4
+
+
+def test_each_named_entry_reports_its_own_decoding_problem(tmp_path: Path) -> None:
+    p = write(tmp_path, '[sources.web]\nwrite_key = 5\n[sources.server]\nwrite_key = "b"\nplan = "x"\n'
+                        '[destinations.wh]\ntype = "duckdb"\npaht = "x"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    assert [e.value.key] + [x.key for x in e.value.also] == [
+        "sources.web.write_key", "sources.server.plan", "destinations.wh.paht"]
+
+
+def test_cli_prints_a_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tidegate.cli import main
+
+    p = write(tmp_path, '[sources.web]\nwrite_key = "a"\n[sources.server]\nwrite_key = "a"\n[destinations.wh]\n'
+                        'type = "duckdb"\nsources = ["nope"]\n')
+    assert main(["validate", str(p)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("tidegate: error: ") for line in err), err
+
+
 def test_unknown_destination_type_lists_valid_ones(tmp_path: Path) -> None:
     p = write(tmp_path, '[sources.web]\nwrite_key = "k"\n[destinations.wh]\ntype = "snowflake"\n')
     with pytest.raises(ConfigError) as e:
