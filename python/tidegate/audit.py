@@ -260,9 +260,9 @@ def applied_config(cfg: Config) -> Config:
 
 def apply(cfg: Config, *, message: str = "") -> dict[str, Any] | None:
     """Record ``cfg`` (already validated) as applied; None when it is the applied one already."""
-    from .stages import build_policy
+    from .stages import PolicyPath
 
-    build_policy(cfg)  # the policy must compile before it can be applied
+    PolicyPath(cfg)  # the policy must compile, as the pipeline compiles it, before it can be applied
     audit = AuditLog(cfg.audit.path)
     last = audit.last()
     snap = Snapshot.of(cfg)

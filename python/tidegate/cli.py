@@ -159,9 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "validate":
             cfg = load_config(args.config)
-            from .stages import build_policy
+            from .stages import PolicyPath
 
-            build_policy(cfg)  # compiles tracking plans: unsupported keywords are errors here
+            # What the pipeline compiles at startup: tracking plans (unsupported keywords are
+            # errors), PII policies (each destination's own too), transforms and their functions.
+            PolicyPath(cfg)
             print(f"{args.config}: OK (config version {cfg.version}; {len(cfg.sources)} sources, "
                   f"{len(cfg.destinations)} destinations)")
             return 0

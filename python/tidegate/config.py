@@ -212,7 +212,7 @@ class Filter(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag=
     """Keep or drop whole events by type, name or a column's value."""
 
     action: Annotated[Literal["keep", "drop"], _doc("`keep`: only matching events go to this destination; `drop`: matching events do not.")] = "drop"
-    event_types: Annotated[list[str], _doc("Match these types (track, identify, page, screen, group, alias).")] = []
+    event_types: Annotated[list[Literal["track", "identify", "page", "screen", "group", "alias"]], _doc("Match these types (track, identify, page, screen, group, alias).")] = []
     event_names: Annotated[list[str], _doc("Match these track event names.")] = []
     column: Annotated[str, _doc("Match rows whose `column` has one of `values`.")] = ""
     values: Annotated[list[str | int | float | bool], _doc("Values of `column` that match.")] = []
@@ -409,7 +409,9 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
             except msgspec.ValidationError as e:
                 message, key = _split_msgspec_error(str(e))
                 key = f"{section}.{name}" + (f".{key}" if key else "")
-                problems.append(ConfigError(message + _unknown_field_hint(message, key, raw), file=str(file),
+                if section == "destinations" and message == "object missing required field `type`":
+                    message += "; set it to one of " + ", ".join(repr(t) for t in destination_types())
+                problems.append(ConfigError(message + _unknown_field_hint(message, key, raw) + _enum_hint(message, key, raw), file=str(file),
                                             line=_locate(text, key), key=key))
     if problems:
         raise ConfigError.of_all(problems)
@@ -417,7 +419,7 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
         cfg = msgspec.convert(raw, Config)
     except msgspec.ValidationError as e:
         message, key = _split_msgspec_error(str(e))
-        raise ConfigError(message + _unknown_field_hint(message, key, raw), file=str(file),
+        raise ConfigError(message + _unknown_field_hint(message, key, raw) + _enum_hint(message, key, raw), file=str(file),
                           line=_locate(text, key), key=key or None) from None
     cfg = _resolve_relative(cfg, Path(base_dir).resolve() if base_dir is not None else file.resolve().parent)
     version = hashlib.sha256(msgspec.json.encode(raw, order="sorted")).hexdigest()[:12]
@@ -455,11 +457,14 @@ def _check(cfg: Config, text: str) -> None:
             problem(f"unknown source {', '.join(map(repr, unknown))}; configured sources: {', '.join(cfg.sources)}",
                     f"destinations.{dname}.sources")
     pii_classes = ("email", "phone", "credit_card", "ssn", "iban", "ipv4", "ipv6", "key_name")
-    for cls in cfg.pii.actions:
-        if cls not in pii_classes:
-            close = difflib.get_close_matches(cls, pii_classes, n=1)
-            problem(f"unknown PII class {cls!r}; " + (f"did you mean {close[0]!r}? " if close else "")
-                    + f"expected one of {', '.join(pii_classes)}", f"pii.actions.{cls}")
+    actions = [("pii.actions", cfg.pii.actions)] + [
+        (f"destinations.{dname}.pii.actions", dest.pii.actions) for dname, dest in cfg.destinations.items() if dest.pii]
+    for at, classes in actions:
+        for cls in classes:
+            if cls not in pii_classes:
+                close = difflib.get_close_matches(cls, pii_classes, n=1)
+                problem(f"unknown PII class {cls!r}; " + (f"did you mean {close[0]!r}? " if close else "")
+                        + f"expected one of {', '.join(pii_classes)}", f"{at}.{cls}")
     if not cfg.destinations:
         problem('no destinations configured; add e.g. [destinations.warehouse] with type = "duckdb"', "destinations",
                 locate=False)
@@ -479,8 +484,10 @@ def _split_msgspec_error(text: str) -> tuple[str, str]:
         field = re.search(r"`(.+?)`", message)
         if field:
             key = f"{key}.{field.group(1)}" if key else field.group(1)
-    if message.startswith("invalid value ") or "tag" in message:
-        message += '; valid destination types: ' + ", ".join(repr(t) for t in destination_types())
+    if (message.startswith("invalid value ") or "tag" in message) and key.split(".")[-1] == "type":
+        # the `type` of a destination or of a transform picks its struct
+        union, what = (Transform, "transform") if ".transforms." in f".{key}." else (Destination, "destination")
+        message += f"; valid {what} types: " + ", ".join(repr(t) for t in _tags(union))
     return message, key
 
 
@@ -504,9 +511,19 @@ def _unknown_field_hint(message: str, key: str, raw: dict[str, Any]) -> str:
 def _keys_of(table: list[str], raw: Any) -> list[str]:
     """The keys of the config table at path ``table`` (a tagged union, such as a destination,
     resolved by the ``type`` the raw TOML gives it); [] if the path leads nowhere known."""
+    info = _type_at(table, raw)
+    if not isinstance(info, msgspec.inspect.StructType):
+        return []
+    keys = [f.encode_name for f in info.fields if not (info.cls is Config and f.encode_name in ("path", "version"))]
+    return keys + ([info.tag_field] if info.tag_field else [])
+
+
+def _type_at(path: list[str], raw: Any) -> Any:
+    """The msgspec type of the config value at ``path`` (Annotated, Optional and tagged unions
+    seen through); None if the path leads nowhere known."""
     info: Any = msgspec.inspect.type_info(Config)
-    for part in table + [""]:
-        while True:  # see through Annotated, Optional and tagged unions to the struct or mapping
+    for part in path + [""]:
+        while True:
             if isinstance(info, msgspec.inspect.Metadata):
                 info = info.type
             elif isinstance(info, msgspec.inspect.UnionType):
@@ -515,16 +532,16 @@ def _keys_of(table: list[str], raw: Any) -> list[str]:
                 tagged = [t for t in structs if t.tag == tag] or structs[:1]
                 others = [t for t in info.types if not isinstance(t, (msgspec.inspect.StructType, msgspec.inspect.NoneType))]
                 if not tagged and not others:
-                    return []
+                    return None
                 info = tagged[0] if tagged else others[0]
             else:
                 break
         if part == "":
-            break
+            return info
         if isinstance(info, msgspec.inspect.StructType):
             field = next((f for f in info.fields if f.encode_name == part), None)
             if field is None:
-                return []
+                return None
             info, raw = field.type, raw.get(part) if isinstance(raw, dict) else None
         elif isinstance(info, msgspec.inspect.DictType):
             info, raw = info.value_type, raw.get(part) if isinstance(raw, dict) else None
@@ -532,15 +549,26 @@ def _keys_of(table: list[str], raw: Any) -> list[str]:
             items = raw if isinstance(raw, list) else []
             info, raw = info.item_type, items[int(part)] if int(part) < len(items) else None
         else:
-            return []
-    if not isinstance(info, msgspec.inspect.StructType):
-        return []
-    keys = [f.encode_name for f in info.fields if not (info.cls is Config and f.encode_name in ("path", "version"))]
-    return keys + ([info.tag_field] if info.tag_field else [])
+            return None
+    return info
+
+
+def _enum_hint(message: str, key: str, raw: dict[str, Any]) -> str:
+    """For a value outside a fixed set, the values the key takes."""
+    if not message.startswith("invalid enum value"):
+        return ""
+    info = _type_at(key.split("."), raw)
+    if not isinstance(info, msgspec.inspect.LiteralType):
+        return ""
+    return "; expected one of " + ", ".join(repr(v) for v in info.values)
 
 
 def destination_types() -> list[str]:
-    return [m.__struct_config__.tag for m in get_args(Destination) or (Destination,)]  # type: ignore[union-attr]
+    return _tags(Destination)
+
+
+def _tags(union: Any) -> list[str]:
+    return [m.__struct_config__.tag for m in get_args(union) or (union,)]
 
 
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")

@@ -107,6 +107,37 @@ def test_cli_prints_a_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(err) == 2 and all(line.startswith("tidegate: error: ") for line in err), err
 
 
+@pytest.mark.parametrize(("extra", "key", "hint"), [
+    ('[[destinations.wh.transforms]]\ntype = "renam"\nfrom = "a"\nto = "b"\n', "destinations.wh.transforms.0.type",
+     "valid transform types: 'rename', 'set_default'"),
+    ('[[destinations.wh.transforms]]\ntype = "filter"\nevent_types = ["trak"]\n', "destinations.wh.transforms.0.event_types.0",
+     "expected one of 'alias', 'group', 'identify', 'page', 'screen', 'track'"),
+    ('[pipeline]\nprocessing_guarantee = "exactly_once"\n', "pipeline.processing_guarantee",
+     "expected one of 'at-least-once', 'exactly-once'"),
+    ('[destinations.wh.pii]\nactions = {emial = "redact"}\n', "destinations.wh.pii.actions.emial", "did you mean 'email'?"),
+])
+def test_a_value_outside_its_set_names_the_set(tmp_path: Path, extra: str, key: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, MINIMAL + extra), env={})
+    assert e.value.key == key
+    assert hint in str(e.value), str(e.value)
+
+
+def test_validate_compiles_what_the_pipeline_compiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """A destination's own PII and its transform function are compiled by `validate`, not first
+    by the pipeline."""
+    from tidegate.cli import main
+
+    monkeypatch.delenv("TIDEGATE_PII_HASH_KEY", raising=False)
+    p = write(tmp_path, MINIMAL + '[destinations.wh.pii]\nactions = {email = "hash"}\n')
+    assert main(["validate", str(p)]) == 2
+    assert "[destinations.wh.pii.actions] PII action `hash` needs a secret" in capsys.readouterr().err
+    p = write(tmp_path, MINIMAL + 'transform_function = "no_such_module_here:fn"\n')
+    assert main(["validate", str(p)]) == 2
+    assert "[destinations.wh.transform_function] cannot load transform_function" in capsys.readouterr().err
+
+
 def test_unknown_destination_type_lists_valid_ones(tmp_path: Path) -> None:
     p = write(tmp_path, '[sources.web]\nwrite_key = "k"\n[destinations.wh]\ntype = "snowflake"\n')
     with pytest.raises(ConfigError) as e:

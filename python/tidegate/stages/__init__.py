@@ -33,8 +33,9 @@ class PolicyPath:
         from .transform import for_destination
 
         policy = build_policy(cfg)
-        own_pii = {name: build_policy(cfg, d.pii) for name, d in cfg.destinations.items() if d.pii is not None}
-        transforms = {name: for_destination(cfg, d) for name, d in cfg.destinations.items()}
+        own_pii = {name: build_policy(cfg, d.pii, key=f"destinations.{name}.pii.actions")
+                   for name, d in cfg.destinations.items() if d.pii is not None}
+        transforms = {name: for_destination(cfg, d, name) for name, d in cfg.destinations.items()}
         self.cfg, self.policy, self.own_pii, self.transforms = cfg, policy, own_pii, transforms
         self.suppression = SuppressionFilter(cfg)
 

@@ -130,10 +130,11 @@ def hourly_counts(tracks: pl.DataFrame | None) -> pl.DataFrame:
     )
 
 
-def build_policy(cfg: Config, pii_actions: DestinationPii | None = None) -> _core.Governance:
+def build_policy(cfg: Config, pii_actions: DestinationPii | None = None, *, key: str = "pii.actions") -> _core.Governance:
     """Compile the config's tracking plans and PII policy once; raise ConfigError naming the plan
     file or key at fault. Reads the plan files and the hash key's environment variable.
-    ``pii_actions`` replaces the workspace's PII actions (a destination's own ``pii``)."""
+    ``pii_actions`` replaces the workspace's PII actions (a destination's own ``pii``, whose
+    config key is ``key``)."""
     try:
         plans = [(plan_id, load_plan(plan.path, plan_id)) for plan_id, plan in cfg.plans.items()]
     except ConfigError as e:
@@ -144,12 +145,12 @@ def build_policy(cfg: Config, pii_actions: DestinationPii | None = None) -> _cor
     if cfg.pii.enabled:
         actions, default = (cfg.pii.actions, cfg.pii.default_action) if pii_actions is None else \
             (pii_actions.actions, pii_actions.default_action)
-        key = os.environ.get(cfg.pii.hash_key_env, "").encode()
-        if ("hash" in actions.values() or default == "hash") and len(key) < 16:
+        secret = os.environ.get(cfg.pii.hash_key_env, "").encode()
+        if ("hash" in actions.values() or default == "hash") and len(secret) < 16:
             raise ConfigError(f"PII action `hash` needs a secret of at least 16 bytes in ${cfg.pii.hash_key_env}; "
-                              "set it (e.g. `openssl rand -hex 32`) or choose another action", file=cfg.path, key="pii.actions")
+                              "set it (e.g. `openssl rand -hex 32`) or choose another action", file=cfg.path, key=key)
         keys = cfg.pii.sensitive_keys if cfg.pii.sensitive_keys is not None else list(_core.DEFAULT_SENSITIVE_KEYS)
-        pii = (keys, sorted(actions.items()), default, key)
+        pii = (keys, sorted(actions.items()), default, secret)
     try:
         return _core.Governance(plans, sources, pii, cfg.identity.lowercase_email_ids)
     except ConfigError as e:

@@ -174,10 +174,17 @@ class Transformer:
         return dropped.unique()
 
 
-def for_destination(cfg: Config, dest: DestinationPolicy) -> Transformer:
-    """A destination's routing (its `sources`) and transforms, as one Transformer."""
+def for_destination(cfg: Config, dest: DestinationPolicy, name: str = "") -> Transformer:
+    """A destination's routing (its `sources`) and transforms, as one Transformer; an error
+    names the config file and the destination's key at fault."""
     key = os.environ.get(cfg.pii.hash_key_env, "").encode()
     steps: list[Transform] = []
     if dest.sources:
         steps.append(Filter(action="keep", column="context_source_id", values=list(dest.sources)))
-    return Transformer([*steps, *dest.transforms], dest.transform_function, key)
+    try:
+        return Transformer([*steps, *dest.transforms], dest.transform_function, key)
+    except ConfigError as e:
+        if e.key or not name:
+            raise
+        at = "transform_function" if "transform_function" in e.message else "transforms"
+        raise ConfigError(e.message, file=cfg.path or None, key=f"destinations.{name}.{at}") from None
