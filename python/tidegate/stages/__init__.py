@@ -11,12 +11,43 @@ offline dry run — goes through :class:`PolicyPath`, so enforcement is the same
 
 from __future__ import annotations
 
+import polars as pl
+
+from .. import _core
 from ..config import Config
 from .decode import DecodedBatch, decode_messages
-from .govern import GovernedBatch, build_policy, govern
+from .consent import EVENT_TABLES, filter_batch
+from .govern import GovernedBatch, _table_frame, build_policy, govern
 from .identity import IdentityResolver
 
-__all__ = ["DecodedBatch", "decode_messages", "GovernedBatch", "govern", "build_policy", "PolicyPath"]
+__all__ = ["DecodedBatch", "decode_messages", "GovernedBatch", "govern", "build_policy", "PolicyPath", "treat_ids"]
+
+_IDS_SOURCE = "tidegate.ids"  # no source of a config: its events meet no tracking plan, PII only
+
+
+def treat_ids(ids: pl.Series, policy: _core.Governance) -> pl.DataFrame:
+    """``raw`` → ``treated``: each of ``ids`` as ``policy``'s PII actions leave a user id (as it
+    is, redacted, hashed, or null when the field or the event would be dropped). One core call for
+    all of them, as the userIds of identify events, so that the treatment is exactly the one the
+    events got; no metrics are recorded for it."""
+    ids = ids.cast(pl.String).unique(maintain_order=True).alias("raw")
+    if ids.len() == 0:
+        return pl.DataFrame({"raw": [], "treated": []}, schema={"raw": pl.String, "treated": pl.String})
+    stamp = "2000-01-01T00:00:00.000Z"
+    events = pl.DataFrame({"userId": ids}).select(
+        pl.lit("identify").alias("type"), "userId", pl.format("i{}", pl.int_range(pl.len())).alias("messageId"),
+        pl.lit(stamp).alias("receivedAt")).write_ndjson()
+    body = b"[" + events.strip().replace("\n", ",").encode() + b"]"
+    decoded = decode_messages([(b'{"v":1,"source":"%s","receivedAt":"%s","events":%s}' % (_IDS_SOURCE.encode(), stamp.encode(), body), 0, None)])
+    result = _core.process_batch(decoded.messages, [], policy)
+    rows = next((_table_frame(columns, buffers, count) for name, columns, buffers, count in result.tables
+                 if name == "identifies"), None)
+    treated = pl.Series("treated", [None] * ids.len(), dtype=pl.String)
+    if rows is not None and "user_id" in rows.columns:
+        at = rows.select(pl.col("id").str.slice(1).cast(pl.Int64).alias("i"), pl.col("user_id").cast(pl.String))
+        treated = (pl.DataFrame({"i": pl.int_range(ids.len(), eager=True)}).join(at, on="i", how="left", maintain_order="left")
+                   ["user_id"].alias("treated"))
+    return pl.DataFrame([ids, treated])
 
 
 class PolicyPath:
@@ -58,11 +89,40 @@ class PolicyPath:
         for name in destinations:
             base = common
             if name in self.own_pii and batch.source is not None:
-                own = govern(batch.source, config_version=self.cfg.version, policy=self.own_pii[name], destination=name)
-                base = self.suppression.apply(self.identity.process(own, share=False), count=False)
+                base = self._own_pass(name, batch, common)
             share = destination_batch(self.cfg, name, base)
             out[name] = self.transforms[name].apply(share, name) if name in self.transforms else share
         return out
+
+    def _own_pass(self, name: str, batch: GovernedBatch, common: GovernedBatch) -> GovernedBatch:
+        """The events of ``batch`` governed again with destination ``name``'s own PII actions.
+        Who each row's person is, and which users are suppressed, is decided on the main pass
+        (``batch``, and ``common`` = its suppressed users removed): the own pass's ids may be
+        redacted or hashed, so they can neither be linked nor matched against the list."""
+        policy = self.own_pii[name]
+        own = govern(batch.source, config_version=self.cfg.version, policy=policy, destination=name)
+        own = self.identity.stamp_as(own, batch, lambda ids: treat_ids(ids, policy))
+        users = own.tables.get("users")
+        if users is not None and users.height:
+            # a users row keyed by a redacted id would merge every such user's traits into one
+            users = users.filter(~pl.col("id").cast(pl.String).str.contains("[REDACTED:", literal=True))
+            own.tables["users"] = users
+            if not users.height:
+                del own.tables["users"]
+        if common is batch:
+            return own
+        kept = [common.tables[t]["id"] for t in EVENT_TABLES if t in common.tables]
+        gone = [batch.tables[t].filter(~pl.col("id").is_in(pl.concat(kept).implode()) if kept else pl.lit(True))["id"]
+                for t in EVENT_TABLES if t in batch.tables]
+        gone_ids = pl.concat(gone).cast(pl.String) if gone else pl.Series([], dtype=pl.String)
+        main_users, kept_users = batch.tables.get("users"), common.tables.get("users")
+        gone_users = pl.Series([], dtype=pl.String)
+        if main_users is not None:
+            raw = main_users["id"].cast(pl.String)
+            if kept_users is not None:
+                raw = raw.filter(~raw.is_in(kept_users["id"].cast(pl.String).implode()))
+            gone_users = treat_ids(raw, policy)["treated"].drop_nulls()
+        return filter_batch(own, gone_ids, gone_users)
 
     def reload(self, cfg: Config) -> None:
         """Govern by a newly applied config from the next batch on (raises, changing nothing, if

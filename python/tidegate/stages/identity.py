@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import polars as pl
 
@@ -166,6 +166,43 @@ class IdentityResolver:
         metrics.pipeline.identity_merges.inc(len(changed))
         metrics.pipeline.stage_seconds.labels("identity").observe(time.perf_counter() - started)
         return batch
+
+    def stamp_as(self, own: GovernedBatch, main: GovernedBatch,
+                 treat: Callable[[pl.Series], pl.DataFrame]) -> GovernedBatch:
+        """``canonical_id`` for another pass over ``main``'s events (a destination's own PII
+        pass): each row gets its event's canonical id from ``main`` as ``treat`` (that
+        destination's PII actions) turns it, and ``identity_map`` is ``main``'s, treated the same
+        way (rows left meaningless by a redaction or a dropped field are left out). The graph is
+        neither changed nor asked: the own pass's ids may be redacted or hashed, and linking them
+        would merge different people (every redacted email would be one "user")."""
+        tables = [(t, df) for t, df in own.tables.items()
+                  if t not in ("users", IDENTITY_TABLE) and "id" in df.columns
+                  and t in main.tables and "canonical_id" in main.tables[t].columns]
+        identity_map = main.tables.get(IDENTITY_TABLE)
+        values = [main.tables[t]["canonical_id"] for t, _ in tables]
+        if identity_map is not None:
+            values += [identity_map["node_id"], identity_map["canonical_id"]]
+        mapping = treat(pl.concat(values).cast(pl.String).drop_nulls() if values else pl.Series([], dtype=pl.String))
+        for t, df in tables:
+            canonical = (main.tables[t].lazy().select("id", "canonical_id")
+                         .join(mapping.lazy(), left_on="canonical_id", right_on="raw", how="left")
+                         .select("id", pl.col("treated").alias("canonical_id")).unique("id", keep="first"))
+            own.tables[t] = (df.lazy().drop("canonical_id", strict=False)
+                             .join(canonical, on="id", how="left", maintain_order="left").collect())
+        own.tables.pop(IDENTITY_TABLE, None)
+        if identity_map is not None and identity_map.height:
+            node = mapping.rename({"raw": "node_id", "treated": "t_node"})
+            canon = mapping.rename({"raw": "canonical_id", "treated": "t_canonical"})
+            meaningful = pl.all_horizontal(pl.col(c).is_not_null() & ~pl.col(c).str.contains("[REDACTED:", literal=True)
+                                           for c in ("t_node", "t_canonical"))
+            rows = (identity_map.lazy().join(node.lazy(), on="node_id", how="left")
+                    .join(canon.lazy(), on="canonical_id", how="left").filter(meaningful)
+                    .select((pl.col("id").str.slice(0, 2) + pl.col("t_node")).alias("id"), "node_kind",
+                            pl.col("t_node").alias("node_id"), pl.col("t_canonical").alias("canonical_id"), "received_at")
+                    .unique("id", keep="last", maintain_order=True).collect())
+            if rows.height:
+                own.tables[IDENTITY_TABLE] = rows
+        return own
 
     # -- sharing between replicas ----------------------------------------------------------
     def _publish(self, edges: pl.DataFrame) -> None:
