@@ -226,6 +226,7 @@ class RssTimeline:
     def __init__(self, procs: list[Proc], t0: float, every_s: float = 1.0):
         self.procs, self.t0, self.every_s = procs, t0, every_s
         self.points: list[tuple[float, float]] = []  # (seconds since t0, MB)
+        self.kinds: list[tuple[float, float, float]] = []  # (MB anonymous, MB file-backed, MB shared)
         self._next = t0
 
     def sample(self) -> None:
@@ -236,12 +237,18 @@ class RssTimeline:
         for pr in self.procs:
             pr.sample()
         self.points.append((now - self.t0, sum(proc_mem_kb(pr.pid, "VmRSS") for pr in self.procs) / 1024))
+        self.kinds.append(tuple(sum(proc_mem_kb(pr.pid, k) for pr in self.procs) / 1024  # type: ignore[misc]
+                                for k in ("RssAnon", "RssFile", "RssShmem")))
 
     def summary(self) -> dict[str, Any]:
-        minutes: dict[int, list[float]] = {}
-        for t, mb in self.points:
-            minutes.setdefault(int(t // 60), []).append(mb)
-        per_minute = [sum(v) / len(v) for _, v in sorted(minutes.items())] if len(minutes) > 1 else []
+        minutes: dict[int, list[int]] = {}
+        for i, (t, _) in enumerate(self.points):
+            minutes.setdefault(int(t // 60), []).append(i)
+        rows = [v for _, v in sorted(minutes.items())] if len(minutes) > 1 else []
+        per_minute = [sum(self.points[i][1] for i in v) / len(v) for v in rows]
+        # which memory grows: anonymous (heaps) or file-backed pages (reclaimable)
+        by_kind = {k: [sum(self.kinds[i][j] for i in v) / len(v) for v in rows]
+                   for j, k in enumerate(("anonymous", "file", "shared"))}
         late = [(t, mb) for t, mb in self.points if self.points and t >= self.points[-1][0] / 2]
         growth = None
         if len(late) >= 10:
@@ -249,7 +256,7 @@ class RssTimeline:
             mm = sum(mb for _, mb in late) / len(late)
             var = sum((t - mt) ** 2 for t, _ in late)
             growth = 60 * sum((t - mt) * (mb - mm) for t, mb in late) / var if var else None
-        return {"per_minute": per_minute, "growth_mb_per_min": growth,
+        return {"per_minute": per_minute, "per_minute_by_kind": by_kind, "growth_mb_per_min": growth,
                 "max": max((mb for _, mb in self.points), default=None), "samples": len(self.points)}
 
 
@@ -749,7 +756,8 @@ def phase_latency(args: argparse.Namespace, work: Path, evs: list[dict[str, Any]
             r = steps[-1]["rss_mb"]
             if r["per_minute"]:
                 log(f"latency: step {frac:.0%} pipeline RSS per minute {', '.join(f'{m:.0f}' for m in r['per_minute'])} MB; "
-                    f"growth over the second half {_f(r['growth_mb_per_min'], '.1f')} MB/min")
+                    f"growth over the second half {_f(r['growth_mb_per_min'], '.1f')} MB/min; "
+                    + "; ".join(f"{k} {', '.join(f'{m:.0f}' for m in v)}" for k, v in r["per_minute_by_kind"].items()))
             time.sleep(args.commit_interval * 2)
     finally:
         run.stop()
@@ -925,7 +933,9 @@ def write_report(results: dict[str, Any], out: Path) -> str:
                     lines += [f"Pipeline RSS during the {s['fraction']:.0%} step, mean per minute: "
                               + ", ".join(_f(m) for m in r["per_minute"])
                               + f" MB (highest sample {_f(r['max'])} MB); growth over the step's second half "
-                              f"**{_f(r['growth_mb_per_min'], '.1f')} MB/min**.", ""]
+                              f"**{_f(r['growth_mb_per_min'], '.1f')} MB/min**."
+                              + "".join(f" {k.capitalize()}: {', '.join(_f(m) for m in v)} MB." for k, v in
+                                        (r.get("per_minute_by_kind") or {}).items()), ""]
             if any(s.get("thread_cpu_s_per_million_events") for s in lat):
                 lines += ["CPU s / M events by thread at each step (live writes are smaller than a drain's, so "
                           "each destination's fixed cost per write weighs more): "
