@@ -87,13 +87,16 @@ def drop_mask(df: pl.DataFrame, req: ConsentConfig) -> pl.Expr:
 
 def filter_batch(batch: GovernedBatch, drop_ids: pl.Series, drop_users: pl.Series) -> GovernedBatch:
     """A copy of ``batch`` without the events ``drop_ids`` (every table, by ``id``), their value
-    discards, and the ``users`` rows ``drop_users``; ``accepted`` and the hourly counts follow."""
+    discards, the ``users`` rows ``drop_users``, and the ``identity_map`` rows of ids that only
+    dropped events name (a mapping says who someone is: it goes where their events go);
+    ``accepted`` and the hourly counts follow."""
     if drop_ids.len() == 0 and drop_users.len() == 0:
         return batch
+    gone_nodes = _nodes_only_in(batch, drop_ids) if "identity_map" in batch.tables and drop_ids.len() else None
     tables: dict[str, pl.DataFrame] = {}
     for name, df in batch.tables.items():
-        gone = drop_users if name == "users" else drop_ids
-        if "id" in df.columns and gone.len():
+        gone = drop_users if name == "users" else gone_nodes if name == "identity_map" else drop_ids
+        if "id" in df.columns and gone is not None and gone.len():
             df = df.filter(~pl.col("id").is_in(gone.implode()))
         if df.height or batch.tables[name].height == 0:  # a table emptied here is left out
             tables[name] = df
@@ -103,6 +106,19 @@ def filter_batch(batch: GovernedBatch, drop_ids: pl.Series, drop_users: pl.Serie
     kept = sum(tables[t].height for t in EVENT_TABLES if t in tables)
     return dataclasses.replace(batch, tables=tables, discards=discards, accepted=kept,
                                hourly_counts=hourly_counts(tables.get("tracks")))
+
+
+def _nodes_only_in(batch: GovernedBatch, drop_ids: pl.Series) -> pl.Series:
+    """The identity nodes (``u:<user id>``, ``a:<anonymous id>``, as ``identity_map.id``) that the
+    events ``drop_ids`` name and no other event of ``batch`` does."""
+    frames = [df.lazy().select(pl.col("id").is_in(drop_ids.implode()).alias("gone"),
+                               *[(pl.lit(prefix) + pl.col(c).cast(pl.String)).alias("node") for c, prefix in [(c, p)]])
+              for name in EVENT_TABLES if (df := batch.tables.get(name)) is not None
+              for c, p in (("user_id", "u:"), ("anonymous_id", "a:")) if c in df.columns]
+    if not frames:
+        return pl.Series([], dtype=pl.String)
+    nodes = pl.concat(frames).drop_nulls("node").group_by("node").agg(pl.col("gone").all()).filter("gone").collect()
+    return nodes["node"]
 
 
 def dropped(batch: GovernedBatch, mask_of: Callable[[pl.DataFrame], pl.Expr]) -> tuple[pl.Series, pl.Series]:

@@ -35,6 +35,7 @@ from .. import _core, metrics
 from ..config import (Config, CopyColumn, DestinationPolicy, DropColumn, Filter, HashColumn, Normalize, Rename,
                       SetDefault, Transform)
 from ..errors import ConfigError
+from .consent import filter_batch
 from .govern import EVENT_TYPE_TABLES, STATE_TABLES, GovernedBatch
 
 __all__ = ["Transformer", "for_destination"]
@@ -74,16 +75,53 @@ class Transformer:
     def apply(self, batch: GovernedBatch, destination: str = "") -> GovernedBatch:
         if not self.active:
             return batch
-        tables = dict(batch.tables)
-        drop_ids = self._filtered_ids(tables)
+        drop_ids = self._filtered_ids(batch.tables)
         if drop_ids is not None and drop_ids.len():
             metrics.pipeline.events.labels("transform", "filtered").inc(
                 sum(df.filter(pl.col("id").is_in(drop_ids.implode())).height
-                    for t, df in tables.items() if t in EVENT_TYPE_TABLES.values()))
-            tables = {t: (df.filter(~pl.col("id").is_in(drop_ids.implode())) if "id" in df.columns and t not in STATE_TABLES
-                          else df) for t, df in tables.items()}
-        out = {t: (self.table(t, df) if t not in STATE_TABLES else df) for t, df in tables.items()}
+                    for t, df in batch.tables.items() if t in EVENT_TYPE_TABLES.values()))
+            # as consent does: the events' rows, the users rows their identifies made, and the
+            # identity mappings only they name (a routed-away source's users stay away)
+            identified = pl.concat([df.filter(pl.col("id").is_in(drop_ids.implode()))["user_id"].cast(pl.String).drop_nulls()
+                                    for t, df in batch.tables.items() if t == "identifies" and "user_id" in df.columns]
+                                   or [pl.Series([], dtype=pl.String)]).unique()
+            batch = filter_batch(batch, drop_ids, identified)
+        out = {t: (self.table(t, df) if t not in STATE_TABLES else self._state_table(t, df)) for t, df in batch.tables.items()}
+        if any(isinstance(s, HashColumn) and s.column in ("user_id", "anonymous_id") for s in self.steps):
+            # canonical_id is one of those ids (a user id, or an anonymous id when the person has
+            # none): hashed once, with the same key, so it still joins the hashed columns
+            out = {t: (df.with_columns(pl.Series("canonical_id", _core.hmac_column(
+                       df["canonical_id"].cast(pl.String).to_list(), self.hash_key), dtype=pl.String))
+                       if "canonical_id" in df.columns else df) for t, df in out.items()}
         return dataclasses.replace(batch, tables=out)
+
+    def _state_table(self, name: str, df: pl.DataFrame) -> pl.DataFrame:
+        """The steps that protect data, on a state table (``users``, ``accounts``,
+        ``identity_map``): a dropped field is dropped there too, and hashing ``user_id`` or
+        ``anonymous_id`` hashes the ids that are those values (``users.id``, ``identity_map``'s
+        node ids; ``canonical_id`` everywhere in ``apply``). Renames, copies and functions stay
+        on the event tables."""
+        for step in self.steps:
+            if isinstance(step, DropColumn) and step.column in df.columns and step.column not in ("id",):
+                df = df.drop(step.column)
+            elif isinstance(step, HashColumn) and step.column in ("user_id", "anonymous_id"):
+                df = self._hash_ids(name, df, step.column)
+            elif isinstance(step, SetDefault) and name in step.tables:  # named explicitly
+                df, _ = self._step(name, df, step)
+        return df
+
+    def _hash_ids(self, table: str, df: pl.DataFrame, kind: str) -> pl.DataFrame:
+        def hashed(col: pl.Series) -> pl.Series:
+            return pl.Series(col.name, _core.hmac_column(col.cast(pl.String).to_list(), self.hash_key), dtype=pl.String)
+
+        if table == "users" and kind == "user_id" and "id" in df.columns:
+            df = df.with_columns(hashed(df["id"]))
+        if table == "identity_map" and {"id", "node_kind", "node_id"} <= set(df.columns):
+            mine = df["node_kind"] == kind
+            node = pl.Series("node_id", _core.hmac_column(df["node_id"].cast(pl.String).to_list(), self.hash_key), dtype=pl.String)
+            df = df.with_columns(pl.when(mine).then(node).otherwise(pl.col("node_id")).alias("node_id"))
+            df = df.with_columns((pl.col("id").str.slice(0, 2) + pl.col("node_id")).alias("id"))
+        return df
 
     def table(self, name: str, df: pl.DataFrame) -> pl.DataFrame:
         applied: list[str] = []
