@@ -81,7 +81,7 @@ def deliver_with_retries(sink: Any, batch: GovernedBatch, cfg: DeliveryConfig, *
     delays = backoff_delays(cfg, attempts)
     for attempt in range(attempts):
         try:
-            deliver(sink, batch)
+            deliver(sink, batch, last_attempt=attempt + 1 == attempts)
             return None
         except DeliveryError as e:
             last = e
@@ -202,16 +202,26 @@ class Fanout:
                     self._busy[name] = f
                     results[name] = DeliveryError(f"destination {name!r} did not finish within {timeout:g}s "
                                                   "(delivery.write_timeout_s)")
+        # Every destination's state first, so that raising below leaves none of them stale.
+        for name, error in results.items():
+            if error is not None:
+                self._failing.add(name)
+            elif name in self._failing:
+                self._failing.discard(name)
+                if cfg.delivery.dead_letter:
+                    log.warning("destination %r recovered; `tidegate dlq replay %s` re-delivers what was parked",
+                                name, name)
+                else:
+                    log.warning("destination %r recovered", name)
+        errors = [error for error in results.values() if error is not None]
+        if errors and not cfg.delivery.dead_letter:
+            for error in errors[1:]:
+                log.error("%s", error)
+            raise errors[0]
         parked: dict[str, str] = {}
         for name, error in results.items():
             if error is None:
-                if name in self._failing:
-                    log.warning("destination %r recovered; `tidegate dlq replay %s` re-delivers what was parked", name, name)
-                self._failing.discard(name)
                 continue
-            self._failing.add(name)
-            if not cfg.delivery.dead_letter:
-                raise error
             n = shares[name].accepted
             self.dead_letters.park(name, items, reason=str(error), events=n)
             metrics.sink.dead_lettered.labels(name).inc(n)

@@ -50,14 +50,18 @@ class Sink(abc.ABC):
         """Flush and release; called on shutdown."""
 
 
-def deliver(sink: Sink, batch: GovernedBatch) -> None:
+def deliver(sink: Sink, batch: GovernedBatch, *, last_attempt: bool = True) -> None:
+    """Write ``batch`` with the standard metrics. A failure counts the batch's events as failed
+    only on the ``last_attempt``: a caller that retries passes False until it gives up, so a batch
+    is counted failed once, not once per attempt (those are ``tidegate_sink_retries_total``)."""
     if batch.empty:
         return
     started = time.perf_counter()
     try:
         sink.write(batch)
     except Exception as e:
-        metrics.sink.events.labels(sink.name, "failed").inc(batch.accepted)
+        if last_attempt:
+            metrics.sink.events.labels(sink.name, "failed").inc(batch.accepted)
         if isinstance(e, DeliveryError):
             raise
         raise DeliveryError(f"destination {sink.name!r} failed to write a batch of {batch.accepted} events: {e}") from e

@@ -4,8 +4,10 @@ A request body is ``{"batch": [event, ...]}`` with at most ``max_batch_events`` 
 :mod:`.outbound` for an event's shape). A 5xx, a 429 or a connection error is retried with
 exponential backoff and full jitter (a ``Retry-After`` is honoured up to ``backoff_max_s``);
 any other 4xx fails the batch at once with the response text, since sending the same request
-again cannot succeed. Every request carries a request id derived from its events' ids, the same
-on every retry, so the receiver can recognise a repeat.
+again cannot succeed. So does a 3xx, naming its ``Location`` to configure as ``url``: urllib would
+re-send the POST as a GET without its body (and count a 200 on that GET as delivered), and a
+redirect does not go away by itself. Every request carries a request id derived from its events'
+ids, the same on every retry, so the receiver can recognise a repeat.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import random
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from ..config import WebhookDestination
@@ -64,6 +67,17 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Do not follow redirects: urllib re-sends a redirected POST as a GET without its body. The
+    3xx then comes back as an ``HTTPError``, like any other status that is not 2xx."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
 class WebhookSink(Sink):
     def __init__(self, name: str, cfg: WebhookDestination):
         super().__init__(name)
@@ -109,11 +123,20 @@ class WebhookSink(Sink):
             retry_after = None
             request = urllib.request.Request(self.cfg.url, data=body, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
+                with _OPENER.open(request, timeout=self.cfg.timeout_s) as response:
                     response.read()
                     return
             except urllib.error.HTTPError as e:
                 text = e.read().decode(errors="replace")[:1000]
+                if 300 <= e.code < 400:
+                    location = e.headers.get("Location")
+                    to = (f"redirecting to {urllib.parse.urljoin(self.cfg.url, location)}" if location
+                          else "without a Location header")
+                    raise DeliveryError(
+                        f"destination {self.name!r}: {self.cfg.url} answered HTTP {e.code} {to}; "
+                        "redirects are not followed (a POST would be re-sent as a GET without its body): "
+                        "configure the final URL as the destination's url"
+                    ) from None
                 if e.code != 429 and e.code < 500:
                     raise DeliveryError(
                         f"destination {self.name!r}: {self.cfg.url} refused the batch with HTTP {e.code}: {text}"
