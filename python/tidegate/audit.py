@@ -36,7 +36,7 @@ from typing import Any, Iterator
 import msgspec
 import polars as pl
 
-from .config import Config, load_config
+from .config import Config, DestinationPolicy, load_config
 from .errors import ConfigError, TidegateError
 
 __all__ = ["AuditError", "AuditLog", "Snapshot", "apply", "plan", "load_applied", "applied_config",
@@ -194,6 +194,16 @@ class AuditLog:
                             "(entries were removed from the end, or the log is another one)")
         return problems
 
+    def verified_last(self) -> dict[str, Any] | None:
+        """The newest entry, once the whole log verifies (a stored copy is only used from an
+        intact chain); AuditError naming the first problem otherwise."""
+        problems = self.verify()
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise AuditError(f"audit log {self.path} fails verification: {problems[0]}{more}; run "
+                             f"`tidegate audit verify` to see every problem, and restore the log or its copies")
+        return self.last()
+
     def append(self, entry: dict[str, Any]) -> dict[str, Any]:
         """Chain ``entry`` to the last one and append it (under an exclusive lock)."""
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -224,7 +234,7 @@ def _stored_snapshot(directory: Path, entry: dict[str, Any]) -> Snapshot:
 
 def load_applied(cfg: Config) -> tuple[Config, dict[str, Any]] | None:
     """The newest applied config of ``cfg``'s audit log (and its entry), or None."""
-    entry = AuditLog(cfg.audit.path).last()
+    entry = AuditLog(cfg.audit.path).verified_last()
     if entry is None:
         return None
     return _load_entry(cfg.audit.path, entry), entry
@@ -264,7 +274,7 @@ def apply(cfg: Config, *, message: str = "") -> dict[str, Any] | None:
 
     PolicyPath(cfg)  # the policy must compile, as the pipeline compiles it, before it can be applied
     audit = AuditLog(cfg.audit.path)
-    last = audit.last()
+    last = audit.verified_last()
     snap = Snapshot.of(cfg)
     digest = snap.sha256()
     if last is not None and last.get("config_sha256") == digest:
@@ -334,6 +344,22 @@ class AppliedConfigWatcher:
         return cfg
 
 
+def needs_restart(old: Config, new: Config) -> list[str]:
+    """The changed settings a running pipeline reads only when it starts: connections, the
+    pipeline's own, a destination's sink settings (its policy: sources, consent, pii and
+    transforms, is taken up at once), and whether identity merges are shared."""
+    out = [f"[{s}]" for s in ("kafka", "pipeline", "archive", "collector") if getattr(new, s) != getattr(old, s)]
+    policy = set(DestinationPolicy.__struct_fields__)
+    for name, dest in new.destinations.items():
+        was = old.destinations.get(name)
+        if was is not None and (type(was) is not type(dest) or any(
+                getattr(was, f) != getattr(dest, f) for f in dest.__struct_fields__ if f not in policy)):
+            out.append(f"[destinations.{name}]")
+    if new.identity.share_across_replicas != old.identity.share_across_replicas:
+        out.append("identity.share_across_replicas")
+    return out
+
+
 def reload_on_apply(sink: Any, watcher: AppliedConfigWatcher) -> None:
     """Make a ``GovernedSink`` take up applied configs: before each checkpoint's first write is
     governed, a newly applied config replaces ``sink.cfg`` and the policy of ``sink.path`` (so
@@ -345,15 +371,23 @@ def reload_on_apply(sink: Any, watcher: AppliedConfigWatcher) -> None:
         new = watcher.poll()
         if new is None:
             return
+        added, removed = set(new.destinations) - set(sink.cfg.destinations), set(sink.cfg.destinations) - set(new.destinations)
+        if added or removed:
+            # the running fan-out has a sink per destination it started with: it cannot take up a
+            # policy without one of them, nor deliver to one it has no sink for
+            log.error("applied config %s %s; restart the pipeline to take it up (keeping version %s until then)",
+                      new.version, " and ".join(f"{what} destination{'s' if len(names) > 1 else ''} {', '.join(sorted(names))}"
+                                                for what, names in (("adds", added), ("removes", removed)) if names),
+                      sink.cfg.version)
+            return
         try:
             sink.path.reload(new)
         except TidegateError as e:
             log.error("applied config %s does not compile; keeping the current policy: %s", new.version, e)
         else:
-            restart = [s for s in ("kafka", "pipeline", "destinations", "archive", "collector")
-                       if getattr(new, s) != getattr(sink.cfg, s)]
+            restart = needs_restart(sink.cfg, new)
             log.warning("applied config %s is now governing (was %s)%s", new.version, sink.cfg.version,
-                        f"; changes to [{', '.join(restart)}] take effect after a restart" if restart else "")
+                        f"; changes to {', '.join(restart)} take effect after a restart" if restart else "")
             sink.cfg = new
 
     sink.before_checkpoint = reload
@@ -436,7 +470,7 @@ def plan(cfg: Config, *, events: int = 10_000) -> tuple[str, bool]:
     from .archive import ArchiveError, read_archive
 
     audit = AuditLog(cfg.audit.path)
-    last = audit.last()
+    last = audit.verified_last()
     snap = Snapshot.of(cfg)
     old_snap = _stored_snapshot(audit.dir / last["snapshot"], last) if last else None
     lines: list[str] = []

@@ -104,7 +104,7 @@ def test_verify_names_the_entry_that_was_edited(config: Path, capsys: pytest.Cap
     assert main(["audit", "verify", "-c", str(config)]) == 1
     err = capsys.readouterr().err
     assert "entry 2: hash mismatch" in err and "FAILED" in err
-    with pytest.raises(AuditError, match="refusing to append: entry 2"):
+    with pytest.raises(AuditError, match="fails verification: entry 2: hash mismatch"):
         edit(config, 'iban = "redact"', 'iban = "allow"')
         apply(load_config(config, env={}))
 
@@ -193,6 +193,62 @@ def test_running_pipeline_takes_up_an_applied_config(config: Path) -> None:
     edit(config, 'iban = "allow"', 'iban = "hash"')
     sink.write("b3")
     assert sink.seen[-1] == ("b3", new.version)
+
+
+def test_a_running_pipeline_keeps_its_policy_when_an_applied_config_adds_or_removes_destinations(
+        config: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Its fan-out has a sink per destination it started with: taking up a config without one of
+    them crashed the next checkpoint (KeyError in the consent step); now it waits for a restart."""
+    edit(config, '[destinations.warehouse]', '[destinations.hook]\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\n\n'
+                                             '[destinations.warehouse]')
+    cfg = load_config(config, env={})
+    apply(cfg)
+    running = applied_config(load_config(config, env={}))
+
+    class Sink:
+        def __init__(self) -> None:
+            self.cfg, self.path = running, PolicyPath(running)
+            self.before_checkpoint: Any = None
+
+    sink = Sink()
+    reload_on_apply(sink, AppliedConfigWatcher(running))
+    edit(config, '[destinations.hook]\ntype = "webhook"\nurl = "http://127.0.0.1:9/x"\n', "")
+    apply(load_config(config, env={}))
+    sink.before_checkpoint()
+    assert sink.cfg is running and sink.path.cfg is running
+    assert "removes destination hook; restart the pipeline to take it up" in caplog.text
+    batch = sink.path.govern(decode_messages([(json.dumps({"type": "track", "event": "E", "userId": "u", "messageId": "m",
+                                                           "receivedAt": "2026-01-01T00:00:00Z"}).encode(), 0, None)]))
+    assert set(sink.path.shares(batch, ["hook", "warehouse"])) == {"hook", "warehouse"}
+
+
+def test_restart_is_asked_for_sink_settings_only(config: Path) -> None:
+    from tidegate.audit import needs_restart
+
+    old = load_config(config, env={})
+    edit(config, '[destinations.warehouse]', '[destinations.warehouse]\npii = {actions = {email = "redact"}}')
+    assert needs_restart(old, load_config(config, env={})) == []  # a destination's policy is taken up at once
+    edit(config, '"data/tidegate.duckdb"', '"data/other.duckdb"')
+    assert needs_restart(old, load_config(config, env={})) == ["[destinations.warehouse]"]
+    edit(config, "[destinations.warehouse]", "[identity]\nshare_across_replicas = false\n\n[destinations.warehouse]")
+    assert needs_restart(old, load_config(config, env={}))[-1] == "identity.share_across_replicas"
+
+
+def test_a_changed_or_missing_stored_copy_is_an_audit_error_not_a_policy(config: Path) -> None:
+    """`run` governs by the stored copy only when the chain verifies; `apply` and `plan` say what
+    is wrong with the log instead of a traceback."""
+    cfg = load_config(config, env={})
+    apply(cfg)
+    [copy] = Path(cfg.audit.path, "applied").iterdir()
+    toml = copy / "tidegate.toml"
+    toml.write_text(toml.read_text() + "\n# edited\n")
+    with pytest.raises(AuditError, match="fails verification: entry 1: the stored config copy .* does not match"):
+        applied_config(load_config(config, env={}))
+    shutil.rmtree(copy)
+    edit(config, 'iban = "redact"', 'iban = "allow"')
+    for run in (lambda: apply(load_config(config, env={})), lambda: plan(load_config(config, env={}))):
+        with pytest.raises(AuditError, match="entry 1: the stored config copy .* is missing; run `tidegate audit verify`"):
+            run()
 
 
 def test_applied_copy_is_used_not_the_edited_plan_file(config: Path) -> None:
