@@ -475,8 +475,11 @@ def plan(cfg: Config, *, events: int = 10_000) -> tuple[str, bool]:
     old_snap = _stored_snapshot(audit.dir / last["snapshot"], last) if last else None
     lines: list[str] = []
     if last is not None and last["config_sha256"] == snap.sha256():
-        return (f"No changes: {cfg.path} is the applied config (version {cfg.version}, audit entry {last['seq']}, "
-                f"applied by {last['actor']} at {last['time']}).", False)
+        env = "" if last["config_version"] == cfg.version else (
+            f" This process's TIDEGATE__* environment overrides make it version {cfg.version}: overrides are "
+            "each process's own, read when it loads the config, and not part of what `apply` records.")
+        return (f"No changes: {cfg.path} is the applied config (version {last['config_version']}, audit entry "
+                f"{last['seq']}, applied by {last['actor']} at {last['time']}).{env}", False)
     if last is None:
         lines.append(f"Nothing applied yet (no entries in {audit.path}); `tidegate apply` records the first version.")
         old_cfg = None

@@ -394,7 +394,17 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         line = int(m.group(1)) if m else None
         raise ConfigError(f"not valid TOML: {str(e).split(' (at line')[0]}", file=str(file), line=line) from None
-    _apply_env(raw, os.environ if env is None else env)
+    from_env = _apply_env(raw, os.environ if env is None else env)
+
+    def problem(message: str, key: str) -> ConfigError:
+        """A decoding problem at ``key``, with its hints; a value an environment variable set is
+        pointed to by the variable's name, not by a line of the file."""
+        message += _unknown_field_hint(message, key, raw) + _enum_hint(message, key, raw)
+        var = next((v for k, v in from_env.items() if key == k or key.startswith(k + ".")), None)
+        if var is not None:
+            return ConfigError(f"{message} (set by the environment variable {var})", file=str(file), key=key or None)
+        return ConfigError(message, file=str(file), line=_locate(text, key), key=key or None)
+
     # Entries of named tables are checked one by one first: msgspec's error path for a dict value
     # does not say which entry failed, and the user needs to know.
     # Every entry's first problem is reported, not only the first entry's.
@@ -411,16 +421,14 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
                 key = f"{section}.{name}" + (f".{key}" if key else "")
                 if section == "destinations" and message == "object missing required field `type`":
                     message += "; set it to one of " + ", ".join(repr(t) for t in destination_types())
-                problems.append(ConfigError(message + _unknown_field_hint(message, key, raw) + _enum_hint(message, key, raw), file=str(file),
-                                            line=_locate(text, key), key=key))
+                problems.append(problem(message, key))
     if problems:
         raise ConfigError.of_all(problems)
     try:
         cfg = msgspec.convert(raw, Config)
     except msgspec.ValidationError as e:
         message, key = _split_msgspec_error(str(e))
-        raise ConfigError(message + _unknown_field_hint(message, key, raw) + _enum_hint(message, key, raw), file=str(file),
-                          line=_locate(text, key), key=key or None) from None
+        raise problem(message, key) from None
     cfg = _resolve_relative(cfg, Path(base_dir).resolve() if base_dir is not None else file.resolve().parent)
     version = hashlib.sha256(msgspec.json.encode(raw, order="sorted")).hexdigest()[:12]
     cfg = msgspec.structs.replace(cfg, path=str(file), version=version)
@@ -604,7 +612,11 @@ def _locate(text: str, key: str) -> int | None:
     return table_line
 
 
-def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
+    """Apply the ``TIDEGATE__...`` overrides to ``raw``; return which dotted key each variable
+    set. A value is read as a TOML literal (``8080``, ``true``, ``["a"]``) unless the key takes a
+    string, which gets the text as it is (a write key ``123456`` stays a string)."""
+    applied: dict[str, str] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX):
             continue
@@ -616,10 +628,15 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"environment variable {name} sets a key inside a value that is not a table", key=".".join(path))
-        try:
-            node[path[-1]] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
+        if isinstance(_type_at(path, raw), msgspec.inspect.StrType):
             node[path[-1]] = value
+        else:
+            try:
+                node[path[-1]] = tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                node[path[-1]] = value
+        applied[".".join(path)] = name
+    return applied
 
 
 def _describe(tp: Any) -> tuple[Any, str, list[Any]]:

@@ -138,6 +138,18 @@ def test_validate_compiles_what_the_pipeline_compiles(tmp_path: Path, monkeypatc
     assert "[destinations.wh.transform_function] cannot load transform_function" in capsys.readouterr().err
 
 
+def test_an_environment_override_is_named_by_its_variable_and_strings_stay_strings(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL + "[collector]\nport = 8080\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={"TIDEGATE__COLLECTOR__PORT": "eighty"})
+    assert e.value.key == "collector.port" and e.value.line is None  # line 6 holds the valid 8080
+    assert "(set by the environment variable TIDEGATE__COLLECTOR__PORT)" in str(e.value)
+    cfg = load_config(p, env={"TIDEGATE__SOURCES__WEB__WRITE_KEY": "123456", "TIDEGATE__COLLECTOR__PORT": "9000",
+                              "TIDEGATE__DESTINATIONS__WH__SOURCES": '["web"]'})
+    assert cfg.sources["web"].write_key == "123456"  # a string key takes the text as it is
+    assert cfg.collector.port == 9000 and cfg.destinations["wh"].sources == ["web"]
+
+
 def test_unknown_destination_type_lists_valid_ones(tmp_path: Path) -> None:
     p = write(tmp_path, '[sources.web]\nwrite_key = "k"\n[destinations.wh]\ntype = "snowflake"\n')
     with pytest.raises(ConfigError) as e:
