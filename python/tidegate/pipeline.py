@@ -95,6 +95,11 @@ class GovernedSink(BatchingSink):
         self.after_checkpoint: Callable[[bool], None] | None = None
         self._newest_ms = 0  # Kafka timestamp of the checkpoint's newest message
         self.after_backoff: list[Callable[[], None]] = []
+        # The identity mappings a checkpoint made are news once (`IdentityResolver`): kept until
+        # its commit, and given again to the re-read of a checkpoint that backed off.
+        self.identity.keeps_until_commit = True
+        self.before_commit.append(self.identity.confirm)
+        self.after_backoff.append(self.identity.forget)
         self._failures = 0
         self._max_backoff_s = max_backoff_s
         self._archiver = threads.executor("tidegate-archive-batch")

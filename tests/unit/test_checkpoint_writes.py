@@ -87,6 +87,29 @@ def stored(warehouse: Warehouse) -> int:
     return warehouse.row_counts().get("tracks", 0)
 
 
+def test_identity_mappings_of_a_checkpoint_that_backed_off_are_written_by_its_re_read(tmp_path: Path) -> None:
+    """The graph marks an id seen when its batch is governed; the re-read of a failed checkpoint
+    governs the same ids again and would have made no `identity_map` rows for them."""
+    size = len(message(0))
+    sink, warehouse = make_sink(tmp_path, max_write_mb=(size + 1) / 2**20)  # 2 messages a write
+    both = [json.dumps(event(n, anonymousId=f"anon-{n}", userId=f"user-{n}")).encode() for n in range(4)]
+    warehouse.fail_next = True
+    for n, value in enumerate(both):
+        sink.add(value, None, 1_767_607_200_000, SOURCE, "raw", 0, n)
+    with pytest.raises(SinkBackpressureError):
+        sink.flush()
+    sink.on_paused()
+    for n, value in enumerate(both):
+        sink.add(value, None, 1_767_607_200_000, SOURCE, "raw", 0, n)
+    sink.flush()
+    assert stored(warehouse) == 4
+    assert warehouse.row_counts().get("identity_map") == 8  # u:user-n and a:anon-n, n = 0..3
+    for n, value in enumerate(both):  # a later checkpoint of the same ids makes none again
+        sink.add(value, None, 1_767_607_200_000, SOURCE, "raw", 0, 10 + n)
+    sink.flush()
+    assert warehouse.row_counts().get("identity_map") == 8 and not sink.identity._unconfirmed
+
+
 def test_writes_start_while_the_checkpoint_is_consumed(tmp_path: Path) -> None:
     size = len(message(0))
     sink, warehouse = make_sink(tmp_path, max_write_mb=(3 * size + 1) / 2**20)  # 4 messages a write

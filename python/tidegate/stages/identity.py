@@ -81,6 +81,13 @@ class IdentityResolver:
         self._producer = Producer({**kafka_settings, "acks": "all", "enable.idempotence": True}) if kafka_settings and topic else None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # `identity_map` rows made since the last commit (`confirm`), and those of a checkpoint
+        # that backed off (`forget`), which the next batch carries again: the graph marks an id
+        # seen when a batch is governed, so its re-read would not make them again.
+        # Only a pipeline, which calls both, sets `keeps_until_commit`.
+        self.keeps_until_commit = False
+        self._unconfirmed: list[pl.DataFrame] = []
+        self._redo: list[pl.DataFrame] = []
         if kafka_settings and topic:
             self._thread = threads.Thread(target=self._follow, args=(kafka_settings, topic),
                                           name="tidegate-identity", daemon=True)
@@ -154,18 +161,36 @@ class IdentityResolver:
         # `identity_map` gets the mappings that are news: ids seen for the first time (by this
         # process) and ids re-labelled by a merge; the others are stored already.
         news_mapping = mapping.filter("news")
-        if news_mapping.height:
-            now = pl.lit(time.time_ns() // 1000).cast(pl.Datetime("us", "UTC"))
-            batch.tables[IDENTITY_TABLE] = news_mapping.select(
-                pl.col("node").alias("id"),
-                pl.when(pl.col("node").str.starts_with("u:")).then(pl.lit("user_id")).otherwise(pl.lit("anonymous_id")).alias("node_kind"),
-                pl.col("node").str.slice(2).alias("node_id"),
-                pl.col("canonical_id"),
-                now.alias("received_at"),
-            )
+        now = pl.lit(time.time_ns() // 1000).cast(pl.Datetime("us", "UTC"))
+        rows = news_mapping.select(
+            pl.col("node").alias("id"),
+            pl.when(pl.col("node").str.starts_with("u:")).then(pl.lit("user_id")).otherwise(pl.lit("anonymous_id")).alias("node_kind"),
+            pl.col("node").str.slice(2).alias("node_id"),
+            pl.col("canonical_id"),
+            now.alias("received_at"),
+        )
+        if share and self.keeps_until_commit:
+            with self._lock:
+                redo, self._redo = self._redo, []
+                if redo:
+                    rows = pl.concat([*redo, rows], how="vertical_relaxed").unique("id", keep="last", maintain_order=True)
+                if rows.height:
+                    self._unconfirmed.append(rows)
+        if rows.height:
+            batch.tables[IDENTITY_TABLE] = rows
         metrics.pipeline.identity_merges.inc(len(changed))
         metrics.pipeline.stage_seconds.labels("identity").observe(time.perf_counter() - started)
         return batch
+
+    def confirm(self) -> None:
+        """The mappings made so far are delivered (their checkpoint commits)."""
+        with self._lock:
+            self._unconfirmed = []
+
+    def forget(self) -> None:
+        """The checkpoint backed off: its mappings go with the next batch instead."""
+        with self._lock:
+            self._redo, self._unconfirmed = self._redo + self._unconfirmed, []
 
     def stamp_as(self, own: GovernedBatch, main: GovernedBatch,
                  treat: Callable[[pl.Series], pl.DataFrame]) -> GovernedBatch:
