@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="re-run archived events through the current policy into destinations",
                        description="Re-run the archived events received in [--from, --to) through the current policy "
+                                   "(the applied config, as `tidegate run` and `dlq replay` govern by; the config on "
+                                   "disk if none was applied) "
                                    "into the chosen destinations (all by default). Writes are keyed by event id: a row "
                                    "already stored is kept, so a replay is safe to repeat and never overwrites newer "
                                    "data with older data.")
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the effect on the most recent archived events, per destination.")
     _config_arg(p)
     p.add_argument("--events", type=int, default=10_000, metavar="N",
-                   help="preview on the newest N archived events (default 10000)")
+                   help="preview on the newest N archived events (at least 1; default 10000)")
     p = sub.add_parser("apply", help="apply the config on disk and record it in the audit log",
                        description="Validate the config on disk and append it to the hash-chained audit log (actor from "
                                    "$TIDEGATE_ACTOR or the OS user). Running pipelines pick it up at their next checkpoint.")
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     q = audit_sub.add_parser("log", help="list applied versions (newest last)", description="List applied versions.")
     _config_arg(q)
     q.add_argument("--diff", action="store_true", help="show each entry's diff")
-    q.add_argument("-n", type=int, default=0, metavar="N", help="only the newest N entries")
+    q.add_argument("-n", type=int, default=None, metavar="N", help="only the newest N entries (at least 1)")
     q = audit_sub.add_parser("verify", help="check the hash chain and the stored copies",
                              description="Check every entry's hash, the chain and the stored config copies; "
                                          "exit 1 naming each entry that fails.")
@@ -247,8 +249,9 @@ def _accounted(destinations: int) -> float:
 
 def _up(cfg: Config, args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
-    from .sample import send_sample
+    from .sample import enabled_write_keys, send_sample
 
+    keys = enabled_write_keys(cfg) if args.sample else {}  # before starting anything: a source must take them
     collector = _CollectorThread(cfg)
     collector.start()
     collector.started.wait()
@@ -260,7 +263,6 @@ def _up(cfg: Config, args: argparse.Namespace) -> int:
 
     def drive_sample() -> None:
         try:
-            keys = {name: s.write_key for name, s in cfg.sources.items() if s.enabled}
             before = _accounted(len(cfg.destinations))
             started = time.monotonic()
             sent = send_sample(base_url, keys, args.sample)
@@ -342,13 +344,16 @@ def _metric_counts(name: str, key: str) -> dict[str, float]:
 
 
 def _replay(cfg: Config, args: argparse.Namespace) -> int:
+    from .audit import applied_config
     from .replay import Progress, parse_time, replay
 
     start, end = parse_time(args.start), parse_time(args.end)
     if args.batch_events < 1:
         raise TidegateError("--batch-events must be at least 1")
+    # The policy `tidegate run` and `dlq replay` govern by: the applied config, when there is one.
+    cfg = applied_config(cfg)
     print(f"replaying events received {start:%Y-%m-%d %H:%M:%S} .. {end:%Y-%m-%d %H:%M:%S} UTC from {cfg.archive.path} "
-          f"into {', '.join(args.destination or cfg.destinations)}", flush=True)
+          f"into {', '.join(args.destination or cfg.destinations)} under config version {cfg.version}", flush=True)
     summary = replay(cfg, start, end, sources=args.source, destinations=args.destination,
                      batch_events=args.batch_events,
                      progress=None if args.no_progress else (lambda total: Progress(total)))
@@ -359,6 +364,8 @@ def _replay(cfg: Config, args: argparse.Namespace) -> int:
 def _plan(cfg: Config, args: argparse.Namespace) -> int:
     from .audit import plan
 
+    if args.events < 1:
+        raise TidegateError("--events must be at least 1")
     text, _changed = plan(cfg, events=args.events)
     print(text)
     return 0
@@ -381,6 +388,8 @@ def _apply(cfg: Config, args: argparse.Namespace) -> int:
 def _audit(cfg: Config, args: argparse.Namespace) -> int:
     from .audit import AuditLog
 
+    if args.audit_command == "log" and args.n is not None and args.n < 1:
+        raise TidegateError("-n must be at least 1")
     audit = AuditLog(cfg.audit.path)
     if args.audit_command == "verify":
         problems = audit.verify(expect_head=args.expect_head)
@@ -423,8 +432,8 @@ def _regulate(cfg: Config, args: argparse.Namespace) -> int:
     from . import regulations
 
     action = args.regulate_command
+    store = regulations.RegulationStore(cfg.regulations.path)
     if action == "list":
-        store = regulations.RegulationStore(cfg.regulations.path)
         users = store.users()
         print(f"suppression list {store.list_path}: {len(users)} users")
         for user, e in sorted(users.items()):
@@ -433,19 +442,31 @@ def _regulate(cfg: Config, args: argparse.Namespace) -> int:
         entries = store.log_entries()
         print(f"deletion log {store.log_path}: {len(entries)} entries")
         for e in entries:
-            print(f"  {e['time']}  {e['user_id']}  {e['destination']}.{e['table']}: {e['rows']} rows (by {e['actor']})")
+            print(f"  {e.get('time')}  {e.get('user_id')}  {e.get('destination')}.{e.get('table')}: {e.get('rows')} rows "
+                  f"(by {e.get('actor')})")
         return 0
+
+    def as_stored(verb: str) -> str:
+        user_id = regulations.normalized_id(args.user_id, cfg.identity.lowercase_email_ids)
+        if user_id != args.user_id:
+            print(f"user {args.user_id!r} {verb} as {user_id!r}, as the pipeline stores ids (trimmed"
+                  f"{', e-mail addresses lower-cased' if cfg.identity.lowercase_email_ids else ''})")
+        return user_id
+
     if action == "suppress":
         added = regulations.suppress(cfg, args.user_id)
-        print(f"user {args.user_id!r} {'suppressed' if added else 'was already suppressed'}; running pipelines drop "
+        user_id = as_stored("recorded")
+        print(f"user {user_id!r} {'suppressed' if added else 'was already suppressed'}; running pipelines drop "
               "their events from their next checkpoint")
         return 0
     if action == "unsuppress":
         removed = regulations.unsuppress(cfg, args.user_id)
-        print(f"user {args.user_id!r} " + ("unsuppressed" if removed else "was not on the suppression list"))
+        user_id = as_stored("looked up")
+        print(f"user {user_id!r} " + ("unsuppressed" if removed else "was not on the suppression list"))
         return 0
     result = regulations.delete(cfg, args.user_id)
-    print(f"user {args.user_id!r} suppressed (regulation delete)")
+    user_id = as_stored("recorded")
+    print(f"user {user_id!r} suppressed (regulation delete)")
     for name, tables in result.deleted.items():
         rows = ", ".join(f"{t} {n}" for t, n in sorted(tables.items())) or "no rows"
         print(f"  {name}: deleted {rows}")
@@ -453,7 +474,14 @@ def _regulate(cfg: Config, args: argparse.Namespace) -> int:
         print(f"  {name}: pending ({why}); the pipeline that owns it deletes at its next checkpoint")
     for name in result.skipped:
         print(f"  {name}: not a warehouse, nothing stored to delete")
-    print(f"recorded in {regulations.RegulationStore(cfg.regulations.path).log_path}")
+    if result.deleted:
+        print(f"recorded in {store.log_path}" + (f" for {', '.join(result.deleted)}" if result.pending else ""))
+    if result.pending:
+        recorded = "not recorded there yet" if result.deleted else f"nothing recorded in {store.log_path} yet"
+        print(f"deletion pending in {', '.join(result.pending)}: {recorded}, it is logged there once carried out "
+              f"(`tidegate regulate list` shows what is pending); until then {user_id!r} cannot be unsuppressed")
+    if not result.deleted and not result.pending:
+        print("no warehouse destination: nothing deleted, nothing recorded in the deletion log")
     return 0
 
 

@@ -8,11 +8,20 @@ drops the events of listed users — ``user_id`` or ``anonymous_id`` in the list
 (``tidegate_suppressed_events_total``).
 
 ``delete`` suppresses the user and removes their rows from every warehouse destination (DuckDB,
-PostgreSQL): every table with a ``user_id`` column, their value ``discards``, and ``users`` by
-``id``. What was deleted (destination, table, rows) is appended to ``deletions.jsonl``, which is
-never rewritten. A warehouse that cannot be opened now (an embedded DuckDB held by a running
-pipeline, a PostgreSQL that is down) is left *pending* in the list; a running pipeline that owns
-that destination carries the deletion out at its next checkpoint and logs it the same way.
+PostgreSQL): every table with a ``user_id`` column, their value ``discards``, ``users`` by
+``id``, the ``identity_map`` rows whose ``node_id`` or ``canonical_id`` is the user (so the
+anonymous ids mapped to them too), and the refused events in ``discarded_events`` whose
+``userId``, ``anonymousId`` or ``previousId`` is the user. What was deleted (destination, table,
+rows) is appended to ``deletions.jsonl``, which is never rewritten. A warehouse that cannot be
+opened now (an embedded DuckDB held by a running pipeline, a PostgreSQL that is down) is left
+*pending* in the list; a running pipeline that owns that destination carries the deletion out at
+its next checkpoint and logs it the same way. Until then the user cannot be unsuppressed (that
+would cancel the deletion). A listed user's ``identity_map`` rows and refused events are dropped
+before fan-out too, so a deletion is not undone by the next events.
+
+A USER_ID is recorded and looked up the way the pipeline stores identifiers (:func:`normalized_id`,
+the Rust core's ``govern::normalized_id``): trimmed, and e-mail addresses lower-cased when
+``[identity] lowercase_email_ids`` is on.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ import getpass
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+import re
+import shlex
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -35,19 +46,53 @@ from .config import Config
 from .errors import TidegateError
 from .stages.consent import dropped, filter_batch
 from .stages.govern import GovernedBatch
+from .stages.identity import IDENTITY_TABLE
 
 __all__ = ["RegulationStore", "SuppressionFilter", "delete_user_rows", "suppress", "unsuppress", "delete",
-           "WAREHOUSE_TYPES"]
+           "normalized_id", "DeletionPendingError", "WAREHOUSE_TYPES"]
 
 log = logging.getLogger("tidegate.regulations")
 
 WAREHOUSE_TYPES = ("duckdb", "postgres")
 LIST_FILE = "suppressions.json"
 LOG_FILE = "deletions.jsonl"
+REFUSED_TABLE = "discarded_events"
+
+# What Rust's `char::is_whitespace` (`str::trim`) removes; `str.strip()` also removes U+001C-U+001F.
+_WHITESPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
+              "\u2028\u2029\u202f\u205f\u3000"
+# Upper-case letters of Unicode 16 (the core's) that this Python's Unicode tables do not know yet.
+_NEWER_LOWER = {0x1C89: "\u1c8a", 0xA7CB: "\u0264", 0xA7CC: "\ua7cd", 0xA7CE: "\ua7cf", 0xA7D2: "\ua7d3",
+                0xA7D4: "\ua7d5", 0xA7DA: "\ua7db", 0xA7DC: "\u019b",
+                **{c: chr(c + 0x20) for c in range(0x10D50, 0x10D66)}, **{c: chr(c + 0x1B) for c in range(0x16EA0, 0x16EB9)}}
+# The fields of a refused event (`discarded_events.event`) that name a user.
+_ID_FIELDS = ("userId", "anonymousId", "previousId")
+_ID_PAIR = re.compile(r'"(?:userId|anonymousId|previousId)"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalized_id(user_id: str, lowercase_emails: bool = True) -> str:
+    """``user_id`` as the pipeline stores it (the Rust core's ``govern::normalized_id``): trimmed,
+    and lower-cased if it is an e-mail address (an ``@`` and a dot after the last ``@``) and
+    ``lowercase_emails`` (``[identity] lowercase_email_ids``).
+
+    >>> normalized_id("  Ana@Example.COM "), normalized_id(" a-1 "), normalized_id("Team-A")
+    ('ana@example.com', 'a-1', 'Team-A')
+    >>> normalized_id("Ana@Example.com", False)
+    'Ana@Example.com'
+    """
+    trimmed = user_id.strip(_WHITESPACE)
+    is_email = lowercase_emails and "@" in trimmed and "." in trimmed.rsplit("@", 1)[-1]
+    if is_email and any(c.isupper() or ord(c) in _NEWER_LOWER for c in trimmed):
+        return trimmed.translate(_NEWER_LOWER).lower()
+    return trimmed
+
+
+class DeletionPendingError(TidegateError):
+    """The user cannot be taken off the list while their deletion is pending somewhere."""
 
 
 def _actor() -> str:
@@ -77,7 +122,8 @@ class RegulationStore:
 
     def users(self) -> dict[str, dict[str, Any]]:
         try:
-            data = json.loads(self.list_path.read_text(encoding="utf-8"))
+            text = self.list_path.read_text(encoding="utf-8")
+            data = json.loads(text)
         except FileNotFoundError:
             return {}
         except (OSError, ValueError) as e:
@@ -85,6 +131,19 @@ class RegulationStore:
         users = data.get("users") if isinstance(data, dict) else None
         if not isinstance(users, dict):
             raise TidegateError(f"{self.list_path} is not a suppression list (expected {{\"users\": {{...}}}})")
+        for user, entry in users.items():
+            if isinstance(entry, dict) and isinstance(entry.get("pending", []), list) \
+                    and all(isinstance(d, str) for d in entry.get("pending", [])):
+                continue
+            what = "its pending is not a list of destinations" if isinstance(entry, dict) else \
+                f"it is {json.dumps(entry)[:60]}, not an object"
+            key = json.dumps(user)
+            line = next((n for n, t in enumerate(text.splitlines(), 1) if re.search(re.escape(key) + r"\s*:", t)), None)
+            where = f"{self.list_path}, line {line}" if line else str(self.list_path)
+            raise TidegateError(
+                f"{where}: the entry of user {user!r} is damaged ({what}); an entry is "
+                '{"regulation": "suppress" or "delete", "at": TIME, "by": ACTOR, "pending": [DESTINATION, ...]}: '
+                "fix it, or remove it to take the user off the list")
         return users
 
     def _write(self, users: Mapping[str, Any]) -> None:
@@ -112,19 +171,45 @@ class RegulationStore:
 
     def append_log(self, record: dict[str, Any]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
+        with open(self.log_path, "a+b") as f:
+            # After a write that was cut off (no final newline) the record starts a line of its own
+            # instead of being glued to the damaged one.
+            end = f.seek(0, os.SEEK_END)
+            if end:
+                f.seek(end - 1)
+                if f.read(1) != b"\n":
+                    f.write(b"\n")
+            f.write((json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
 
     def log_entries(self) -> list[dict[str, Any]]:
         if not self.log_path.exists():
             return []
-        return [json.loads(line) for line in self.log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        entries = []
+        for n, line in enumerate(self.log_path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError as e:
+                entry, problem = None, f"not a JSON record ({e})"
+            else:
+                problem = "" if isinstance(entry, dict) else "not a JSON object"
+            if problem:
+                raise TidegateError(
+                    f"{self.log_path}, line {n}: damaged deletion log entry: {problem}; a write cut off (a crash, a "
+                    "full disk) leaves such a line. The log is append-only: move that line out of the file (keep a "
+                    "copy) and run the command again")
+            entries.append(entry)
+        return entries
 
 
-def delete_user_rows(sink: Any, user_id: str) -> dict[str, int]:
-    """Delete a user's rows from a warehouse sink in one transaction; rows deleted per table."""
+def delete_user_rows(sink: Any, user_id: str, lowercase_emails: bool = True) -> dict[str, int]:
+    """Delete a user's rows from a warehouse sink in one transaction; rows deleted per table.
+
+    ``user_id`` is the id as stored (:func:`normalized_id`); ``lowercase_emails`` is how the ids in
+    refused events, which may be stored as received, are compared with it."""
     from .sinks.warehouse import quote
 
     p = sink.dialect.param
@@ -133,37 +218,82 @@ def delete_user_rows(sink: Any, user_id: str) -> dict[str, int]:
     with sink._lock, sink._transaction():  # noqa: SLF001 - the sink's own transaction and lock
         sink.forget_held(user_id)  # rows a pipeline write kept back for its checkpoint
         cols = sink._rows("SELECT table_name, column_name FROM information_schema.columns "  # noqa: SLF001
-                          f"WHERE table_schema = {p} AND column_name IN ('user_id', 'id')", [sink.schema])
+                          f"WHERE table_schema = {p} AND column_name IN ('user_id', 'id', 'node_id', 'canonical_id')",
+                          [sink.schema])
         by_table: dict[str, set[str]] = {}
         for table, column in cols:
             by_table.setdefault(table, set()).add(column)
-        has_discards = "discards" in {t for (t,) in sink._rows(  # noqa: SLF001
+        tables = {t for (t,) in sink._rows(  # noqa: SLF001
             f"SELECT table_name FROM information_schema.tables WHERE table_schema = {p}", [sink.schema])}
+        has_discards = "discards" in tables
         for table in sorted(by_table):
             columns = by_table[table]
             t = quote(table)
             if table == "users" and "id" in columns:
-                where = "id"
+                where, params = f"id = {p}", [user_id]
+            elif table == IDENTITY_TABLE and columns & {"node_id", "canonical_id"}:
+                # The user's own ids, and every other id (their anonymous ids) mapped to them.
+                mapped = sorted(columns & {"node_id", "canonical_id"})
+                where, params = "(" + " OR ".join(f"{c} = {p}" for c in mapped) + ")", [user_id] * len(mapped)
             elif "user_id" in columns:
-                where = "user_id"
+                where, params = f"user_id = {p}", [user_id]
             else:
                 continue
-            n = sink._rows(f"SELECT count(*) FROM {s}.{t} WHERE {where} = {p}", [user_id])[0][0]  # noqa: SLF001
+            n = sink._rows(f"SELECT count(*) FROM {s}.{t} WHERE {where}", params)[0][0]  # noqa: SLF001
             if not n:
                 continue
             if has_discards and "id" in columns:
                 gone = sink._rows(f"SELECT count(*) FROM {s}.discards WHERE table_name = {p} AND row_id IN "  # noqa: SLF001
-                                  f"(SELECT id FROM {s}.{t} WHERE {where} = {p})", [table, user_id])[0][0]
+                                  f"(SELECT id FROM {s}.{t} WHERE {where})", [table, *params])[0][0]
                 if gone:
                     sink._rows(f"DELETE FROM {s}.discards WHERE table_name = {p} AND row_id IN "  # noqa: SLF001
-                               f"(SELECT id FROM {s}.{t} WHERE {where} = {p})", [table, user_id])
+                               f"(SELECT id FROM {s}.{t} WHERE {where})", [table, *params])
                     deleted["discards"] = deleted.get("discards", 0) + gone
-            sink._rows(f"DELETE FROM {s}.{t} WHERE {where} = {p}", [user_id])  # noqa: SLF001
+            sink._rows(f"DELETE FROM {s}.{t} WHERE {where}", params)  # noqa: SLF001
             deleted[table] = n
+        if REFUSED_TABLE in tables:
+            n = _delete_refused_events(sink, user_id, lowercase_emails)
+            if n:
+                deleted[REFUSED_TABLE] = n
     sink._columns = None  # noqa: SLF001 - re-read the layout on the next write
     if deleted:
         sink.vacuum()  # the deleted rows' storage goes now, not at some later checkpoint
     return deleted
+
+
+def _named_ids(event: str, lowercase_emails: bool) -> set[str]:
+    """The ids (as stored, :func:`normalized_id`) a refused event's text names as its userId,
+    anonymousId or previousId."""
+    try:
+        doc = json.loads(event)
+    except ValueError:
+        doc = None  # not JSON, or cut off at 64 KB: its "userId": "..." pairs still name users
+    if isinstance(doc, dict):
+        values = [doc.get(f) for f in _ID_FIELDS]
+    else:
+        values = []
+        for m in _ID_PAIR.finditer(event):
+            with contextlib.suppress(ValueError):
+                values.append(json.loads(m.group(1)))
+    return {normalized_id(v, lowercase_emails) for v in values if isinstance(v, str)}
+
+
+def _delete_refused_events(sink: Any, user_id: str, lowercase_emails: bool) -> int:
+    """Delete the user's refused events from ``discarded_events``; how many. The database picks
+    the events whose text contains the id (either side lower-cased, as a stored id may not be),
+    and of those the ones that name the user in an id field are deleted."""
+    from .sinks.warehouse import quote
+
+    p = sink.dialect.param
+    s, t = quote(sink.schema), quote(REFUSED_TABLE)
+    text = json.dumps(user_id, ensure_ascii=False)[1:-1]  # as it is written inside a JSON string
+    candidates = sink._rows(f"SELECT id, event FROM {s}.{t} "  # noqa: SLF001
+                            f"WHERE strpos(lower(event), lower(CAST({p} AS VARCHAR))) > 0", [text])
+    ids = [i for i, event in candidates if event is not None and user_id in _named_ids(event, lowercase_emails)]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        sink._rows(f"DELETE FROM {s}.{t} WHERE id IN ({', '.join([p] * len(chunk))})", chunk)  # noqa: SLF001
+    return len(ids)
 
 
 def _log_deletion(store: RegulationStore, user_id: str, destination: str, deleted: dict[str, int], by: str) -> None:
@@ -173,22 +303,42 @@ def _log_deletion(store: RegulationStore, user_id: str, destination: str, delete
 
 
 def suppress(cfg: Config, user_id: str) -> bool:
-    """Add a user to the list; False if they were already on it."""
-    _check_id(user_id)
+    """Add a user (:func:`normalized_id`) to the list; False if they were already on it."""
+    stored = _stored_id(cfg, user_id)
     store = RegulationStore(cfg.regulations.path)
     with store._locked():  # noqa: SLF001
         users = store.users()
-        if user_id in users:
+        if stored in users or user_id in users:  # the latter recorded before ids were normalised
             return False
-        users[user_id] = {"regulation": "suppress", "at": _now(), "by": _actor(), "pending": []}
+        users[stored] = {"regulation": "suppress", "at": _now(), "by": _actor(), "pending": []}
         store._write(users)  # noqa: SLF001
     return True
 
 
 def unsuppress(cfg: Config, user_id: str) -> bool:
-    """Remove a user from the list; False if they were not on it. Rows already deleted stay deleted."""
-    _check_id(user_id)
-    return RegulationStore(cfg.regulations.path).update(user_id, None) is not None
+    """Remove a user from the list; False if they were not on it. Rows already deleted stay deleted.
+    Raises :class:`DeletionPendingError` while a deletion of the user is pending somewhere:
+    taking them off the list would cancel it."""
+    stored = _stored_id(cfg, user_id)
+    store = RegulationStore(cfg.regulations.path)
+    with store._locked():  # noqa: SLF001
+        users = store.users()
+        # An entry written before ids were normalised is under the id as it was typed.
+        keys = [k for k in dict.fromkeys((stored, user_id)) if k in users]
+        if not keys:
+            return False
+        pending = sorted({d for k in keys for d in users[k].get("pending", [])})
+        if pending:
+            raise DeletionPendingError(
+                f"user {stored!r} cannot be unsuppressed yet: their deletion is still pending in {', '.join(pending)} "
+                "(taking them off the list now would cancel it, and their events would land again).\n"
+                f"Let the pipeline that owns {'it' if len(pending) == 1 else 'them'} delete at its next checkpoint, or "
+                f"run `tidegate regulate delete {shlex.quote(stored)}` again once {'it is' if len(pending) == 1 else 'they are'} "
+                "reachable; `tidegate regulate list` shows what is pending. Then unsuppress.")
+        for k in keys:
+            del users[k]
+        store._write(users)  # noqa: SLF001
+    return True
 
 
 @dataclass
@@ -196,16 +346,19 @@ class DeleteResult:
     deleted: dict[str, dict[str, int]] = field(default_factory=dict)
     pending: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    user_id: str = ""
+    """The id as recorded and deleted (:func:`normalized_id`)."""
 
 
 def delete(cfg: Config, user_id: str) -> DeleteResult:
-    """Suppress the user, then delete their rows from every warehouse destination."""
+    """Suppress the user (:func:`normalized_id`), then delete their rows from every warehouse
+    destination."""
     from .sinks import build_sink
 
-    _check_id(user_id)
+    user_id = _stored_id(cfg, user_id)
     store = RegulationStore(cfg.regulations.path)
     warehouses = [n for n, d in cfg.destinations.items() if d.__struct_config__.tag in WAREHOUSE_TYPES]
-    result = DeleteResult(skipped=[n for n in cfg.destinations if n not in warehouses])
+    result = DeleteResult(skipped=[n for n in cfg.destinations if n not in warehouses], user_id=user_id)
     # Suppressed first (pending everywhere): nothing new of this user lands while rows are deleted.
     store.update(user_id, {"regulation": "delete", "at": _now(), "by": _actor(), "pending": list(warehouses)})
     for name in warehouses:
@@ -214,7 +367,7 @@ def delete(cfg: Config, user_id: str) -> DeleteResult:
             sink.setup()
             if not sink.ready():
                 raise TidegateError("destination not reachable")
-            deleted = delete_user_rows(sink, user_id)
+            deleted = delete_user_rows(sink, user_id, cfg.identity.lowercase_email_ids)
         except Exception as e:  # noqa: BLE001 - left pending, the pipeline finishes it
             result.pending[name] = str(e).splitlines()[0] if str(e) else type(e).__name__
             continue
@@ -228,8 +381,14 @@ def delete(cfg: Config, user_id: str) -> DeleteResult:
 
 
 def _check_id(user_id: str) -> None:
-    if not user_id or not user_id.strip():
+    if not user_id or not user_id.strip(_WHITESPACE):
         raise TidegateError("USER_ID must not be empty")
+
+
+def _stored_id(cfg: Config, user_id: str) -> str:
+    """A USER_ID from the command line as the pipeline stores it."""
+    _check_id(user_id)
+    return normalized_id(user_id, cfg.identity.lowercase_email_ids)
 
 
 class SuppressionFilter:
@@ -238,6 +397,7 @@ class SuppressionFilter:
 
     def __init__(self, cfg: Config):
         self.store = RegulationStore(cfg.regulations.path)
+        self.lowercase_emails = cfg.identity.lowercase_email_ids
         self._mtime: float | None = None
         self._users: dict[str, dict[str, Any]] = {}
         self.ids = pl.Series("ids", [], dtype=pl.String)
@@ -256,7 +416,9 @@ class SuppressionFilter:
             log.error("%s; keeping the previous suppression list", e)
             return False
         self._mtime, self._users = mtime, users
-        self.ids = pl.Series("ids", sorted(users), dtype=pl.String)
+        # Entries written before ids were normalised are under the id as typed: match them as stored.
+        ids = set(users) | {normalized_id(u, self.lowercase_emails) for u in users}
+        self.ids = pl.Series("ids", sorted(ids), dtype=pl.String)
         log.info("suppression list: %d users", len(users))
         return True
 
@@ -267,19 +429,21 @@ class SuppressionFilter:
         """Carry out the deletions left pending for destinations this process owns."""
         for name, sink in sinks.items():
             for user_id in self.pending(name):
+                stored = normalized_id(user_id, self.lowercase_emails)
                 try:
-                    deleted = delete_user_rows(sink, user_id)
+                    deleted = delete_user_rows(sink, stored, self.lowercase_emails)
                 except Exception as e:  # noqa: BLE001 - retried at the next change or restart
-                    log.warning("pending deletion of %r in %r failed: %s", user_id, name, e)
+                    log.warning("pending deletion of %r in %r failed: %s", stored, name, e)
                     continue
-                _log_deletion(self.store, user_id, name, deleted, "pipeline")
+                _log_deletion(self.store, stored, name, deleted, "pipeline")
                 self.store.finish_pending(user_id, name)
-                log.warning("deleted user %r from destination %r: %s", user_id, name, deleted)
+                log.warning("deleted user %r from destination %r: %s", stored, name, deleted)
 
     def apply(self, batch: GovernedBatch, count: bool = True) -> GovernedBatch:
-        """``batch`` without the suppressed users' events; ``count=False`` for another pass over
-        the same events (a destination's own PII pass), already counted."""
-        if self.ids.len() == 0 or not batch.tables:
+        """``batch`` without the suppressed users' events, their ``identity_map`` rows (their own
+        ids and the ids mapped to them) and their refused events; ``count=False`` for another
+        pass over the same events (a destination's own PII pass), already counted."""
+        if self.ids.len() == 0 or (not batch.tables and batch.rejected.is_empty()):
             return batch
         ids = self.ids.implode()
 
@@ -298,4 +462,36 @@ class SuppressionFilter:
             gone_users = pl.concat([identified, listed]).unique()
         if event_ids.len() and count:
             metrics.policy.suppressed.inc(event_ids.len())
-        return filter_batch(batch, event_ids, gone_users)
+        return self._without_identities(filter_batch(batch, event_ids, gone_users))
+
+    def _without_identities(self, batch: GovernedBatch) -> GovernedBatch:
+        """``batch`` without the listed users' ``identity_map`` rows and refused events."""
+        ids = self.ids.implode()
+        tables = batch.tables
+        mapping = tables.get(IDENTITY_TABLE)
+        if mapping is not None:
+            listed = pl.lit(False)
+            for c in ("node_id", "canonical_id"):
+                if c in mapping.columns:
+                    listed = listed | pl.col(c).cast(pl.String).is_in(ids).fill_null(False)
+            kept = mapping.filter(~listed)
+            if kept.height < mapping.height:
+                # In place, in the same order; a table emptied here is left out.
+                tables = {t: (kept if t == IDENTITY_TABLE else df) for t, df in tables.items()
+                          if t != IDENTITY_TABLE or kept.height}
+        rejected = batch.rejected
+        if rejected.height and "event" in rejected.columns:
+            # The database-free counterpart of `delete_user_rows`: the events whose text holds a
+            # listed id (one vectorised search), then those that name one in an id field.
+            texts = pl.Series([json.dumps(u, ensure_ascii=False)[1:-1] for u in self.ids.to_list()],
+                              dtype=pl.String).str.to_lowercase()
+            maybe = rejected["event"].str.to_lowercase().str.contains_any(texts.to_list()).fill_null(False)
+            if maybe.any():
+                listed_ids = set(self.ids.to_list())
+                hit = [bool(m) and bool(_named_ids(e, self.lowercase_emails) & listed_ids)
+                       for m, e in zip(maybe.to_list(), rejected["event"].to_list())]
+                if any(hit):
+                    rejected = rejected.filter(~pl.Series(hit, dtype=pl.Boolean))
+        if tables is batch.tables and rejected is batch.rejected:
+            return batch
+        return replace(batch, tables=tables, rejected=rejected)

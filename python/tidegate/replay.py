@@ -3,7 +3,9 @@
 The archived events received in ``[from, to)`` are read (one copy per ``(source, messageId)``),
 grouped back into envelopes and sent through the same stages as the stream — decode, govern with
 the config's policy (rows carry *this* config's version), ``deliver`` to each chosen destination —
-in batches. Replay is how a new destination is backfilled and how a gap is filled after an outage.
+in batches. ``tidegate replay`` passes the applied config (``audit.applied_config``: the one
+``tidegate run`` and ``tidegate dlq replay`` govern by), not the file on disk. Replay is how a new
+destination is backfilled and how a gap is filled after an outage.
 
 **Never newer data overwritten with older data.** Every write is keyed by the event id: event
 tables insert an id only if it is not there yet (a row already stored — by the stream or an

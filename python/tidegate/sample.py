@@ -12,9 +12,16 @@ import urllib.error
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-__all__ = ["sample_events", "post", "send_sample", "PRODUCTS"]
+from .errors import TidegateError
+
+if TYPE_CHECKING:
+    from .config import Config
+
+__all__ = ["sample_events", "post", "send_sample", "enabled_write_keys", "PRODUCTS"]
+
+NO_SOURCE = "no enabled source to send sample events to; enable one under [sources]"
 
 # (sku, name, category, price) of the sample shop; the benchmark corpus extends it.
 PRODUCTS = [
@@ -136,8 +143,19 @@ def post(url: str, write_key: str, body: dict[str, Any] | list[Any], *, gzip_bod
         return e.code, e.read().decode()
 
 
+def enabled_write_keys(cfg: Config) -> dict[str, str]:
+    """The write keys of the enabled sources, by source, to send sample events with."""
+    keys = {name: s.write_key for name, s in cfg.sources.items() if s.enabled}
+    if not keys:
+        raise TidegateError(NO_SOURCE)
+    return keys
+
+
 def send_sample(base_url: str, write_keys: dict[str, str], n: int, *, seed: int = 7, batch_size: int = 50) -> int:
-    """Send ``n`` sample events; return how many the collector accepted (200)."""
+    """Send ``n`` sample events; return how many the collector accepted (200). Events of a source
+    without a key in ``write_keys`` are sent with another source's key."""
+    if not write_keys:
+        raise TidegateError(NO_SOURCE)
     accepted = 0
     by_source: dict[str, list[dict[str, Any]]] = {}
     for source, event in sample_events(n, seed=seed):

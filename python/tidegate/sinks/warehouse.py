@@ -314,11 +314,15 @@ class WarehouseSink(Sink):
 
     def forget_held(self, user_id: str) -> None:
         """Drop the kept-back rows a deletion of ``user_id`` removes from the tables (see
-        `regulations.delete_user_rows`: ``users`` by ``id``, others by ``user_id``), so that the
-        next checkpoint does not store them again. Call with the sink's lock held."""
+        `regulations.delete_user_rows`: ``users`` by ``id``, ``identity_map`` by ``node_id`` and
+        ``canonical_id``, others by ``user_id``), so that the next checkpoint does not store them
+        again. Call with the sink's lock held."""
         def keep(table: str, df: pl.DataFrame) -> pl.DataFrame:
-            column = "id" if table == "users" else "user_id"
-            return df.filter(pl.col(column).cast(pl.String).ne_missing(user_id)) if column in df.columns else df
+            columns = ("id",) if table == "users" else ("node_id", "canonical_id") if table == "identity_map" else ("user_id",)
+            for column in columns:
+                if column in df.columns:
+                    df = df.filter(pl.col(column).cast(pl.String).ne_missing(user_id))
+            return df
         self._held = [(t, keep(t, df)) for t, df in self._held]
 
     # Without an id index, which of a batch's track events are stored already is looked up once
