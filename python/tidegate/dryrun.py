@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+import msgspec
 import numpy as np
 import polars as pl
 
@@ -39,6 +40,9 @@ from .stages.decode import Admitted, split_message
 __all__ = ["dry_run", "DryRunSummary", "delivered_rows"]
 
 CHUNK_EVENTS = 500
+
+# Decoding to Raw only checks that a line is one JSON value (no trailing data), without building objects.
+_ONE_VALUE = msgspec.json.Decoder(msgspec.Raw)
 
 
 @dataclass
@@ -83,18 +87,30 @@ def _counter_values(name: str, *labels: str) -> Counter[tuple[str, ...]]:
     return out
 
 
-def _read_lines(path: Path) -> list[bytes]:
+def _read_lines(path: Path) -> list[tuple[int, bytes]]:
+    """The non-blank lines with their line numbers in the file, so a refusal names the line an
+    editor shows (blank lines count)."""
     try:
         data = path.read_bytes()
     except OSError as e:
         raise TidegateError(f"cannot read --input {path}: {e.strerror or e}") from None
-    return [line for line in (raw.strip() for raw in data.splitlines()) if line]
+    return [(n, line) for n, line in enumerate((raw.strip() for raw in data.splitlines()), start=1) if line]
 
 
-def _ingest(lines: list[bytes], source: str, received_us: int, cfg: Config,
+def _refusal(n: int, line: bytes, reason: str, status: int, detail: str) -> dict[str, Any]:
+    return {"kind": "request", "line": n, "reason": reason, "status": status, "detail": detail,
+            "event": line.decode("utf-8", "replace")}
+
+
+def _ingest(lines: list[tuple[int, bytes]], source: str, received_us: int, cfg: Config,
             refused_requests: list[dict[str, Any]]) -> Iterator[bytes]:
     """Envelopes, as the collector makes them from ``/v1/batch`` requests of CHUNK_EVENTS lines. A
-    chunk the collector would refuse is retried line by line, so each refusal names its line."""
+    chunk the collector would refuse is retried line by line, so each refusal names its line.
+
+    A line joins a batch body only if it is one JSON value: joined with commas, ``{...},{...}``
+    would pass as two events (and ``{...}],"x":[{...}`` would swallow the lines after it). Any
+    other line is refused alone as a malformed body (``malformed_json``, 400), in the collector's
+    words when it finds the line malformed by itself."""
     limits = cfg.collector
 
     def one(chunk: list[bytes]) -> list[bytes]:
@@ -103,16 +119,31 @@ def _ingest(lines: list[bytes], source: str, received_us: int, cfg: Config,
                                                               limits.max_request_bytes, limits.max_batch_events)]
 
     for start in range(0, len(lines), CHUNK_EVENTS):
-        chunk = lines[start:start + CHUNK_EVENTS]
+        numbered: list[tuple[int, bytes]] = []
+        refused: list[dict[str, Any]] = []
+        for n, line in lines[start:start + CHUNK_EVENTS]:
+            try:
+                _ONE_VALUE.decode(line)
+            except (msgspec.DecodeError, RecursionError) as e:
+                detail = f"the line is not one JSON value ({e}); write one event object per line"
+                try:
+                    one([line])
+                except RequestRejected as r:
+                    if r.code == "malformed_json":
+                        detail = r.message
+                refused.append(_refusal(n, line, "malformed_json", 400, detail))
+                continue
+            numbered.append((n, line))
         try:
-            yield from one(chunk)
+            if numbered:
+                yield from one([line for _n, line in numbered])
         except RequestRejected:
-            for n, line in enumerate(chunk, start=start + 1):
+            for n, line in numbered:
                 try:
                     yield from one([line])
                 except RequestRejected as e:
-                    refused_requests.append({"kind": "request", "line": n, "reason": e.code, "status": e.status,
-                                             "detail": e.message, "event": line.decode("utf-8", "replace")})
+                    refused.append(_refusal(n, line, e.code, e.status, e.message))
+        refused_requests.extend(sorted(refused, key=lambda r: r["line"]))
 
 
 def _duplicate_flags(items: list[tuple[bytes, int, None]]) -> list[tuple[Admitted, int, None]]:
@@ -162,6 +193,10 @@ def dry_run(cfg: Config, input_path: str | Path, out_dir: str | Path, *, source:
         source = enabled[0]
     elif source not in cfg.sources:
         raise ConfigError(f"unknown source {source!r}; configured: {', '.join(cfg.sources)}", file=cfg.path, key="sources")
+    elif not cfg.sources[source].enabled:
+        # The collector answers 404 (source_disabled) to its write key: no event of it gets in.
+        raise ConfigError(f"source {source!r} is disabled (enabled = false): the collector refuses its events; "
+                          "enable it or choose another --source", file=cfg.path, key=f"sources.{source}")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
