@@ -341,9 +341,11 @@ class ArchiveWriter:
         with self._lock:
             if self._closed:
                 return
+            # Closed before the last flush: a batch added after it would be spooled, then deleted
+            # with the spool below without reaching Parquet; now its `add` fails (no commit).
+            self._closed = True
         self.flush()
         with self._lock:
-            self._closed = True
             try:
                 for p in self.spool.iterdir():
                     p.unlink(missing_ok=True)
@@ -392,7 +394,14 @@ class ArchiveFiles:
 
 def archive_files(root: Path, start: datetime | None = None, end: datetime | None = None,
                   sources: Iterable[str] | None = None) -> ArchiveFiles:
-    """Files that may hold events received in ``[start, end)``, pruned by partition."""
+    """Files that may hold events received in ``[start, end)``, pruned by partition. A listing
+    only: while a writer flushes, read as ``read_archive`` does (the spool first)."""
+    spool = _spool_segments(root)
+    return ArchiveFiles(_parquet_files(root, start, end, sources), spool)
+
+
+def _parquet_files(root: Path, start: datetime | None, end: datetime | None,
+                   sources: Iterable[str] | None) -> list[Path]:
     wanted = set(sources) if sources else None
     parquet: list[Path] = []
     for sdir in sorted(root.glob("source=*")):
@@ -408,29 +417,53 @@ def archive_files(root: Path, start: datetime | None = None, end: datetime | Non
             if end is not None and hour >= end:
                 continue
             parquet.extend(sorted(hdir.glob("*.parquet")))
-    spool = sorted((root / SPOOL).glob("*/*.arrow"))
-    return ArchiveFiles(parquet, spool)
+    return parquet
+
+
+def _spool_segments(root: Path) -> list[Path]:
+    """The segments of every spool, live or orphaned. A spool removed while it is listed (its
+    writer closed, or another recovered it) is skipped: its events are in Parquet files by then."""
+    segments: list[Path] = []
+    for spool in sorted((root / SPOOL).glob("*")):
+        try:
+            segments.extend(sorted(p for p in spool.iterdir() if p.suffix == ".arrow"))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return segments
 
 
 def read_archive(root: str | os.PathLike[str], start: datetime | None = None, end: datetime | None = None,
                  sources: Iterable[str] | None = None, *, last: int | None = None) -> pl.DataFrame:
     """Archived events received in ``[start, end)`` (of the given sources), oldest first, one row
     per ``(source, message_id)`` (events without an id: per identical content). ``last`` keeps
-    only the newest N."""
+    only the newest N. Safe against writers flushing meanwhile: no event archived before the
+    call is missed."""
     root = Path(root)
     if not root.is_dir():
         raise ArchiveError(f"no archive at {root}; is [archive] enabled and has the pipeline run? "
                            "(archive.path in the config)")
     sources = list(sources) if sources else None
-    files = archive_files(root, start, end, sources)
-    frames: list[pl.LazyFrame] = []
-    if files.parquet:
-        frames.append(pl.scan_parquet(files.parquet, hive_partitioning=False, schema=ARCHIVE_SCHEMA))
-    for segment in files.spool:
+    # The spool is listed and every segment opened and read first, the Parquet files listed only
+    # then. A writer (a flush, or the recovery of an orphaned spool) renames a Parquet file into
+    # place before it deletes the segments it replaces, and Parquet files are never deleted. So
+    # each segment that existed when this read began is either read here (a mapping outlives
+    # the file's deletion), or was already gone when listed or opened: deleted, hence its
+    # Parquet file renamed, before the Parquet listing below, which finds it. Listing Parquet
+    # first would miss a flush whose rename comes after that listing and whose deletions come
+    # before the spool's. Events read both ways are kept once below, by (source, message_id).
+    spooled: list[pl.LazyFrame] = []
+    for segment in _spool_segments(root):
         try:
-            frames.append(_read_segment(segment).lazy())
-        except (OSError, pl.exceptions.ComputeError):
-            continue  # flushed and removed while we listed it: its events are in a Parquet file now
+            spooled.append(_read_segment(segment).lazy())
+        except FileNotFoundError:
+            continue  # flushed and deleted since the listing: the Parquet listing below has it
+        except OSError as e:
+            raise ArchiveError(f"cannot read the archive spool segment {segment}: {e.strerror or e}") from None
+    parquet = _parquet_files(root, start, end, sources)
+    frames: list[pl.LazyFrame] = []
+    if parquet:
+        frames.append(pl.scan_parquet(parquet, hive_partitioning=False, schema=ARCHIVE_SCHEMA))
+    frames.extend(spooled)
     if not frames:
         return pl.DataFrame(schema=ARCHIVE_SCHEMA)
     lf = pl.concat(frames, how="vertical_relaxed")

@@ -2,7 +2,9 @@
 
 ``POST /v1/{track,identify,page,screen,group,alias,batch}`` with the write key as the HTTP
 Basic username. A request is answered 200 only after Kafka acknowledged every envelope of it
-(``acks=all``); otherwise it is refused whole with a status and a message saying what to fix.
+(``acks=all``); otherwise it is refused whole with a status and a message saying what to fix, as
+long as nothing of it reached Kafka. An envelope once produced cannot be taken back: a request
+Kafka took only in part (or may still take, after a timeout) is answered 502 saying what Kafka holds.
 
 For browser SDKs every response carries CORS headers and preflight ``OPTIONS`` requests are
 answered; ``GET /sourceConfig`` serves the source configuration the RudderStack JavaScript SDK
@@ -24,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import _core, metrics
 from .config import Config
-from .errors import DeliveryError, RequestRejected
+from .errors import RequestRejected
 from .kafka import AsyncProducer, ensure_raw_topic
 
 __all__ = ["Collector", "ENDPOINTS", "write_key_from_header", "cors_headers", "source_config"]
@@ -230,23 +232,71 @@ class Collector:
         self._in_flight += 1
         metrics.collector.in_flight.inc()
         try:
-            futures = []
-            for partition, _count, payload in envelopes:
-                try:
-                    futures.append(self.producer.produce(self.cfg.kafka.raw_topic, payload, partition, source.encode()))
-                except BufferError:
-                    raise RequestRejected(503, "backpressure", "the Kafka producer queue is full; retry with backoff") from None
-            try:
-                await asyncio.wait_for(asyncio.gather(*futures), timeout=limits.ack_timeout_s)
-            except (asyncio.TimeoutError, DeliveryError) as e:
-                reason = "timed out" if isinstance(e, asyncio.TimeoutError) else str(e)
-                raise RequestRejected(503, "kafka_unavailable",
-                                      f"Kafka did not acknowledge the write ({reason}); nothing is confirmed, retry") from None
+            return await self._write(envelopes, source)
         finally:
             self._in_flight -= 1
             metrics.collector.in_flight.dec()
-        metrics.collector.events.labels(source, "accepted").inc(sum(n for _, n, _ in envelopes))
-        return web.Response(text="OK")
+
+    async def _write(self, envelopes: list[tuple[int, int, bytes]], source: str) -> web.Response:
+        """Produce the envelopes of a request and wait for Kafka's acknowledgements, all within
+        ``ack_timeout_s``. Refused whole (503) only when nothing of it can reach Kafka. Once an
+        envelope is produced it cannot be taken back: a full producer queue is then waited out
+        (as the Kafka sink does) rather than refusing the rest, and a request Kafka took in part,
+        or may still take, is answered 502 with what Kafka holds."""
+        assert self.producer is not None
+        limits = self.cfg.collector
+        deadline = time.monotonic() + limits.ack_timeout_s
+        futures: list[asyncio.Future[None]] = []
+        unsent = ""  # why the envelopes after the produced ones were not produced
+        for partition, _count, payload in envelopes:
+            while True:
+                try:
+                    futures.append(self.producer.produce(self.cfg.kafka.raw_topic, payload, partition, source.encode()))
+                    break
+                except BufferError:  # the local queue is full
+                    if not futures:
+                        raise RequestRejected(503, "backpressure",
+                                              "the Kafka producer queue is full; nothing was written, retry with backoff") from None
+                    if time.monotonic() >= deadline:
+                        unsent = f"the Kafka producer queue stayed full for {limits.ack_timeout_s}s"
+                        break
+                    await asyncio.sleep(0.01)  # the producer's poll thread drains acknowledged messages meanwhile
+            if unsent:
+                break
+        await asyncio.wait(futures, timeout=max(deadline - time.monotonic(), 0))
+        acked = acked_events = failed = pending = 0
+        first_error: BaseException | None = None
+        for (_, count, _), fut in zip(envelopes, futures):
+            if not fut.done():
+                pending += 1
+                fut.cancel()  # its delivery report still comes; nobody waits for it any more
+            elif (error := fut.exception()) is not None:
+                failed += 1
+                first_error = first_error or error
+            else:
+                acked += 1
+                acked_events += count
+        events = sum(n for _, n, _ in envelopes)
+        if acked == len(envelopes):
+            metrics.collector.events.labels(source, "accepted").inc(events)
+            return web.Response(text="OK")
+        if not acked and not pending:  # every envelope produced was refused: nothing was written
+            raise RequestRejected(503, "kafka_unavailable", f"{first_error}; nothing was written, retry")
+        # Part of the request is in Kafka (or may still get there) and cannot be taken back.
+        rest: list[str] = []
+        if failed:
+            rest.append(f"{failed} refused ({first_error})")
+        if pending:
+            rest.append(f"{pending} not acknowledged within {limits.ack_timeout_s}s, which may still be written")
+        if unsent:
+            rest.append(f"{len(envelopes) - len(futures)} not sent ({unsent})")
+        metrics.collector.events.labels(source, "accepted").inc(acked_events)
+        metrics.collector.events.labels(source, "partially_written").inc(events - acked_events)
+        return _error(502, "partially_written",
+                      f"Kafka acknowledged {acked} of the {len(envelopes)} messages of this request ({acked_events} of "
+                      f"{events} events); of the rest, " + ", ".join(rest) + ". What Kafka took stays and is "
+                      "delivered: retry, and the pipeline drops the events it already has by messageId "
+                      "(events sent without a messageId get a new one and are delivered twice)")
 
 
 def serve(cfg: Config, *, handle_signals: bool = True, print_fn: Any = print) -> None:

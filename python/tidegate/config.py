@@ -74,7 +74,7 @@ class CollectorConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     max_event_bytes: Annotated[int, _doc("Largest accepted event in bytes (413 beyond)."), Meta(ge=1024)] = 32 * 1024
     max_request_bytes: Annotated[int, _doc("Largest accepted request body in bytes, after gzip decoding (413 beyond)."), Meta(ge=1024)] = 4 * 1024 * 1024
     max_batch_events: Annotated[int, _doc("Most events in one /v1/batch request (413 beyond)."), Meta(ge=1)] = 10_000
-    ack_timeout_s: Annotated[float, _doc("How long a request waits for Kafka to acknowledge before answering 503."), Meta(gt=0)] = 30.0
+    ack_timeout_s: Annotated[float, _doc("How long a request waits for Kafka to acknowledge (waiting out a full producer queue included) before answering 502 (503 when nothing of the request reached Kafka)."), Meta(gt=0)] = 30.0
     max_in_flight_requests: Annotated[int, _doc("Concurrent requests waiting for Kafka before new ones get 429."), Meta(ge=1)] = 2048
 
 
