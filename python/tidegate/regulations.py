@@ -41,7 +41,7 @@ from typing import Any, Iterator, Mapping
 
 import polars as pl
 
-from . import metrics
+from . import _core, metrics
 from .config import Config
 from .errors import TidegateError
 from .stages.consent import dropped, filter_batch
@@ -58,13 +58,6 @@ LIST_FILE = "suppressions.json"
 LOG_FILE = "deletions.jsonl"
 REFUSED_TABLE = "discarded_events"
 
-# What Rust's `char::is_whitespace` (`str::trim`) removes; `str.strip()` also removes U+001C-U+001F.
-_WHITESPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
-              "\u2028\u2029\u202f\u205f\u3000"
-# Upper-case letters of Unicode 16 (the core's) that this Python's Unicode tables do not know yet.
-_NEWER_LOWER = {0x1C89: "\u1c8a", 0xA7CB: "\u0264", 0xA7CC: "\ua7cd", 0xA7CE: "\ua7cf", 0xA7D2: "\ua7d3",
-                0xA7D4: "\ua7d5", 0xA7DA: "\ua7db", 0xA7DC: "\u019b",
-                **{c: chr(c + 0x20) for c in range(0x10D50, 0x10D66)}, **{c: chr(c + 0x1B) for c in range(0x16EA0, 0x16EB9)}}
 # The fields of a refused event (`discarded_events.event`) that name a user.
 _ID_FIELDS = ("userId", "anonymousId", "previousId")
 _ID_PAIR = re.compile(r'"(?:userId|anonymousId|previousId)"\s*:\s*("(?:[^"\\]|\\.)*")')
@@ -75,20 +68,16 @@ def _now() -> str:
 
 
 def normalized_id(user_id: str, lowercase_emails: bool = True) -> str:
-    """``user_id`` as the pipeline stores it (the Rust core's ``govern::normalized_id``): trimmed,
-    and lower-cased if it is an e-mail address (an ``@`` and a dot after the last ``@``) and
-    ``lowercase_emails`` (``[identity] lowercase_email_ids``).
+    """``user_id`` as the pipeline stores it: the Rust core's own ``govern::normalized_id``
+    (trimmed, and lower-cased if it is an e-mail address, an ``@`` and a dot after the last ``@``,
+    and ``lowercase_emails``: ``[identity] lowercase_email_ids``).
 
     >>> normalized_id("  Ana@Example.COM "), normalized_id(" a-1 "), normalized_id("Team-A")
     ('ana@example.com', 'a-1', 'Team-A')
     >>> normalized_id("Ana@Example.com", False)
     'Ana@Example.com'
     """
-    trimmed = user_id.strip(_WHITESPACE)
-    is_email = lowercase_emails and "@" in trimmed and "." in trimmed.rsplit("@", 1)[-1]
-    if is_email and any(c.isupper() or ord(c) in _NEWER_LOWER for c in trimmed):
-        return trimmed.translate(_NEWER_LOWER).lower()
-    return trimmed
+    return _core.normalized_id(user_id, lowercase_emails)
 
 
 class DeletionPendingError(TidegateError):
@@ -381,7 +370,7 @@ def delete(cfg: Config, user_id: str) -> DeleteResult:
 
 
 def _check_id(user_id: str) -> None:
-    if not user_id or not user_id.strip(_WHITESPACE):
+    if not normalized_id(user_id):
         raise TidegateError("USER_ID must not be empty")
 
 

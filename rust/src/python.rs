@@ -528,6 +528,15 @@ fn hmac_column(py: Python<'_>, values: Vec<Option<String>>, key: &[u8]) -> PyRes
     Ok(py.detach(|| values.iter().map(|v| v.as_deref().map(|t| policy.hash(t))).collect()))
 }
 
+/// An identifier as the pipeline stores it (`govern::normalized_id`): trimmed, and lower-cased
+/// when it is an email address and `lowercase_emails`. For the regulations commands, which must
+/// look a user up the way their rows were written.
+#[pyfunction]
+#[pyo3(signature = (id, lowercase_emails = true))]
+fn normalized_id(id: &str, lowercase_emails: bool) -> String {
+    crate::govern::normalized_id(id, lowercase_emails).unwrap_or_else(|| id.to_string())
+}
+
 /// Warehouse name of a key or event: `snake_case("Order Completed") == "order_completed"`.
 #[pyfunction]
 fn snake_case(name: &str) -> String {
@@ -568,5 +577,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(lateness, m)?)?;
     m.add_function(wrap_pyfunction!(archive_rows, m)?)?;
     m.add_function(wrap_pyfunction!(hmac_column, m)?)?;
+    m.add_function(wrap_pyfunction!(normalized_id, m)?)?;
     Ok(())
 }
