@@ -42,6 +42,25 @@ def batch(events: list[dict[str, Any]], *, source: str = "web") -> GovernedBatch
     return govern(decode_messages([(body, 1_764_000_000_000, None)]), config_version="test")
 
 
+HASH_KEY = "k" * 32  # the [pii] hash key the policy tests set
+
+
+def policy_path(tmp_path: Path, toml: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The `PolicyPath` of a config written from ``toml`` (with the hash key in its environment)."""
+    from tidegate import load_config
+    from tidegate.stages import PolicyPath
+
+    monkeypatch.setenv("TIDEGATE_PII_HASH_KEY", HASH_KEY)
+    (tmp_path / "t.toml").write_text(toml)
+    return PolicyPath(load_config(tmp_path / "t.toml", env={}))
+
+
+def envelope_message(source: str, events: list[dict[str, Any]]) -> tuple[bytes, int, None]:
+    """A raw-topic message of ``events`` (each stamped ``receivedAt``) from ``source``."""
+    body = {"v": 1, "source": source, "receivedAt": RECEIVED, "events": [{**e, "receivedAt": RECEIVED} for e in events]}
+    return json.dumps(body).encode(), 0, None
+
+
 def mixed(n: int, start: int = 0) -> list[dict[str, Any]]:
     """``n`` events, mostly tracks, with identifies, pages and screens among them."""
     kinds = ("track", "track", "track", "identify", "page", "track", "screen")

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tidegate import _core, load_config
+from tidegate import _core
 from tidegate.regulations import suppress
 from tidegate.stages import PolicyPath, decode_messages
 
-AT = "2026-11-26T05:30:44.000Z"
-KEY = "k" * 32
+from sink_support import HASH_KEY, envelope_message, policy_path
+
+KEY = HASH_KEY
 
 
 def _path(tmp_path: Path, action: str, monkeypatch: pytest.MonkeyPatch) -> PolicyPath:
-    monkeypatch.setenv("TIDEGATE_PII_HASH_KEY", KEY)
-    (tmp_path / "t.toml").write_text(f"""
+    return policy_path(tmp_path, f"""
 [sources.web]
 write_key = "k"
 [regulations]
@@ -32,13 +32,11 @@ path = "w.duckdb"
 type = "webhook"
 url = "http://127.0.0.1:9/x"
 pii = {{actions = {{email = "{action}"}}}}
-""")
-    return PolicyPath(load_config(tmp_path / "t.toml", env={}))
+""", monkeypatch)
 
 
 def _batch(path: PolicyPath, events: list[dict[str, object]]):  # type: ignore[no-untyped-def]
-    env = json.dumps({"v": 1, "source": "web", "receivedAt": AT, "events": [{**e, "receivedAt": AT} for e in events]})
-    return path.govern(decode_messages([(env.encode(), 0, None)]))
+    return path.govern(decode_messages([envelope_message("web", events)]))
 
 
 def _identifies(n: int) -> list[dict[str, object]]:

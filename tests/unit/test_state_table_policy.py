@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tidegate import _core, load_config
+from tidegate import _core
 from tidegate.stages import PolicyPath, decode_messages
 
-AT = "2026-11-26T05:30:44.000Z"
-KEY = "k" * 32
+from sink_support import HASH_KEY, envelope_message, policy_path
+
+KEY = HASH_KEY
 
 
 def _path(tmp_path: Path, destination: str, monkeypatch: pytest.MonkeyPatch) -> PolicyPath:
-    monkeypatch.setenv("TIDEGATE_PII_HASH_KEY", KEY)
-    (tmp_path / "t.toml").write_text(f"""
+    return policy_path(tmp_path, f"""
 [sources.web]
 write_key = "k1"
 [sources.ios]
@@ -31,13 +31,7 @@ path = "regs"
 type = "duckdb"
 path = "w.duckdb"
 {destination}
-""")
-    return PolicyPath(load_config(tmp_path / "t.toml", env={}))
-
-
-def _message(source: str, events: list[dict[str, object]]) -> tuple[bytes, int, None]:
-    body = {"v": 1, "source": source, "receivedAt": AT, "events": [{**e, "receivedAt": AT} for e in events]}
-    return json.dumps(body).encode(), 0, None
+""", monkeypatch)
 
 
 def _identify(user: str, anon: str, mid: str, **traits: object) -> dict[str, object]:
@@ -46,8 +40,8 @@ def _identify(user: str, anon: str, mid: str, **traits: object) -> dict[str, obj
 
 def test_routing_keeps_another_sources_users_and_mappings_away(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _path(tmp_path, 'sources = ["web"]', monkeypatch)
-    b = path.govern(decode_messages([_message("web", [_identify("alice", "a1", "w1", plan="pro")]),
-                                     _message("ios", [_identify("bob", "b1", "i1", plan="free")])]))
+    b = path.govern(decode_messages([envelope_message("web", [_identify("alice", "a1", "w1", plan="pro")]),
+                                     envelope_message("ios", [_identify("bob", "b1", "i1", plan="free")])]))
     share = path.shares(b, ["d"])["d"]
     assert share.tables["identifies"]["id"].to_list() == ["w1"]
     assert share.tables["users"]["id"].to_list() == ["alice"]
@@ -58,7 +52,7 @@ def test_routing_keeps_another_sources_users_and_mappings_away(tmp_path: Path, m
 def test_drop_field_and_hash_reach_the_state_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _path(tmp_path, 'transforms = [{type = "hash", column = "user_id"}, {type = "drop_field", column = "email"}]',
                  monkeypatch)
-    b = path.govern(decode_messages([_message("web", [_identify("alice", "a1", "w1", email="alice@x.com")])]))
+    b = path.govern(decode_messages([envelope_message("web", [_identify("alice", "a1", "w1", email="alice@x.com")])]))
     share = path.shares(b, ["d"])["d"]
     [alice] = _core.hmac_column(["alice"], KEY.encode())
     assert share.tables["identifies"]["user_id"].to_list() == [alice]
@@ -77,7 +71,7 @@ def test_a_mapping_goes_where_its_persons_events_go(tmp_path: Path, monkeypatch:
     denied = {"consentManagement": {"deniedConsentIds": ["marketing"]}}
     events = [{"type": "track", "event": "E", "userId": "carol", "anonymousId": "anon-c", "messageId": "m1", "context": denied},
               {"type": "track", "event": "E", "userId": "dave", "anonymousId": "anon-d", "messageId": "m2"}]
-    b = path.govern(decode_messages([_message("web", events)]))
+    b = path.govern(decode_messages([envelope_message("web", events)]))
     assert sorted(b.tables["identity_map"]["id"].to_list()) == ["a:anon-c", "a:anon-d", "u:carol", "u:dave"]
     share = path.shares(b, ["d"])["d"]
     assert share.tables["tracks"]["id"].to_list() == ["m2"]
