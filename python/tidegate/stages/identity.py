@@ -237,8 +237,14 @@ class IdentityResolver:
         pair_bytes = pl.col("left").str.len_bytes() + pl.col("right").str.len_bytes() + 8
         chunked = edges.with_columns(((pair_bytes.cum_sum() - pair_bytes) // PUBLISH_BYTES).alias("_chunk"))
         for chunk in chunked.partition_by("_chunk", maintain_order=True, include_key=False):
-            self._producer.produce(self._topic, json.dumps(chunk.rows()).encode(), headers=[(PUBLISHER_HEADER, self._publisher)])
+            self._producer.produce(self._topic, json.dumps(chunk.rows()).encode(), headers=[(PUBLISHER_HEADER, self._publisher)],
+                                   on_delivery=self._published)
         self._producer.poll(0)
+
+    def _published(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:  # the producer's own retries are used up: say so, not silently
+            log.error("identity topic %s: %d bytes of id pairs were not written (%s); other replicas learn "
+                      "these merges only when the ids meet again", self._topic, len(msg.value() or b""), err.str())
 
     def _follow(self, settings: dict[str, Any], topic: str) -> None:
         """Read the identity topic into the graph until closed. Kafka being away (at startup too)
