@@ -164,6 +164,20 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     return out
 
 
+def proc_status_kb(pid: int) -> dict[str, int]:
+    """The kB fields of ``/proc/<pid>/status`` (VmRSS, VmHWM, RssAnon, ...), read once."""
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            parts = rest.split()
+            if len(parts) == 2 and parts[1] == "kB":
+                out[key] = int(parts[0])
+    except OSError:
+        pass
+    return out
+
+
 def proc_mem_kb(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -234,11 +248,14 @@ class RssTimeline:
         if now < self._next:
             return
         self._next = now + self.every_s
+        kinds = [0.0, 0.0, 0.0]
         for pr in self.procs:
-            pr.sample()
-        self.points.append((now - self.t0, sum(proc_mem_kb(pr.pid, "VmRSS") for pr in self.procs) / 1024))
-        self.kinds.append(tuple(sum(proc_mem_kb(pr.pid, k) for pr in self.procs) / 1024  # type: ignore[misc]
-                                for k in ("RssAnon", "RssFile", "RssShmem")))
+            status = proc_status_kb(pr.pid)  # one read per process: RSS is the sum of the three kinds
+            pr.peak_rss_kb = max(pr.peak_rss_kb, status.get("VmHWM", 0), status.get("VmRSS", 0))
+            for i, k in enumerate(("RssAnon", "RssFile", "RssShmem")):
+                kinds[i] += status.get(k, 0) / 1024
+        self.points.append((now - self.t0, sum(kinds)))
+        self.kinds.append((kinds[0], kinds[1], kinds[2]))
 
     def summary(self) -> dict[str, Any]:
         minutes: dict[int, list[int]] = {}

@@ -390,6 +390,8 @@ class SuppressionFilter:
         self._mtime: float | None = None
         self._users: dict[str, dict[str, Any]] = {}
         self.ids = pl.Series("ids", [], dtype=pl.String)
+        # the ids as they appear in a refused event's JSON text, lower-cased (made once per list)
+        self._texts: list[str] = []
 
     def refresh(self) -> bool:
         """Re-read the list if it changed; True when it did."""
@@ -408,6 +410,7 @@ class SuppressionFilter:
         # Entries written before ids were normalised are under the id as typed: match them as stored.
         ids = set(users) | {normalized_id(u, self.lowercase_emails) for u in users}
         self.ids = pl.Series("ids", sorted(ids), dtype=pl.String)
+        self._texts = [json.dumps(u, ensure_ascii=False)[1:-1].lower() for u in sorted(ids)]
         log.info("suppression list: %d users", len(users))
         return True
 
@@ -428,10 +431,9 @@ class SuppressionFilter:
                 self.store.finish_pending(user_id, name)
                 log.warning("deleted user %r from destination %r: %s", stored, name, deleted)
 
-    def apply(self, batch: GovernedBatch, count: bool = True) -> GovernedBatch:
+    def apply(self, batch: GovernedBatch) -> GovernedBatch:
         """``batch`` without the suppressed users' events, their ``identity_map`` rows (their own
-        ids and the ids mapped to them) and their refused events; ``count=False`` for another
-        pass over the same events (a destination's own PII pass), already counted."""
+        ids and the ids mapped to them) and their refused events."""
         if self.ids.len() == 0 or (not batch.tables and batch.rejected.is_empty()):
             return batch
         ids = self.ids.implode()
@@ -449,7 +451,7 @@ class SuppressionFilter:
         if users is not None and "id" in users.columns:
             listed = users.filter(pl.col("id").cast(pl.String).is_in(ids))["id"].cast(pl.String)
             gone_users = pl.concat([identified, listed]).unique()
-        if event_ids.len() and count:
+        if event_ids.len():
             metrics.policy.suppressed.inc(event_ids.len())
         return self._without_identities(filter_batch(batch, event_ids, gone_users))
 
@@ -472,15 +474,13 @@ class SuppressionFilter:
         if rejected.height and "event" in rejected.columns:
             # The database-free counterpart of `delete_user_rows`: the events whose text holds a
             # listed id (one vectorised search), then those that name one in an id field.
-            texts = pl.Series([json.dumps(u, ensure_ascii=False)[1:-1] for u in self.ids.to_list()],
-                              dtype=pl.String).str.to_lowercase()
-            maybe = rejected["event"].str.to_lowercase().str.contains_any(texts.to_list()).fill_null(False)
-            if maybe.any():
+            maybe = rejected.filter(pl.col("event").str.to_lowercase().str.contains_any(self._texts).fill_null(False))
+            if maybe.height:  # few: only the refused events whose text holds a listed id
                 listed_ids = set(self.ids.to_list())
-                hit = [bool(m) and bool(_named_ids(e, self.lowercase_emails) & listed_ids)
-                       for m, e in zip(maybe.to_list(), rejected["event"].to_list())]
-                if any(hit):
-                    rejected = rejected.filter(~pl.Series(hit, dtype=pl.Boolean))
+                gone = [i for i, e in maybe.select("id", "event").iter_rows()
+                        if _named_ids(e, self.lowercase_emails) & listed_ids]
+                if gone:
+                    rejected = rejected.filter(~pl.col("id").is_in(gone))
         if tables is batch.tables and rejected is batch.rejected:
             return batch
         return replace(batch, tables=tables, rejected=rejected)

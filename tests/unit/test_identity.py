@@ -63,8 +63,8 @@ def test_every_table_gets_its_own_rows_ids_in_row_order() -> None:
     assert by_id["pages"] == {"p1": "a9", "p2": "u1"}
     assert by_id["screens"] == {"s1": "a7"} and by_id["identifies"] == {"i1": "u1"}
     assert out.tables["tracks"].columns[-1] == "canonical_id"
-    # A second pass over the same tables (a destination's own PII pass) replaces the column.
-    again = r.process(out, share=False)
+    # A second pass over the same tables replaces the column.
+    again = r.process(out)
     assert again.tables["tracks"].columns.count("canonical_id") == 1
     assert again.tables["tracks"]["canonical_id"].to_list() == out.tables["tracks"]["canonical_id"].to_list()
 

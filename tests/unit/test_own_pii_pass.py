@@ -87,3 +87,30 @@ def test_a_suppressed_user_is_removed_from_the_own_pass_too(tmp_path: Path, monk
         assert sorted(shares["hook"].tables["users"]["id"].to_list()) == sorted(hashed)
     else:  # users keyed by a redacted id would be one row for all of them
         assert "users" not in shares["hook"].tables
+
+
+def test_the_own_pass_keeps_only_what_the_main_pass_kept_and_records_no_stage_metrics(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A suppressed user's identity mappings and refused events are left out of the own pass as
+    they are of the main pass; and its id treatment is no extra decoded envelope in the metrics."""
+    from tidegate.metrics import REGISTRY
+
+    path = _path(tmp_path, "hash", monkeypatch)
+    assert suppress(path.cfg, "bob-7")
+    time.sleep(0.01)
+    events = [{"type": "identify", "userId": "bob-7", "anonymousId": "a9", "messageId": "m1"},
+              {"type": "track", "event": "E", "anonymousId": "a9", "messageId": "m2"},
+              {"type": "bogus", "userId": "bob-7", "messageId": "m3"},
+              {"type": "track", "event": "E", "userId": "ann@x.com", "messageId": "m4"}]
+    b = _batch(path, events)
+    assert b.rejected.height == 1
+    envelopes = REGISTRY.get_sample_value("tidegate_pipeline_messages_total", {"kind": "envelope"})
+    shares = path.shares(b, ["wh", "hook"])
+    assert REGISTRY.get_sample_value("tidegate_pipeline_messages_total", {"kind": "envelope"}) == envelopes
+    [ann] = _core.hmac_column(["ann@x.com"], KEY.encode())
+    for name in ("wh", "hook"):
+        s = shares[name]
+        assert s.rejected.height == 0, name
+        assert [i for t in ("tracks", "identifies") if t in s.tables for i in s.tables[t]["id"].to_list()] == ["m2", "m4"], name
+        assert "bob-7" not in json.dumps(s.tables["identity_map"].rows(), default=str), name
+    assert set(shares["hook"].tables["identity_map"]["canonical_id"].to_list()) == {ann}

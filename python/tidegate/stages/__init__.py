@@ -11,6 +11,8 @@ offline dry run — goes through :class:`PolicyPath`, so enforcement is the same
 
 from __future__ import annotations
 
+import dataclasses
+
 import polars as pl
 
 from .. import _core
@@ -18,7 +20,7 @@ from ..config import Config
 from .decode import DecodedBatch, decode_messages
 from .consent import EVENT_TABLES, filter_batch
 from .govern import GovernedBatch, _table_frame, build_policy, govern
-from .identity import IdentityResolver
+from .identity import REDACTED_MARK, IdentityResolver
 
 __all__ = ["DecodedBatch", "decode_messages", "GovernedBatch", "govern", "build_policy", "PolicyPath", "treat_ids"]
 
@@ -29,17 +31,14 @@ def treat_ids(ids: pl.Series, policy: _core.Governance) -> pl.DataFrame:
     """``raw`` → ``treated``: each of ``ids`` as ``policy``'s PII actions leave a user id (as it
     is, redacted, hashed, or null when the field or the event would be dropped). One core call for
     all of them, as the userIds of identify events, so that the treatment is exactly the one the
-    events got; no metrics are recorded for it."""
-    ids = ids.cast(pl.String).unique(maintain_order=True).alias("raw")
+    events got; straight to the core, so no stage records metrics for them."""
+    ids = ids.cast(pl.String).drop_nulls().unique(maintain_order=True).alias("raw")
     if ids.len() == 0:
         return pl.DataFrame({"raw": [], "treated": []}, schema={"raw": pl.String, "treated": pl.String})
-    stamp = "2000-01-01T00:00:00.000Z"
     events = pl.DataFrame({"userId": ids}).select(
         pl.lit("identify").alias("type"), "userId", pl.format("i{}", pl.int_range(pl.len())).alias("messageId"),
-        pl.lit(stamp).alias("receivedAt")).write_ndjson()
-    body = b"[" + events.strip().replace("\n", ",").encode() + b"]"
-    decoded = decode_messages([(b'{"v":1,"source":"%s","receivedAt":"%s","events":%s}' % (_IDS_SOURCE.encode(), stamp.encode(), body), 0, None)])
-    result = _core.process_batch(decoded.messages, [], policy)
+        pl.lit("2000-01-01T00:00:00.000Z").alias("receivedAt")).write_json()
+    result = _core.process_batch([(_IDS_SOURCE, 0, events.encode(), b"", b"")], [], policy)
     rows = next((_table_frame(columns, buffers, count) for name, columns, buffers, count in result.tables
                  if name == "identifies"), None)
     treated = pl.Series("treated", [None] * ids.len(), dtype=pl.String)
@@ -96,33 +95,36 @@ class PolicyPath:
 
     def _own_pass(self, name: str, batch: GovernedBatch, common: GovernedBatch) -> GovernedBatch:
         """The events of ``batch`` governed again with destination ``name``'s own PII actions.
-        Who each row's person is, and which users are suppressed, is decided on the main pass
-        (``batch``, and ``common`` = its suppressed users removed): the own pass's ids may be
-        redacted or hashed, so they can neither be linked nor matched against the list."""
+        Everything about who a row's person is, and whether they are suppressed, comes from the
+        main pass, ``common`` (``batch`` without the suppressed users): the own pass's ids may be
+        redacted or hashed, so they can neither be linked nor matched against the list. So the
+        own pass keeps the events and refusals ``common`` kept, and its ids are ``common``'s,
+        treated by the destination's actions (one core call for all of them)."""
         policy = self.own_pii[name]
         own = govern(batch.source, config_version=self.cfg.version, policy=policy, destination=name)
-        own = self.identity.stamp_as(own, batch, lambda ids: treat_ids(ids, policy))
+        kept = [common.tables[t]["id"] for t in EVENT_TABLES if t in common.tables]
+        kept_ids = pl.concat(kept).cast(pl.String) if kept else pl.Series([], dtype=pl.String)
+        own_ids = [own.tables[t]["id"].cast(pl.String) for t in EVENT_TABLES if t in own.tables]
+        gone_ids = pl.concat(own_ids).filter(~pl.concat(own_ids).is_in(kept_ids.implode())) if own_ids else kept_ids.clear()
+        main_users, kept_users = batch.tables.get("users"), common.tables.get("users")
+        gone_users = main_users["id"].cast(pl.String) if main_users is not None else kept_ids.clear()
+        if kept_users is not None:
+            gone_users = gone_users.filter(~gone_users.is_in(kept_users["id"].cast(pl.String).implode()))
+        mapping = treat_ids(pl.concat([self.identity.ids_to_restamp(common), gone_users]), policy)
+        treated_gone = gone_users.to_frame("raw").join(mapping, on="raw", how="left")["treated"].drop_nulls()
+        own = filter_batch(own, gone_ids, treated_gone)
+        if own.rejected.height:
+            own = dataclasses.replace(own, rejected=own.rejected.filter(pl.col("id").is_in(common.rejected["id"].implode())))
+        own = self.identity.stamp_as(own, common, mapping)
         users = own.tables.get("users")
         if users is not None and users.height:
             # a users row keyed by a redacted id would merge every such user's traits into one
-            users = users.filter(~pl.col("id").cast(pl.String).str.contains("[REDACTED:", literal=True))
-            own.tables["users"] = users
-            if not users.height:
+            users = users.filter(~pl.col("id").cast(pl.String).str.contains(REDACTED_MARK, literal=True))
+            if users.height:
+                own.tables["users"] = users
+            else:
                 del own.tables["users"]
-        if common is batch:
-            return own
-        kept = [common.tables[t]["id"] for t in EVENT_TABLES if t in common.tables]
-        gone = [batch.tables[t].filter(~pl.col("id").is_in(pl.concat(kept).implode()) if kept else pl.lit(True))["id"]
-                for t in EVENT_TABLES if t in batch.tables]
-        gone_ids = pl.concat(gone).cast(pl.String) if gone else pl.Series([], dtype=pl.String)
-        main_users, kept_users = batch.tables.get("users"), common.tables.get("users")
-        gone_users = pl.Series([], dtype=pl.String)
-        if main_users is not None:
-            raw = main_users["id"].cast(pl.String)
-            if kept_users is not None:
-                raw = raw.filter(~raw.is_in(kept_users["id"].cast(pl.String).implode()))
-            gone_users = treat_ids(raw, policy)["treated"].drop_nulls()
-        return filter_batch(own, gone_ids, gone_users)
+        return own
 
     def reload(self, cfg: Config) -> None:
         """Govern by a newly applied config from the next batch on (raises, changing nothing, if

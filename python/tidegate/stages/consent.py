@@ -112,7 +112,7 @@ def _nodes_only_in(batch: GovernedBatch, drop_ids: pl.Series) -> pl.Series:
     """The identity nodes (``u:<user id>``, ``a:<anonymous id>``, as ``identity_map.id``) that the
     events ``drop_ids`` name and no other event of ``batch`` does."""
     frames = [df.lazy().select(pl.col("id").is_in(drop_ids.implode()).alias("gone"),
-                               *[(pl.lit(prefix) + pl.col(c).cast(pl.String)).alias("node") for c, prefix in [(c, p)]])
+                               (pl.lit(p) + pl.col(c).cast(pl.String)).alias("node"))
               for name in EVENT_TABLES if (df := batch.tables.get(name)) is not None
               for c, p in (("user_id", "u:"), ("anonymous_id", "a:")) if c in df.columns]
     if not frames:

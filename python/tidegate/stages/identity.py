@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
@@ -41,11 +41,12 @@ with warnings.catch_warnings(record=True):
 from .. import _core, metrics, threads
 from .govern import GovernedBatch
 
-__all__ = ["IdentityResolver", "IDENTITY_TABLE", "identity_topic"]
+__all__ = ["IdentityResolver", "IDENTITY_TABLE", "REDACTED_MARK", "identity_topic"]
 
 log = logging.getLogger("tidegate.identity")
 
 IDENTITY_TABLE = "identity_map"
+REDACTED_MARK = "[REDACTED:"  # how the core's PII `redact` action begins a replaced span
 PUBLISH_BYTES = 256 * 1024  # per identity-topic message (ids are not escaped often enough to matter)
 PUBLISHER_HEADER = "tidegate-publisher"  # the publishing process's id, so that it skips its own messages
 
@@ -126,9 +127,8 @@ class IdentityResolver:
             return self.graph.link(left, right)
 
     # -- per batch -------------------------------------------------------------------------
-    def process(self, batch: GovernedBatch, share: bool = True) -> GovernedBatch:
-        """Stamp ``canonical_id``; ``share=False`` for a second pass over the same events (a
-        destination's own PII pass), which learns nothing new to tell other replicas.
+    def process(self, batch: GovernedBatch) -> GovernedBatch:
+        """Stamp ``canonical_id`` (a second pass over the same tables replaces the column).
 
         The batch's tables are handled as one: a few polars queries in all (not a few per
         table), one join of every row's node onto the resolved ids, and each table gets its
@@ -140,8 +140,7 @@ class IdentityResolver:
         changed: list[str] = []
         if edges.height:
             changed = self.link(edges["left"].to_list(), edges["right"].to_list())
-            if share:
-                self._publish(edges)
+            self._publish(edges)
         # Every id the batch mentions, resolved once.
         all_nodes = pl.concat([row_nodes["node"].drop_nulls(), pl.Series("node", changed, dtype=pl.String),
                                edges["left"], edges["right"]]).unique()
@@ -169,7 +168,7 @@ class IdentityResolver:
             pl.col("canonical_id"),
             now.alias("received_at"),
         )
-        if share and self.keeps_until_commit:
+        if self.keeps_until_commit:
             with self._lock:
                 redo, self._redo = self._redo, []
                 if redo:
@@ -192,33 +191,40 @@ class IdentityResolver:
         with self._lock:
             self._redo, self._unconfirmed = self._redo + self._unconfirmed, []
 
-    def stamp_as(self, own: GovernedBatch, main: GovernedBatch,
-                 treat: Callable[[pl.Series], pl.DataFrame]) -> GovernedBatch:
-        """``canonical_id`` for another pass over ``main``'s events (a destination's own PII
-        pass): each row gets its event's canonical id from ``main`` as ``treat`` (that
-        destination's PII actions) turns it, and ``identity_map`` is ``main``'s, treated the same
-        way (rows left meaningless by a redaction or a dropped field are left out). The graph is
-        neither changed nor asked: the own pass's ids may be redacted or hashed, and linking them
-        would merge different people (every redacted email would be one "user")."""
-        tables = [(t, df) for t, df in own.tables.items()
-                  if t not in ("users", IDENTITY_TABLE) and "id" in df.columns
-                  and t in main.tables and "canonical_id" in main.tables[t].columns]
+    @staticmethod
+    def ids_to_restamp(main: GovernedBatch) -> pl.Series:
+        """The ids of ``main`` that :meth:`stamp_as` carries over: canonical ids, and the node
+        and canonical ids of its ``identity_map``."""
+        values = [df["canonical_id"] for t, df in main.tables.items()
+                  if t not in ("users", IDENTITY_TABLE) and "canonical_id" in df.columns]
         identity_map = main.tables.get(IDENTITY_TABLE)
-        values = [main.tables[t]["canonical_id"] for t, _ in tables]
         if identity_map is not None:
             values += [identity_map["node_id"], identity_map["canonical_id"]]
-        mapping = treat(pl.concat(values).cast(pl.String).drop_nulls() if values else pl.Series([], dtype=pl.String))
-        for t, df in tables:
+        return pl.concat([v.cast(pl.String) for v in values]) if values else pl.Series([], dtype=pl.String)
+
+    def stamp_as(self, own: GovernedBatch, main: GovernedBatch, mapping: pl.DataFrame) -> GovernedBatch:
+        """``canonical_id`` for another pass over ``main``'s events (a destination's own PII
+        pass): each row gets its event's canonical id from ``main`` through ``mapping`` (``raw`` →
+        ``treated``: that destination's PII actions on :meth:`ids_to_restamp`), and
+        ``identity_map`` is ``main``'s, treated the same way (rows left meaningless by a redaction
+        or a dropped field are left out). The graph is neither changed nor asked: the own pass's
+        ids may be redacted or hashed, and linking them would merge different people (every
+        redacted email would be one "user")."""
+        for t, df in list(own.tables.items()):
+            if t in ("users", IDENTITY_TABLE) or "id" not in df.columns or t not in main.tables \
+                    or "canonical_id" not in main.tables[t].columns:
+                continue
             canonical = (main.tables[t].lazy().select("id", "canonical_id")
                          .join(mapping.lazy(), left_on="canonical_id", right_on="raw", how="left")
                          .select("id", pl.col("treated").alias("canonical_id")).unique("id", keep="first"))
             own.tables[t] = (df.lazy().drop("canonical_id", strict=False)
                              .join(canonical, on="id", how="left", maintain_order="left").collect())
         own.tables.pop(IDENTITY_TABLE, None)
+        identity_map = main.tables.get(IDENTITY_TABLE)
         if identity_map is not None and identity_map.height:
             node = mapping.rename({"raw": "node_id", "treated": "t_node"})
             canon = mapping.rename({"raw": "canonical_id", "treated": "t_canonical"})
-            meaningful = pl.all_horizontal(pl.col(c).is_not_null() & ~pl.col(c).str.contains("[REDACTED:", literal=True)
+            meaningful = pl.all_horizontal(pl.col(c).is_not_null() & ~pl.col(c).str.contains(REDACTED_MARK, literal=True)
                                            for c in ("t_node", "t_canonical"))
             rows = (identity_map.lazy().join(node.lazy(), on="node_id", how="left")
                     .join(canon.lazy(), on="canonical_id", how="left").filter(meaningful)

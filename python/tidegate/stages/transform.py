@@ -35,7 +35,7 @@ from .. import _core, metrics
 from ..config import (Config, CopyColumn, DestinationPolicy, DropColumn, Filter, HashColumn, Normalize, Rename,
                       SetDefault, Transform)
 from ..errors import ConfigError
-from .consent import filter_batch
+from .consent import dropped, filter_batch
 from .govern import EVENT_TYPE_TABLES, STATE_TABLES, GovernedBatch
 
 __all__ = ["Transformer", "for_destination"]
@@ -60,9 +60,10 @@ def _load_function(spec: str) -> Callable[[str, pl.DataFrame], pl.DataFrame]:
 class Transformer:
     """One destination's transforms, compiled once."""
 
-    def __init__(self, steps: Sequence[Transform], function: str | None = None, hash_key: bytes = b""):
+    def __init__(self, steps: Sequence[Transform], function: str | Callable[[str, pl.DataFrame], pl.DataFrame] | None = None,
+                 hash_key: bytes = b""):
         self.steps = list(steps)
-        self.function = _load_function(function) if function else None
+        self.function = _load_function(function) if isinstance(function, str) else function
         self.hash_key = hash_key
         if any(isinstance(s, HashColumn) for s in self.steps) and len(hash_key) < 16:
             raise ConfigError("the `hash` transform needs the [pii] hash key (at least 16 bytes) in its environment "
@@ -77,15 +78,11 @@ class Transformer:
             return batch
         drop_ids = self._filtered_ids(batch.tables)
         if drop_ids is not None and drop_ids.len():
-            metrics.pipeline.events.labels("transform", "filtered").inc(
-                sum(df.filter(pl.col("id").is_in(drop_ids.implode())).height
-                    for t, df in batch.tables.items() if t in EVENT_TYPE_TABLES.values()))
             # as consent does: the events' rows, the users rows their identifies made, and the
             # identity mappings only they name (a routed-away source's users stay away)
-            identified = pl.concat([df.filter(pl.col("id").is_in(drop_ids.implode()))["user_id"].cast(pl.String).drop_nulls()
-                                    for t, df in batch.tables.items() if t == "identifies" and "user_id" in df.columns]
-                                   or [pl.Series([], dtype=pl.String)]).unique()
-            batch = filter_batch(batch, drop_ids, identified)
+            ids, identified = dropped(batch, lambda df: pl.col("id").is_in(drop_ids.implode()))
+            metrics.pipeline.events.labels("transform", "filtered").inc(ids.len())
+            batch = filter_batch(batch, ids, identified)
         out = {t: (self.table(t, df) if t not in STATE_TABLES else self._state_table(t, df)) for t, df in batch.tables.items()}
         if any(isinstance(s, HashColumn) and s.column in ("user_id", "anonymous_id") for s in self.steps):
             # canonical_id is one of those ids (a user id, or an anonymous id when the person has
@@ -220,9 +217,10 @@ def for_destination(cfg: Config, dest: DestinationPolicy, name: str = "") -> Tra
     if dest.sources:
         steps.append(Filter(action="keep", column="context_source_id", values=list(dest.sources)))
     try:
-        return Transformer([*steps, *dest.transforms], dest.transform_function, key)
+        function = _load_function(dest.transform_function) if dest.transform_function else None
     except ConfigError as e:
-        if e.key or not name:
-            raise
-        at = "transform_function" if "transform_function" in e.message else "transforms"
-        raise ConfigError(e.message, file=cfg.path or None, key=f"destinations.{name}.{at}") from None
+        raise ConfigError(e.message, file=cfg.path or None, key=f"destinations.{name}.transform_function") from None
+    try:
+        return Transformer([*steps, *dest.transforms], function, key)
+    except ConfigError as e:
+        raise ConfigError(e.message, file=cfg.path or None, key=f"destinations.{name}.transforms") from None
