@@ -376,9 +376,16 @@ def _apply(cfg: Config, args: argparse.Namespace) -> int:
 
     entry = apply(cfg, message=args.message)
     if entry is None:
-        print(f"No changes: {cfg.path} is already the applied config (version {cfg.version}).")
+        from .audit import AuditLog
+
+        last = AuditLog(cfg.audit.path).last() or {}
+        applied = last.get("config_version", cfg.version)
+        env = "" if applied == cfg.version else (
+            f" This process's TIDEGATE__* environment overrides make it version {cfg.version}: overrides are each "
+            "process's own and not part of what apply records.")
+        print(f"No changes: {cfg.path} is already the applied config (version {applied}, audit entry {last.get('seq')}).{env}")
         return 0
-    print(entry["diff"] or "(no textual change; environment overrides differ)", end="" if entry["diff"] else "\n")
+    print(entry["diff"], end="")  # never empty: an apply of unchanged files records nothing
     print(f"Applied version {entry['config_version']} as audit entry {entry['seq']} by {entry['actor']} at {entry['time']}.\n"
           f"Audit head: {entry['hash']} (keep it to check later: tidegate audit verify --expect-head {entry['hash']}).\n"
           "Running pipelines govern by it from their next checkpoint.")

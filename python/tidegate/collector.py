@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import _core, metrics
 from .config import Config
 from .errors import RequestRejected
-from .kafka import AsyncProducer, ensure_raw_topic
+from .kafka import AsyncProducer, KafkaException, ensure_raw_topic
 
 __all__ = ["Collector", "ENDPOINTS", "write_key_from_header", "cors_headers", "source_config"]
 
@@ -261,6 +261,12 @@ class Collector:
                         unsent = f"the Kafka producer queue stayed full for {limits.ack_timeout_s}s"
                         break
                     await asyncio.sleep(0.01)  # the producer's poll thread drains acknowledged messages meanwhile
+                except KafkaException as e:  # refused before it was queued (e.g. over the broker's message size)
+                    if not futures:
+                        raise RequestRejected(503, "kafka_unavailable",
+                                              f"Kafka refused the write ({e.args[0].str()}); nothing was written") from None
+                    unsent = f"Kafka refused to queue it: {e.args[0].str()}"
+                    break
             if unsent:
                 break
         await asyncio.wait(futures, timeout=max(deadline - time.monotonic(), 0))
