@@ -203,6 +203,16 @@ def _run(cfg: Config) -> int:
     print(f"tidegate pipeline: {cfg.kafka.raw_topic} -> {', '.join(cfg.destinations)} "
           f"(group {cfg.kafka.consumer_group}; metrics on :{cfg.pipeline.metrics_port})", flush=True)
     pipeline.run()
+    if pipeline.abandoned:
+        # A hung destination write holds a worker thread that the interpreter would join at exit,
+        # for as long as the destination hangs: finish what exit would, then leave without it.
+        from . import archive
+
+        archive.close_all()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

@@ -156,6 +156,7 @@ class Fanout:
     def __init__(self, cfg: Config, destinations: Mapping[str, Any], path: PolicyPath):
         self.destinations = destinations
         self.path = path
+        self.cfg = cfg
         self.dead_letters = DeadLetters(cfg)
         self._failing: set[str] = set()
         # A write that overran its timeout keeps its worker until it returns; one spare worker per
@@ -230,9 +231,20 @@ class Fanout:
             parked[name] = str(error)
         return parked
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+    def close(self, timeout_s: float | None = None) -> list[str]:
+        """Stop delivering; wait up to ``timeout_s`` (default: ``delivery.write_timeout_s``) for
+        writes still running. Returns the destinations whose write is still running then: a write
+        that overran its timeout (a destination that stopped answering) must not hold a shutdown
+        up for as long as it hangs. Its batch was never committed, so it is read again after a
+        restart."""
+        limit = self.cfg.delivery.write_timeout_s if timeout_s is None else timeout_s
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        busy = {name: f for name, f in self._busy.items() if not f.done()}
+        if busy:
+            wait(list(busy.values()), timeout=limit)
+        stuck = sorted(name for name, f in busy.items() if not f.done())
         self.dead_letters.close()
+        return stuck
 
 
 # -- list and replay ----------------------------------------------------------------------------

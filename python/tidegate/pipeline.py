@@ -289,6 +289,7 @@ class Pipeline:
         self._on_ready = on_ready
         self.app: Application | None = None
         self._metrics_server: Any = None
+        self.abandoned: list[str] = []  # destinations still writing when `run` ended (see there)
 
     def build(self) -> Application:
         ensure_raw_topic(self.cfg)
@@ -376,9 +377,17 @@ class Pipeline:
         finally:
             self._stopping.set()
             self.sink.identity.close()
-            self.sink.fanout.close()
-            for sink in self.destinations.values():
-                sink.close()
+            # Destinations whose write is still running after `delivery.write_timeout_s` are left
+            # to it (their batch was not committed: it is read again after a restart), and
+            # `abandoned` names them so that the process can exit without waiting for them.
+            self.abandoned = self.sink.fanout.close()
+            for name, sink in self.destinations.items():
+                if name not in self.abandoned:
+                    sink.close()
+            if self.abandoned:
+                log.error("destination(s) %s still writing %gs after the shutdown began; not waiting for them "
+                          "(their last batch was not committed and is read again after a restart)",
+                          ", ".join(self.abandoned), self.cfg.delivery.write_timeout_s)
 
     def stop(self) -> None:
         if getattr(self, "_stopping", None) is not None:

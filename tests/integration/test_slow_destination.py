@@ -58,3 +58,35 @@ max_attempts = 1
         stack.stop()
         server.shutdown()
         server.server_close()
+
+
+def test_a_destination_that_stopped_answering_does_not_hold_a_shutdown_up(tmp_path, kafka: str) -> None:
+    """A webhook that answers after 60 s: the pipeline's shutdown waits `write_timeout_s` for its
+    write, then exits without it (the write's batch was never committed: it is read again)."""
+    server, port = slow_server(60.0)
+    stack = Stack(tmp_path, kafka, extra_toml=f"""
+[destinations.hook]
+type = "webhook"
+url = "http://127.0.0.1:{port}/events"
+timeout_s = 120
+
+[delivery]
+write_timeout_s = 1.0
+max_attempts = 1
+""")
+    try:
+        stack.start_collector()
+        stack.start_pipeline()
+        batch = [{"type": "track", "event": "Clicked", "userId": f"u{j}", "messageId": f"m-{j}"} for j in range(20)]
+        assert stack.post("/v1/batch", {"batch": batch})[0] == 200
+        started = time.monotonic()
+        while stack.metric("tidegate_sink_dead_lettered_events_total", destination="hook") < 20:
+            assert time.monotonic() - started < 30, "the webhook's share was never parked"
+            time.sleep(0.2)
+        stopping = time.monotonic()
+        assert stack.stop_pipeline() == 0
+        assert time.monotonic() - stopping < 15, "the shutdown waited for the hung webhook"
+    finally:
+        stack.stop()
+        server.shutdown()
+        server.server_close()
