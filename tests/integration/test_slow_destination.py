@@ -29,18 +29,23 @@ def slow_server(delay_s: float) -> tuple[ThreadingHTTPServer, int]:
     return server, port
 
 
-def test_slow_webhook_does_not_delay_the_warehouse(tmp_path, kafka: str) -> None:
-    server, port = slow_server(4.0)
-    stack = Stack(tmp_path, kafka, extra_toml=f"""
+def stack_with_hook(tmp_path, kafka: str, port: int, timeout_s: float) -> Stack:
+    """DuckDB and a webhook at ``port``; a write taking over 1 s counts as failing, no retries."""
+    return Stack(tmp_path, kafka, extra_toml=f"""
 [destinations.hook]
 type = "webhook"
 url = "http://127.0.0.1:{port}/events"
-timeout_s = 10
+timeout_s = {timeout_s}
 
 [delivery]
 write_timeout_s = 1.0
 max_attempts = 1
 """)
+
+
+def test_slow_webhook_does_not_delay_the_warehouse(tmp_path, kafka: str) -> None:
+    server, port = slow_server(4.0)
+    stack = stack_with_hook(tmp_path, kafka, port, 10)
     try:
         stack.start_collector()
         stack.start_pipeline()
@@ -64,16 +69,7 @@ def test_a_destination_that_stopped_answering_does_not_hold_a_shutdown_up(tmp_pa
     """A webhook that answers after 60 s: the pipeline's shutdown waits `write_timeout_s` for its
     write, then exits without it (the write's batch was never committed: it is read again)."""
     server, port = slow_server(60.0)
-    stack = Stack(tmp_path, kafka, extra_toml=f"""
-[destinations.hook]
-type = "webhook"
-url = "http://127.0.0.1:{port}/events"
-timeout_s = 120
-
-[delivery]
-write_timeout_s = 1.0
-max_attempts = 1
-""")
+    stack = stack_with_hook(tmp_path, kafka, port, 120)
     try:
         stack.start_collector()
         stack.start_pipeline()
