@@ -38,6 +38,7 @@ import polars as pl
 
 from .config import Config, DestinationPolicy, load_config
 from .errors import ConfigError, TidegateError
+from .stages.govern import STATE_TABLES
 
 __all__ = ["AuditError", "AuditLog", "Snapshot", "apply", "plan", "load_applied", "applied_config",
            "AppliedConfigWatcher", "preview", "PreviewCounts", "GENESIS"]
@@ -402,6 +403,17 @@ class PreviewCounts:
     pii_changed: int = 0
     changed: int = 0
     """Events with any difference in outcome (each counted once)."""
+    destinations: dict[str, DestinationPreview] = field(default_factory=dict)
+    """What each destination of the new config receives differently (its own PII actions,
+    consent, routing and transforms included)."""
+
+
+@dataclass
+class DestinationPreview:
+    no_longer_delivered: int = 0
+    newly_delivered: int = 0
+    newly_redacted: int = 0
+    pii_changed: int = 0
 
 
 _MASKING = r"(?:^|,)[a-z_0-9]+:(?:redact|hash|drop_field)"
@@ -411,7 +423,7 @@ def _outcomes(governed: Any) -> pl.DataFrame:
     """One row per event: id, dropped (reason or null), has_violations, pii (actions text)."""
     parts = []
     for table, df in governed.tables.items():
-        if table == "users" or "id" not in df.columns:
+        if table in STATE_TABLES or "id" not in df.columns:  # their ids are users and identities, not events
             continue
         parts.append(df.select(
             pl.col("id").cast(pl.String),
@@ -428,6 +440,41 @@ def _outcomes(governed: Any) -> pl.DataFrame:
                      how="diagonal_relaxed").unique("id", keep="first")
 
 
+def _delivered(share: Any) -> pl.DataFrame:
+    """``id`` and ``pii`` (PII actions text) of the events a destination's share delivers."""
+    out = _outcomes(share)
+    return out.filter(pl.col("dropped").is_null()).select("id", "pii")
+
+
+def _destination_previews(old: Config | None, new: Config, decoded: Any) -> dict[str, DestinationPreview]:
+    """Each destination's share under the old and the new config, through the delivery path
+    (`PolicyPath.shares`: suppression, its own PII, consent, routing, transforms), compared by
+    event id. A destination the old config did not have compares with receiving nothing."""
+    from .stages import PolicyPath
+
+    names = list(new.destinations)
+    after = PolicyPath(new)
+    after_shares = after.shares(after.govern(decoded), names)
+    before_shares: dict[str, Any] = {}
+    if old is not None:
+        before = PolicyPath(old)
+        before_shares = before.shares(before.govern(decoded), [n for n in names if n in old.destinations])
+    empty = pl.DataFrame(schema={"id": pl.String, "pii": pl.String})
+    out: dict[str, DestinationPreview] = {}
+    for name in names:
+        a = _delivered(after_shares[name])
+        b = _delivered(before_shares[name]) if name in before_shares else empty
+        both = b.join(a, on="id", how="inner", suffix="_new")
+        masked_old = pl.col("pii").fill_null("").str.contains(_MASKING)
+        masked_new = pl.col("pii_new").fill_null("").str.contains(_MASKING)
+        out[name] = DestinationPreview(
+            no_longer_delivered=b.join(a, on="id", how="anti").height,
+            newly_delivered=a.join(b, on="id", how="anti").height,
+            newly_redacted=both.filter(masked_new & ~masked_old).height,
+            pii_changed=both.filter(pl.col("pii").fill_null("") != pl.col("pii_new").fill_null("")).height)
+    return out
+
+
 def preview(old: Config | None, new: Config, rows: pl.DataFrame) -> PreviewCounts:
     """Govern archived ``rows`` under the old and the new policy and count the events whose
     outcome differs. ``old`` None means "no policy" (nothing applied yet)."""
@@ -440,6 +487,7 @@ def preview(old: Config | None, new: Config, rows: pl.DataFrame) -> PreviewCount
     decoded = decode_messages(to_raw_messages(rows))
     before = _outcomes(govern(decoded, policy=build_policy(old) if old is not None else None))
     after = _outcomes(govern(decoded, policy=build_policy(new)))
+    counts.destinations = _destination_previews(old, new, decoded)
     both = before.join(after, on="id", how="full", suffix="_new", coalesce=True)
     new_drop = both.filter(pl.col("dropped").is_null() & pl.col("dropped_new").is_not_null())
     counts.newly_dropped = dict(new_drop.group_by("dropped_new").len().iter_rows())
@@ -494,16 +542,20 @@ def plan(cfg: Config, *, events: int = 10_000) -> tuple[str, bool]:
         return "\n".join(lines), True
     counts = preview(old_cfg, cfg, rows)
     span = f"{rows['received_at'].min():%Y-%m-%d %H:%M} .. {rows['received_at'].max():%Y-%m-%d %H:%M} UTC"
-    lines.append(f"Preview on the last {counts.events} archived events ({span}), per destination:")
+    lines.append(f"Preview on the last {counts.events} archived events ({span}):")
     old_dests = set(old_cfg.destinations) if old_cfg is not None else set()
     dropped = ", ".join(f"{k} {v}" for k, v in sorted(counts.newly_dropped.items())) or "0"
+    lines.append("  workspace policy (tracking plans, PII):")
+    lines.append(f"    newly dropped: {dropped}; no longer dropped: {counts.no_longer_dropped}")
+    lines.append(f"    newly forwarded with violations: {counts.newly_with_violations}; "
+                 f"no longer with violations: {counts.no_longer_with_violations}")
+    lines.append(f"    newly redacted/hashed/dropped PII: {counts.newly_redacted}; PII handling changed: {counts.pii_changed}")
+    lines.append("  per destination (its own PII actions, consent, routing and transforms included):")
     for name in cfg.destinations:
+        d = counts.destinations.get(name, DestinationPreview())
         note = " (new destination: backfill with `tidegate replay --destination " + name + "`)" if old_cfg is not None and name not in old_dests else ""
-        lines.append(f"  {name}{note}:")
-        lines.append(f"    newly dropped: {dropped}; no longer dropped: {counts.no_longer_dropped}")
-        lines.append(f"    newly forwarded with violations: {counts.newly_with_violations}; "
-                     f"no longer with violations: {counts.no_longer_with_violations}")
-        lines.append(f"    newly redacted/hashed/dropped PII: {counts.newly_redacted}; PII handling changed: {counts.pii_changed}")
+        lines.append(f"    {name}{note}: no longer delivered {d.no_longer_delivered}; newly delivered {d.newly_delivered}; "
+                     f"newly redacted/hashed/dropped PII {d.newly_redacted}; PII handling changed {d.pii_changed}")
     for name in sorted(old_dests - set(cfg.destinations)):
         lines.append(f"  {name}: removed (receives nothing after apply)")
     lines.append(f"  events whose outcome changes: {counts.changed} of {counts.events}")

@@ -153,6 +153,25 @@ def test_plan_previews_the_effect_on_archived_traffic(config: Path, capsys: pyte
     assert "events whose outcome changes: 35 of 35" in out
 
 
+def test_plan_previews_each_destinations_own_policy(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A change to one destination's own PII actions or consent shows on that destination only
+    (the preview goes through the delivery path, not the workspace policy alone)."""
+    edit(config, "[destinations.warehouse]", '[destinations.lake]\ntype = "duckdb"\npath = "data/lake.duckdb"\n\n'
+                                             "[destinations.warehouse]")
+    archive_sample(config)
+    apply(load_config(config, env={}))
+    edit(config, '[destinations.lake]\ntype = "duckdb"', '[destinations.lake]\ntype = "duckdb"\n'
+                                                         'pii = {actions = {email = "redact"}}')
+    assert main(["plan", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "newly redacted/hashed/dropped PII: 0;" in out  # the workspace policy did not change
+    assert "    lake: no longer delivered 0; newly delivered 0; newly redacted/hashed/dropped PII 30; " in out
+    assert "    warehouse: no longer delivered 0; newly delivered 0; newly redacted/hashed/dropped PII 0; " in out
+    edit(config, '[destinations.lake]\ntype = "duckdb"', '[destinations.lake]\ntype = "duckdb"\nsources = ["server"]')
+    assert main(["plan", "-c", str(config)]) == 0
+    assert "    lake: no longer delivered 30; " in capsys.readouterr().out  # the web source's 30 planned events
+
+
 def test_preview_counts_newly_dropped_by_reason(config: Path) -> None:
     from tidegate.archive import read_archive
 
