@@ -440,54 +440,48 @@ def _outcomes(governed: Any) -> pl.DataFrame:
                      how="diagonal_relaxed").unique("id", keep="first")
 
 
-def _delivered(share: Any) -> pl.DataFrame:
-    """``id`` and ``pii`` (PII actions text) of the events a destination's share delivers."""
-    out = _outcomes(share)
-    return out.filter(pl.col("dropped").is_null()).select("id", "pii")
+_MASKED_OLD = pl.col("pii").fill_null("").str.contains(_MASKING)
+_MASKED_NEW = pl.col("pii_new").fill_null("").str.contains(_MASKING)
+_PII_DIFFERS = pl.col("pii").fill_null("") != pl.col("pii_new").fill_null("")
 
 
-def _destination_previews(old: Config | None, new: Config, decoded: Any) -> dict[str, DestinationPreview]:
-    """Each destination's share under the old and the new config, through the delivery path
+def _destination_previews(before: Any, after: Any, names: list[str]) -> dict[str, DestinationPreview]:
+    """Each destination's share of the batch governed under the old (``before``, a
+    ``(PolicyPath, batch)`` or None) and the new config (``after``), through the delivery path
     (`PolicyPath.shares`: suppression, its own PII, consent, routing, transforms), compared by
     event id. A destination the old config did not have compares with receiving nothing."""
-    from .stages import PolicyPath
-
-    names = list(new.destinations)
-    after = PolicyPath(new)
-    after_shares = after.shares(after.govern(decoded), names)
-    before_shares: dict[str, Any] = {}
-    if old is not None:
-        before = PolicyPath(old)
-        before_shares = before.shares(before.govern(decoded), [n for n in names if n in old.destinations])
+    after_shares = after[0].shares(after[1], names)
+    before_shares = before[0].shares(before[1], [n for n in names if n in before[0].cfg.destinations]) if before else {}
     empty = pl.DataFrame(schema={"id": pl.String, "pii": pl.String})
     out: dict[str, DestinationPreview] = {}
     for name in names:
-        a = _delivered(after_shares[name])
-        b = _delivered(before_shares[name]) if name in before_shares else empty
+        a, b = (_outcomes(shares[name]).filter(pl.col("dropped").is_null()).select("id", "pii") if name in shares else empty
+                for shares in (after_shares, before_shares))
         both = b.join(a, on="id", how="inner", suffix="_new")
-        masked_old = pl.col("pii").fill_null("").str.contains(_MASKING)
-        masked_new = pl.col("pii_new").fill_null("").str.contains(_MASKING)
         out[name] = DestinationPreview(
             no_longer_delivered=b.join(a, on="id", how="anti").height,
             newly_delivered=a.join(b, on="id", how="anti").height,
-            newly_redacted=both.filter(masked_new & ~masked_old).height,
-            pii_changed=both.filter(pl.col("pii").fill_null("") != pl.col("pii_new").fill_null("")).height)
+            newly_redacted=both.filter(_MASKED_NEW & ~_MASKED_OLD).height,
+            pii_changed=both.filter(_PII_DIFFERS).height)
     return out
 
 
 def preview(old: Config | None, new: Config, rows: pl.DataFrame) -> PreviewCounts:
     """Govern archived ``rows`` under the old and the new policy and count the events whose
-    outcome differs. ``old`` None means "no policy" (nothing applied yet)."""
+    outcome differs, for the workspace policy and for each destination's share. ``old`` None
+    means "no policy" (nothing applied yet)."""
     from .replay import to_raw_messages
-    from .stages import build_policy, decode_messages, govern
+    from .stages import PolicyPath, decode_messages, govern
 
     counts = PreviewCounts(events=rows.height)
     if rows.is_empty():
         return counts
     decoded = decode_messages(to_raw_messages(rows))
-    before = _outcomes(govern(decoded, policy=build_policy(old) if old is not None else None))
-    after = _outcomes(govern(decoded, policy=build_policy(new)))
-    counts.destinations = _destination_previews(old, new, decoded)
+    paths = [PolicyPath(c) if c is not None else None for c in (old, new)]
+    governed = [(path, path.govern(decoded)) if path is not None else None for path in paths]
+    before = _outcomes(governed[0][1] if governed[0] else govern(decoded))
+    after = _outcomes(governed[1][1])  # type: ignore[index]
+    counts.destinations = _destination_previews(governed[0], governed[1], list(new.destinations))
     both = before.join(after, on="id", how="full", suffix="_new", coalesce=True)
     new_drop = both.filter(pl.col("dropped").is_null() & pl.col("dropped_new").is_not_null())
     counts.newly_dropped = dict(new_drop.group_by("dropped_new").len().iter_rows())
@@ -498,15 +492,22 @@ def preview(old: Config | None, new: Config, rows: pl.DataFrame) -> PreviewCount
     counts.newly_with_violations = kept.filter(
         pl.col("violations_new") & (pl.col("dropped").is_not_null() | ~pl.col("violations").fill_null(False))).height
     counts.no_longer_with_violations = stayed.filter(~pl.col("violations_new").fill_null(False) & pl.col("violations")).height
-    masked_old = pl.col("pii").fill_null("").str.contains(_MASKING)
-    masked_new = pl.col("pii_new").fill_null("").str.contains(_MASKING)
-    counts.newly_redacted = kept.filter(masked_new & (~masked_old | pl.col("dropped").is_not_null())).height
-    counts.pii_changed = stayed.filter(pl.col("pii").fill_null("") != pl.col("pii_new").fill_null("")).height
+    counts.newly_redacted = kept.filter(_MASKED_NEW & (~_MASKED_OLD | pl.col("dropped").is_not_null())).height
+    counts.pii_changed = stayed.filter(_PII_DIFFERS).height
     counts.changed = both.filter(
         (pl.col("dropped").fill_null("") != pl.col("dropped_new").fill_null(""))
         | (pl.col("violations").fill_null(False) != pl.col("violations_new").fill_null(False))
-        | (pl.col("pii").fill_null("") != pl.col("pii_new").fill_null(""))).height
+        | _PII_DIFFERS).height
     return counts
+
+
+def unchanged(cfg: Config, last: dict[str, Any]) -> str:
+    """What `plan` and `apply` say when the files on disk are the applied config ``last``."""
+    env = "" if last["config_version"] == cfg.version else (
+        f" This process's TIDEGATE__* environment overrides make it version {cfg.version}: overrides are "
+        "each process's own, read when it loads the config, and not part of what `apply` records.")
+    return (f"No changes: {cfg.path} is the applied config (version {last['config_version']}, audit entry "
+            f"{last['seq']}, applied by {last['actor']} at {last['time']}).{env}")
 
 
 def plan(cfg: Config, *, events: int = 10_000) -> tuple[str, bool]:
@@ -519,11 +520,7 @@ def plan(cfg: Config, *, events: int = 10_000) -> tuple[str, bool]:
     old_snap = _stored_snapshot(audit.dir / last["snapshot"], last) if last else None
     lines: list[str] = []
     if last is not None and last["config_sha256"] == snap.sha256():
-        env = "" if last["config_version"] == cfg.version else (
-            f" This process's TIDEGATE__* environment overrides make it version {cfg.version}: overrides are "
-            "each process's own, read when it loads the config, and not part of what `apply` records.")
-        return (f"No changes: {cfg.path} is the applied config (version {last['config_version']}, audit entry "
-                f"{last['seq']}, applied by {last['actor']} at {last['time']}).{env}", False)
+        return unchanged(cfg, last), False
     if last is None:
         lines.append(f"Nothing applied yet (no entries in {audit.path}); `tidegate apply` records the first version.")
         old_cfg = None

@@ -385,15 +385,10 @@ def _apply(cfg: Config, args: argparse.Namespace) -> int:
     from .audit import apply
 
     entry = apply(cfg, message=args.message)
-    if entry is None:
-        from .audit import AuditLog
+    if entry is None:  # the files are those of the last entry
+        from .audit import AuditLog, unchanged
 
-        last = AuditLog(cfg.audit.path).last() or {}
-        applied = last.get("config_version", cfg.version)
-        env = "" if applied == cfg.version else (
-            f" This process's TIDEGATE__* environment overrides make it version {cfg.version}: overrides are each "
-            "process's own and not part of what apply records.")
-        print(f"No changes: {cfg.path} is already the applied config (version {applied}, audit entry {last.get('seq')}).{env}")
+        print(unchanged(cfg, AuditLog(cfg.audit.path).last() or {}))
         return 0
     print(entry["diff"], end="")  # never empty: an apply of unchanged files records nothing
     print(f"Applied version {entry['config_version']} as audit entry {entry['seq']} by {entry['actor']} at {entry['time']}.\n"

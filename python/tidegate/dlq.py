@@ -231,17 +231,15 @@ class Fanout:
             parked[name] = str(error)
         return parked
 
-    def close(self, timeout_s: float | None = None) -> list[str]:
-        """Stop delivering; wait up to ``timeout_s`` (default: ``delivery.write_timeout_s``) for
-        writes still running. Returns the destinations whose write is still running then: a write
-        that overran its timeout (a destination that stopped answering) must not hold a shutdown
-        up for as long as it hangs. Its batch was never committed, so it is read again after a
-        restart."""
-        limit = self.cfg.delivery.write_timeout_s if timeout_s is None else timeout_s
+    def close(self) -> list[str]:
+        """Stop delivering; wait up to ``delivery.write_timeout_s`` for writes still running.
+        Returns the destinations whose write is still running then: a write that overran its
+        timeout (a destination that stopped answering) must not hold a shutdown up for as long as
+        it hangs. Its batch was never committed, so it is read again after a restart."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         busy = {name: f for name, f in self._busy.items() if not f.done()}
         if busy:
-            wait(list(busy.values()), timeout=limit)
+            wait(list(busy.values()), timeout=self.cfg.delivery.write_timeout_s)
         stuck = sorted(name for name, f in busy.items() if not f.done())
         self.dead_letters.close()
         return stuck
