@@ -380,6 +380,7 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     Traceback (most recent call last):
     ...
     tidegate.errors.ConfigError: ...t.toml:2: [collector.port] expected `int`, got `str`
+    ...t.toml: [destinations] no destinations configured; add e.g. [destinations.warehouse] with type = "duckdb"
     """
     file = Path(path)
     try:
@@ -405,46 +406,72 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
             return ConfigError(f"{message} (set by the environment variable {var})", file=str(file), key=key or None)
         return ConfigError(message, file=str(file), line=_locate(text, key), key=key or None)
 
-    # Entries of named tables are checked one by one first: msgspec's error path for a dict value
-    # does not say which entry failed, and the user needs to know.
-    # Every entry's first problem is reported, not only the first entry's.
+    # Entries of named tables are checked one by one, and every other section on its own: msgspec
+    # stops at the first problem of a document, and its error path for a dict value does not say
+    # which entry failed. Every entry's and section's first problem is reported; a broken entry or
+    # section is then left out, so that the rest (unknown top-level keys, the rules that span
+    # fields) is still checked in the same run.
     problems: list[ConfigError] = []
-    for section, entry_type in _NAMED_TABLES.items():
-        entries = raw.get(section)
-        if not isinstance(entries, dict):
+    broken: set[str] = set()
+    clean = dict(raw)
+    for field in msgspec.structs.fields(Config):
+        value = raw.get(field.encode_name)
+        if value is None or field.name in ("path", "version"):
             continue
-        for name, entry in entries.items():
-            try:
-                msgspec.convert(entry, entry_type)
-            except msgspec.ValidationError as e:
-                message, key = _split_msgspec_error(str(e))
-                key = f"{section}.{name}" + (f".{key}" if key else "")
-                if section == "destinations" and message == "object missing required field `type`":
-                    message += "; set it to one of " + ", ".join(repr(t) for t in destination_types())
-                problems.append(problem(message, key))
-    if problems:
-        raise ConfigError.of_all(problems)
-    try:
-        cfg = msgspec.convert(raw, Config)
-    except msgspec.ValidationError as e:
-        message, key = _split_msgspec_error(str(e))
-        raise problem(message, key) from None
+        entry_type = _NAMED_TABLES.get(field.name)
+        if entry_type is not None and isinstance(value, dict):
+            kept = {}
+            for name, entry in value.items():
+                try:
+                    msgspec.convert(entry, entry_type)
+                    kept[name] = entry
+                except msgspec.ValidationError as e:
+                    message, key = _split_msgspec_error(str(e))
+                    key = f"{field.name}.{name}" + (f".{key}" if key else "")
+                    if field.name == "destinations" and message == "object missing required field `type`":
+                        message += "; set it to one of " + ", ".join(repr(t) for t in destination_types())
+                    problems.append(problem(message, key))
+                    broken.add(f"{field.name}.{name}")
+            clean[field.name] = kept
+            continue
+        try:
+            msgspec.convert({field.encode_name: value}, Config)
+        except msgspec.ValidationError as e:
+            problems.append(problem(*_split_msgspec_error(str(e))))
+            broken.add(field.name)
+            del clean[field.encode_name]
+    while True:  # what is left: unknown top-level keys, one per round
+        try:
+            cfg = msgspec.convert(clean, Config)
+            break
+        except msgspec.ValidationError as e:
+            message, key = _split_msgspec_error(str(e))
+            problems.append(problem(message, key))
+            top = key.split(".")[0]
+            if not key or top not in clean:
+                raise ConfigError.of_all(problems) from None
+            del clean[top]
+            broken.add(top)
     cfg = _resolve_relative(cfg, Path(base_dir).resolve() if base_dir is not None else file.resolve().parent)
     version = hashlib.sha256(msgspec.json.encode(raw, order="sorted")).hexdigest()[:12]
     cfg = msgspec.structs.replace(cfg, path=str(file), version=version)
-    _check(cfg, text)
+    problems += _check(cfg, text, broken)
+    if problems:
+        raise ConfigError.of_all(problems)
     return cfg
 
 
-def _check(cfg: Config, text: str) -> None:
-    """Rules that span fields; every problem found, in one error."""
+def _check(cfg: Config, text: str, broken: set[str]) -> list[ConfigError]:
+    """Rules that span fields; every problem found. ``broken``: entries (``sources.web``) and
+    sections left out of ``cfg`` because they have problems of their own; a rule does not report
+    them again as missing."""
     file = cfg.path
     problems: list[ConfigError] = []
 
     def problem(message: str, key: str, *, locate: bool = True) -> None:
         problems.append(ConfigError(message, file=file, line=_locate(text, key) if locate else None, key=key))
 
-    if not cfg.sources:
+    if not cfg.sources and not any(b.startswith("sources.") for b in broken):
         problem("no sources configured; add a [sources.<id>] table with a write_key", "sources", locate=False)
     seen: dict[str, str] = {}
     for name, src in cfg.sources.items():
@@ -452,7 +479,8 @@ def _check(cfg: Config, text: str) -> None:
             problem(f"write key is also used by source {seen[src.write_key]!r}; every source needs its own write key",
                     f"sources.{name}.write_key")
         seen[src.write_key] = name
-        if src.tracking_plan is not None and src.tracking_plan not in cfg.plans:
+        if (src.tracking_plan is not None and src.tracking_plan not in cfg.plans
+                and f"plans.{src.tracking_plan}" not in broken):
             problem(f"tracking plan {src.tracking_plan!r} is not defined; add [plans.{src.tracking_plan}] with a path"
                     + (f" (defined: {', '.join(sorted(cfg.plans))})" if cfg.plans else ""),
                     f"sources.{name}.tracking_plan")
@@ -460,9 +488,10 @@ def _check(cfg: Config, text: str) -> None:
         problem(f"must be at least pipeline.commit_interval_s ({cfg.pipeline.commit_interval_s:g}); set it "
                 "equal to turn longer checkpoints while behind off", "pipeline.max_commit_interval_s")
     for dname, dest in cfg.destinations.items():
-        unknown = [s for s in dest.sources if s not in cfg.sources]
+        unknown = [s for s in dest.sources if s not in cfg.sources and f"sources.{s}" not in broken]
         if unknown:
-            problem(f"unknown source {', '.join(map(repr, unknown))}; configured sources: {', '.join(cfg.sources)}",
+            configured = [*cfg.sources, *(b.split(".", 1)[1] for b in sorted(broken) if b.startswith("sources."))]
+            problem(f"unknown source {', '.join(map(repr, unknown))}; configured sources: {', '.join(configured)}",
                     f"destinations.{dname}.sources")
     pii_classes = ("email", "phone", "credit_card", "ssn", "iban", "ipv4", "ipv6", "key_name")
     actions = [("pii.actions", cfg.pii.actions)] + [
@@ -473,11 +502,10 @@ def _check(cfg: Config, text: str) -> None:
                 close = difflib.get_close_matches(cls, pii_classes, n=1)
                 problem(f"unknown PII class {cls!r}; " + (f"did you mean {close[0]!r}? " if close else "")
                         + f"expected one of {', '.join(pii_classes)}", f"{at}.{cls}")
-    if not cfg.destinations:
+    if not cfg.destinations and not any(b.startswith("destinations.") for b in broken):
         problem('no destinations configured; add e.g. [destinations.warehouse] with type = "duckdb"', "destinations",
                 locate=False)
-    if problems:
-        raise ConfigError.of_all(problems)
+    return problems
 
 
 def _split_msgspec_error(text: str) -> tuple[str, str]:

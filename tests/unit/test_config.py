@@ -97,6 +97,24 @@ def test_each_named_entry_reports_its_own_decoding_problem(tmp_path: Path) -> No
         "sources.web.write_key", "sources.server.plan", "destinations.wh.paht"]
 
 
+def test_problems_of_sections_entries_and_cross_field_rules_are_reported_in_one_run(tmp_path: Path) -> None:
+    """A broken entry or section does not hide the rest: other sections, unknown top-level keys and
+    the rules spanning fields are checked too, without reporting the broken entries as missing."""
+    p = write(tmp_path, '[collector]\nport = "eighty"\n[pipeline]\ncommit_interval_s = 5\nmax_commit_interval_s = 1\n'
+                        '[sources.web]\nwrite_key = "k1"\ntracking_plan = "broken"\n[sources.ios]\nwrite_key = 5\n'
+                        '[plans.broken]\npth = "x.json"\n'
+                        '[destinations.wh]\ntype = "duckdb"\nsources = ["web", "ios", "android"]\n[bogus]\nx = 1\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    problems = [(x.line, x.key) for x in [e.value, *e.value.also]]
+    assert problems == [
+        (2, "collector.port"), (10, "sources.ios.write_key"), (12, "plans.broken.pth"), (16, "bogus"),
+        (5, "pipeline.max_commit_interval_s"), (15, "destinations.wh.sources")], str(e.value)
+    # the broken source and plan exist: only the source nobody configured is unknown
+    assert "unknown source 'android'; configured sources: web, ios" in str(e.value)
+    assert "tracking plan 'broken' is not defined" not in str(e.value)
+
+
 def test_cli_prints_a_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tidegate.cli import main
 
