@@ -145,3 +145,11 @@ def test_a_table_that_fails_fails_the_write_and_its_retry_completes_it(sink: Del
     deliver(sink, later)  # the pipeline's retry
     assert sink.read("pages").height == 1 + 2 and sink.read("tracks").height == 12
     assert sink.read("tracks")["id"].n_unique() == 12
+
+
+def test_values_of_another_type_than_their_column_are_discarded_not_altered(sink: DeltaSink) -> None:
+    deliver(sink, batch([event(1, properties={"items": 3, "gift": True})]))
+    deliver(sink, batch([event(2, properties={"items": 2.7, "gift": "yes"})]))  # was truncated / failed the write
+    rows = sink.read("order_completed").sort("id").select("id", "items", "gift").rows()
+    assert rows == [("msg-1", 3, True), ("msg-2", None, None)]
+    assert sorted(sink.read("discards").select("column_name", "column_value").rows()) == [("gift", "yes"), ("items", "2.7")]

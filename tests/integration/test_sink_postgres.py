@@ -79,6 +79,13 @@ def test_schema_evolves_and_type_conflicts_are_discarded(sink: PostgresSink) -> 
     assert sink.row_counts()["discards"] == 1  # the discard is idempotent too
 
 
+def test_values_of_another_type_than_their_column_are_discarded_not_altered(sink: PostgresSink) -> None:
+    deliver(sink, batch([event(1, properties={"items": 3, "gift": True})]))
+    deliver(sink, batch([event(2, properties={"items": 2.7, "gift": "yes"})]))  # was truncated / failed the write
+    assert query(sink, "select id, items, gift from {s}.order_completed order by id") == [("msg-1", 3, True), ("msg-2", None, None)]
+    assert query(sink, "select column_name, column_value from {s}.discards order by 1") == [("gift", "yes"), ("items", "2.7")]
+
+
 def test_values_round_trip_exactly(sink: PostgresSink) -> None:
     tricky = 'quote " comma , newline \n tab \t backslash \\N unicode ✓ nul \x00 end'
     deliver(sink, batch([event(1, properties={"note": tricky, "empty": "", "flag": True, "nothing": None,

@@ -16,7 +16,7 @@ from tidegate.config import Destination, load_config
 from tidegate.errors import ConfigError
 from tidegate.sinks import SINK_TYPES, build_sink, delta, outbound, warehouse, webhook
 from tidegate.sinks.outbound import outbound_events
-from tidegate.sinks.warehouse import conform, rows_to_store, upsert_values
+from tidegate.sinks.warehouse import conform, fitted, rows_to_store, upsert_values
 
 
 @pytest.mark.parametrize("module", [warehouse, outbound, webhook], ids=lambda m: m.__name__)
@@ -34,6 +34,35 @@ def test_conform_casts_what_fits_and_discards_the_rest() -> None:
     assert d.select("row_id", "column_name", "column_value").rows() == [("b", "n", "x")]
     assert d["reason"][0] == "incompatible schema conversion from String to BIGINT"
     assert d["received_at"].null_count() == 1  # the frame had no received_at
+
+
+@pytest.mark.parametrize(("values", "target", "stored"), [
+    ([3.0, 2.7, -1e30, float("nan")], pl.Int64(), [3, None, None, None]),  # never truncated
+    ([True, False], pl.Int64(), [None, None]),
+    ([True], pl.Float64(), [None]),
+    ([1, 0, 5], pl.Boolean(), [None, None, None]),  # numbers do not stand for booleans
+    ([1.0], pl.Boolean(), [None]),
+    (["true", "False", "yes"], pl.Boolean(), [True, False, None]),
+    (["2026-11-26T05:30:40Z", "soon"], pl.Datetime("us", "UTC"),
+     [dt.datetime(2026, 11, 26, 5, 30, 40, tzinfo=dt.timezone.utc), None]),
+    ([1764135040], pl.Datetime("us", "UTC"), [None]),  # a number is not a time
+    ([True, False], pl.String(), ["true", "false"]),
+    ([2, 3], pl.String(), ["2", "3"]),
+    ([2, 2**40], pl.Int32(), [2, None]),
+    ([2], pl.Float64(), [2.0]),
+])
+def test_fitted_stores_only_what_fits_exactly(values: list, target: pl.DataType, stored: list) -> None:
+    s = pl.Series("v", values, strict=False)
+    assert fitted(s, target).to_list() == stored
+
+
+def test_conform_never_raises_and_discards_each_value_that_does_not_fit() -> None:
+    df = pl.DataFrame({"id": ["a", "b"], "items": [2.0, 2.7], "gift": [5, None], "vip": ["yes", "true"]})
+    out, conflicts = conform("t", df, {"items": (pl.Int64(), "BIGINT"), "gift": (pl.Boolean(), "BOOLEAN"),
+                                       "vip": (pl.Boolean(), "BOOLEAN")})
+    assert out.rows() == [("a", 2, None, None), ("b", None, None, True)]
+    assert sorted((r, c, v) for d in conflicts for r, c, v in d.select("row_id", "column_name", "column_value").rows()) == [
+        ("a", "gift", "5"), ("a", "vip", "yes"), ("b", "items", "2.7")]
 
 
 def test_rows_to_store_keeps_one_row_per_id() -> None:

@@ -175,6 +175,21 @@ def test_duckdb_schema_evolves_and_conflicts_are_discarded(sink: DuckDBSink) -> 
     assert "String" in row[4] and "DOUBLE" in row[4]
 
 
+def test_duckdb_values_of_another_type_than_their_column_are_discarded_not_altered(sink: DuckDBSink) -> None:
+    """Across writes: a float is not truncated into a BIGINT column, booleans and numbers do not
+    stand for each other, and text in a BOOLEAN column is a discard, not a failed write."""
+    before = metrics.REGISTRY.get_sample_value("tidegate_sink_discards_total", {"destination": "warehouse"}) or 0
+    deliver(sink, governed([ev(1, properties={"items": 3, "gift": True, "vip": False})]))
+    deliver(sink, governed([ev(2, properties={"items": 2.7, "gift": 5, "vip": "yes"})]))
+    deliver(sink, governed([ev(3, properties={"items": 4.0, "gift": "FALSE", "vip": True})]))
+    rows = sink.con.execute("select id, items, gift, vip from order_completed order by id").fetchall()
+    assert rows == [("m1", 3, True, False), ("m2", None, None, None), ("m3", 4, False, True)]
+    kept = sink.con.execute("select row_id, column_name, column_value from discards order by all").fetchall()
+    assert kept == [("m2", "gift", "5"), ("m2", "items", "2.7"), ("m2", "vip", "yes")]
+    after = metrics.REGISTRY.get_sample_value("tidegate_sink_discards_total", {"destination": "warehouse"})
+    assert after - before == 3  # conflicts with stored columns are counted like the batch's own
+
+
 def test_duckdb_users_keep_newest_traits(sink: DuckDBSink) -> None:
     first = ev(1, type="identify", userId="u9", receivedAt="2026-11-26T05:00:00.000Z", traits={"plan": "free", "city": "Oslo"})
     second = ev(2, type="identify", userId="u9", receivedAt="2026-11-26T06:00:00.000Z", traits={"plan": "pro"})

@@ -116,7 +116,7 @@ class DeltaSink(Sink):
         with self._lock:
             try:
                 writes: list[tuple[str, pl.DataFrame, bool]] = []
-                store_batch(batch, self._fit, lambda table, df, upsert: writes.append((table, df, upsert)))
+                conflicts = store_batch(batch, self._fit, lambda table, df, upsert: writes.append((table, df, upsert)))
                 # Every table's write is waited for; the first failure is raised (the others
                 # committed or not: the retry adds nothing to those that did).
                 results = [self._pool.submit(self._merge, *w) for w in writes]
@@ -128,6 +128,7 @@ class DeltaSink(Sink):
             except BaseException:
                 self._tables.clear()  # re-read the committed state on the retry
                 raise
+            metrics.sink.discards.labels(self.name).inc(conflicts)
 
     def _fit(self, table: str, df: pl.DataFrame) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
         dt = self.table(table)

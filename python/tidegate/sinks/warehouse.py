@@ -29,7 +29,7 @@ from ..stages.govern import EVENT_TYPE_TABLES, STATE_TABLES, GovernedBatch
 from . import aggregates
 from .base import Sink
 
-__all__ = ["Dialect", "WarehouseSink", "changing_columns", "conform", "rows_to_store", "newest_per_id", "quote", "store_batch",
+__all__ = ["Dialect", "WarehouseSink", "changing_columns", "conform", "fitted", "rows_to_store", "newest_per_id", "quote", "store_batch",
            "upsert_values"]
 
 DISCARDS_DDL = """CREATE TABLE IF NOT EXISTS {s}.discards (
@@ -70,12 +70,12 @@ def quote(name: str) -> str:
 def conform(table: str, df: pl.DataFrame, targets: Mapping[str, tuple[pl.DataType, str]]) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     """Cast ``df``'s columns to the stored types ``targets`` (column -> (polars type, type name
     for the reason)); a value that does not fit becomes NULL and one ``discards`` row. Columns
-    not in ``targets`` are left as they are.
+    not in ``targets`` are left as they are. What fits is said by :func:`fitted`.
 
-    >>> df = pl.DataFrame({"id": ["a", "b"], "total": ["1.5", "a lot"]})
-    >>> fitted, (d,) = conform("orders", df, {"total": (pl.Float64(), "DOUBLE")})
-    >>> fitted["total"].to_list(), d["row_id"].to_list(), d["column_value"].to_list()
-    ([1.5, None], ['b'], ['a lot'])
+    >>> df = pl.DataFrame({"id": ["a", "b", "c"], "total": ["1.5", "a lot", None]})
+    >>> fitted_df, (d,) = conform("orders", df, {"total": (pl.Float64(), "DOUBLE")})
+    >>> fitted_df["total"].to_list(), d["row_id"].to_list(), d["column_value"].to_list()
+    ([1.5, None, None], ['b'], ['a lot'])
     """
     conflicts: list[pl.DataFrame] = []
     casts = []
@@ -85,7 +85,7 @@ def conform(table: str, df: pl.DataFrame, targets: Mapping[str, tuple[pl.DataTyp
         target, label = targets[column]
         if target == dtype:
             continue
-        casted = df[column].cast(target, strict=False)
+        casted = fitted(df[column], target)
         failed = df[column].is_not_null() & casted.is_null()
         if failed.any():
             bad = df.filter(failed)
@@ -99,6 +99,45 @@ def conform(table: str, df: pl.DataFrame, targets: Mapping[str, tuple[pl.DataTyp
             }))
         casts.append(casted.alias(column))
     return (df.with_columns(casts) if casts else df), conflicts
+
+
+def fitted(values: pl.Series, target: pl.DataType) -> pl.Series:
+    """``values`` as the stored type ``target``, NULL where a value does not fit it exactly.
+
+    Anything fits a text column; integers fit a float column; a float fits an integer column only
+    when it is a whole number in range (``2.7`` into BIGINT is a conflict, not ``2``); booleans
+    and numbers never stand for each other; text fits a number, boolean (``true``/``false``) or
+    timestamp column when it spells one. Never raises: a conversion polars cannot do is a
+    conflict for every value.
+
+    >>> fitted(pl.Series([2.0, 2.7, 1e30]), pl.Int64()).to_list()
+    [2, None, None]
+    >>> fitted(pl.Series([True, False]), pl.Int64()).to_list(), fitted(pl.Series([1, 5]), pl.Boolean()).to_list()
+    ([None, None], [None, None])
+    >>> fitted(pl.Series(["TRUE", "false", "yes"]), pl.Boolean()).to_list()
+    [True, False, None]
+    """
+    source = values.dtype
+    nothing = pl.Series(values.name, [None] * values.len(), dtype=target)
+    if target == pl.String:
+        return values.cast(pl.String)
+    if (source == pl.Boolean) != (target == pl.Boolean) and (source.is_numeric() or target.is_numeric()):
+        return nothing
+    if source.is_temporal() != target.is_temporal() and source != pl.String and source != pl.Null:
+        return nothing
+    try:
+        if target == pl.Boolean and source == pl.String:
+            lower = values.str.to_lowercase()
+            return pl.select(pl.when(lower == "true").then(True).when(lower == "false").then(False)
+                             .otherwise(None).alias(values.name)).to_series()
+        if isinstance(target, pl.Datetime) and source == pl.String:
+            return values.str.to_datetime(time_unit=target.time_unit, time_zone=target.time_zone, strict=False)
+        casted = values.cast(target, strict=False)
+        if target.is_integer() and source.is_float():
+            return casted.set(casted.cast(source) != values, None)  # type: ignore[arg-type]
+        return casted
+    except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError):
+        return nothing
 
 
 def newest_per_id(df: pl.DataFrame) -> pl.DataFrame:
@@ -156,10 +195,12 @@ def store_batch(
     batch: GovernedBatch,
     fit: Callable[[str, pl.DataFrame], tuple[pl.DataFrame, list[pl.DataFrame]]],
     insert: Callable[[str, pl.DataFrame, bool], None],
-) -> None:
+) -> int:
     """The layout's write order: every table fitted (``fit`` returns the rows as they can be
     stored plus ``discards`` rows) and inserted (``users`` upserted), then ``discards`` and
-    ``discarded_events``. Each row gets ``uuid_ts``, when it was stored."""
+    ``discarded_events``. Each row gets ``uuid_ts``, when it was stored. Returns the number of
+    values the fitting discarded (conflicts with stored column types; the batch's own discards,
+    which `deliver` counts, are not among them)."""
     now_us = time.time_ns() // 1000
     discards = [batch.discards]
     for table, df in batch.tables.items():
@@ -172,6 +213,7 @@ def store_batch(
             # values are text and times, which cannot conflict.
             df, _ = fit(table, _stamped(df, now_us))
             insert(table, df, False)
+    return sum(d.height for d in discards[1:])
 
 
 class WarehouseSink(Sink):
@@ -269,7 +311,7 @@ class WarehouseSink(Sink):
                     self._load_columns()
                 self._tracks_stored = self._stored_track_ids(batch)  # before the batch's rows land
                 hourly = self._new_hourly_counts(batch)
-                store_batch(batch, self._fit, self._insert)
+                conflicts = store_batch(batch, self._fit, self._insert)
                 aggregates.apply_hourly_counts(hourly, self.schema, quote, self.dialect.param, self._rows,
                                                self._staged, time.time_ns() // 1000)
         except BaseException:
@@ -277,6 +319,7 @@ class WarehouseSink(Sink):
             raise
         finally:
             self._tracks_stored = None
+        metrics.sink.discards.labels(self.name).inc(conflicts)
 
     def checkpoint(self) -> None:
         """Upsert the rows the writes since the last checkpoint kept back, in one transaction:
@@ -298,16 +341,19 @@ class WarehouseSink(Sink):
                     runs[-1].append(df)
                 else:
                     runs.append([df])
+            conflicts = 0
             try:
                 with self._transaction():
                     if self._columns is None:
                         self._load_columns()
                     for table, runs in groups.items():
                         for run in runs:
-                            store_batch(GovernedBatch(tables={table: pl.concat(run, rechunk=False)}), self._fit, self._insert)
+                            conflicts += store_batch(GovernedBatch(tables={table: pl.concat(run, rechunk=False)}),
+                                                     self._fit, self._insert)
             except BaseException:
                 self._columns = None  # DDL inside the failed transaction was rolled back too
                 raise
+            metrics.sink.discards.labels(self.name).inc(conflicts)
             self._held = []
             metrics.sink.held_rows.labels(self.name).set(0)
             metrics.sink.checkpoint_seconds.labels(self.name).observe(time.perf_counter() - started)
