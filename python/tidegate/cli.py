@@ -132,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Re-deliver what waits in the destination's dead-letter topic through the "
                                        "current policy, to that destination only. Writes are keyed by event id, and "
                                        "the replay's own consumer group commits after each delivered batch, so it is "
-                                       "safe to repeat or to run again after a failure.")
+                                       "safe to repeat or to run again after a failure. A message the destination "
+                                       "refuses on its own while it takes the rest is parked again at the end of the "
+                                       "topic with its error (exit status 1), so one bad event does not hold back "
+                                       "the others.")
     q.add_argument("destination", metavar="DESTINATION", help="destination name ([destinations.<name>])")
     _config_arg(q)
     q.add_argument("--batch-messages", type=int, default=500, metavar="N", help="Kafka messages per batch (default 500)")
@@ -511,8 +514,14 @@ def _dlq(cfg: Config, args: argparse.Namespace) -> int:
     if not summary.pending_messages:
         print(f"nothing waits in {summary.topic}")
     else:
-        print(f"re-delivered {summary.pending_messages} parked messages from {summary.topic}: {summary.replayed_events} "
-              f"events accepted by the current policy, {summary.delivered_events} delivered to {args.destination!r}")
+        print(f"re-delivered {summary.pending_messages - summary.reparked_messages} parked messages from {summary.topic}: "
+              f"{summary.replayed_events} events accepted by the current policy, {summary.delivered_events} delivered "
+              f"to {args.destination!r}")
+    if summary.reparked_messages:
+        print(f"{summary.reparked_messages} messages ({summary.reparked_events} events) {args.destination!r} refused on "
+              f"their own were parked again at the end of {summary.topic}, each with its error; see them with "
+              f"`tidegate dlq list {args.destination}`", file=sys.stderr)
+        return 1
     return 0
 
 

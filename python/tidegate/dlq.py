@@ -18,7 +18,8 @@ its events were bound for the destination, and the config version that failed.
 ``tidegate dlq replay DESTINATION`` re-delivers it through the current policy to that destination
 only and commits its own consumer group's offsets (``<consumer_group>.dlq.<destination>``) after
 each delivered batch. Warehouse writes are keyed by event id, so a replay repeated (or cut short
-and run again) adds nothing twice.
+and run again) adds nothing twice. A message the destination refuses on its own while it takes
+the rest is parked again at the end of the topic (see :func:`replay_dlq`).
 """
 
 from __future__ import annotations
@@ -259,6 +260,8 @@ class DlqSummary:
     reasons: collections.Counter[str] = field(default_factory=collections.Counter)
     replayed_events: int = 0
     delivered_events: int = 0
+    reparked_messages: int = 0
+    reparked_events: int = 0
 
     def render(self) -> str:
         if not self.total_messages:
@@ -379,8 +382,16 @@ def _as_items(chunk: Sequence[Any]) -> list[RawItem]:
 
 def replay_dlq(cfg: Config, destination: str, *, batch_messages: int = 500) -> DlqSummary:
     """Re-deliver what waits in the destination's DLQ through the current policy; see the module
-    docstring. Raises DeliveryError (offsets of what was delivered so far are committed) if the
-    destination still fails after the retry budget."""
+    docstring.
+
+    A chunk the destination still refuses after the retry budget is split in halves, and each is
+    tried again, down to single messages, so that one message the destination can never take (an
+    event it refuses whatever the attempt, such as a table over PostgreSQL's column limit) does
+    not hold back the rest. Once the destination has taken something in this replay, a message
+    that fails on its own is parked again at the end of the topic with the error, and the replay
+    goes on past it (``reparked_messages``); while it has taken nothing, the destination itself is
+    taken to be failing and DeliveryError is raised (offsets of what was delivered so far are
+    committed)."""
     from .sinks import build_sink
     from .stages import decode_messages
 
@@ -391,25 +402,57 @@ def replay_dlq(cfg: Config, destination: str, *, batch_messages: int = 500) -> D
         return summary
     path = PolicyPath(cfg)
     sink = build_sink(destination, cfg.destinations[destination])
+    dead_letters = DeadLetters(cfg)
+
+    def attempt(chunk: Sequence[Any], attempts: int) -> tuple[DeliveryError | None, int]:
+        """Deliver ``chunk``; (the error or None, its events bound for the destination)."""
+        governed = path.govern(decode_messages(_as_items(chunk)))
+        share = path.shares(governed, [destination])[destination]
+        error = deliver_with_retries(sink, share, cfg.delivery, attempts=attempts)
+        if error is None:
+            summary.replayed_events += governed.accepted
+            summary.delivered_events += share.accepted
+            metrics.sink.dlq_replayed.labels(destination).inc(share.accepted)
+        return error, share.accepted
+
+    def failing_alone(chunk: Sequence[Any], error: DeliveryError, events: int) -> list[tuple[Any, DeliveryError, int]]:
+        """Of ``chunk``, which failed as a whole, deliver what can be; the messages that fail on
+        their own, with their error and event count. One attempt each: the whole had its retries."""
+        if len(chunk) == 1:
+            return [(chunk[0], error, events)]
+        half = len(chunk) // 2
+        failed = []
+        for part in (chunk[:half], chunk[half:]):
+            part_error, part_events = attempt(part, 1)
+            if part_error is not None:
+                failed += failing_alone(part, part_error, part_events)
+        return failed
+
     try:
         sink.setup()
         for chunk in _read_pending(consumer, assign, highs, batch_messages):
-            items = _as_items(chunk)
-            governed = path.govern(decode_messages(items))
-            share = path.shares(governed, [destination])[destination]
-            error = deliver_with_retries(sink, share, cfg.delivery)
+            error, events = attempt(chunk, cfg.delivery.max_attempts)
             if error is not None:
-                raise DeliveryError(f"{error}; {summary.replayed_events} events were re-delivered before this, "
-                                    f"the rest stays in {summary.topic} — run `tidegate dlq replay {destination}` again later")
+                failed = failing_alone(chunk, error, events)
+                if not summary.delivered_events:  # nothing taken yet, here or before: the destination fails
+                    raise DeliveryError(f"{error}; {summary.replayed_events} events were re-delivered before this, "
+                                        f"the rest stays in {summary.topic} — run `tidegate dlq replay {destination}` "
+                                        "again later")
+                for msg, msg_error, n in failed:
+                    dead_letters.park(destination, _as_items([msg]), events=n,
+                                      reason=f"fails on its own on replay while the rest was re-delivered: {msg_error}")
+                    log.error("destination %r refused a parked message on its own (partition %d, offset %d, %d events): "
+                              "%s; parked it again at the end of %s", destination, msg.partition(), msg.offset(), n,
+                              msg_error, summary.topic)
+                summary.reparked_messages += len(failed)
+                summary.reparked_events += sum(n for _, _, n in failed)
             last: dict[int, int] = {}
             for msg in chunk:
                 last[msg.partition()] = msg.offset() + 1
             consumer.commit(offsets=[TopicPartition(summary.topic, p, o) for p, o in last.items()], asynchronous=False)
             summary.pending_messages += len(chunk)
-            summary.replayed_events += governed.accepted
-            summary.delivered_events += share.accepted
-            metrics.sink.dlq_replayed.labels(destination).inc(share.accepted)
     finally:
         consumer.close()
         sink.close()
+        dead_letters.close()
     return summary

@@ -170,6 +170,50 @@ backoff_max_s = 0.2
     assert stack.query("select count(*), count(distinct id) from tracks") == [(60, 60)]
 
 
+def test_a_message_the_destination_never_takes_does_not_hold_back_the_rest(tmp_path: Path, kafka: str,
+                                                                           pg: tuple[str, str, Proxy]) -> None:
+    """One event PostgreSQL refuses whatever the attempt (its table would have more than 1,600
+    columns) parks its whole batch; the replay delivers the batch's other events and parks that
+    one message again, with its error, instead of failing on it forever."""
+    dsn, schema, _ = pg
+    stack = Stack(tmp_path, kafka, partitions=1, extra_toml=f"""
+[destinations.pg]
+type = "postgres"
+dsn = "{dsn}"
+schema = "{schema}"
+
+[delivery]
+max_attempts = 1
+""")
+    poison = event(99, event="Too Wide", properties={f"p{i}": i for i in range(1700)})
+    poison.pop("receivedAt")
+    try:
+        stack.start_collector()
+        stack.start_pipeline()
+        for i in range(4):  # separate requests: separate Kafka messages, one of them the wide event
+            assert stack.post("/v1/batch", {"batch": events(i * 5, 5)})[0] == 200
+        assert stack.post("/v1/batch", {"batch": [poison]})[0] == 200
+        wait_until(lambda: stack.metric("tidegate_sink_events_total", destination="warehouse", outcome="delivered") >= 21,
+                   60, "every event in DuckDB")
+        wait_until(lambda: stack.metric("tidegate_sink_dead_lettered_events_total", destination="pg") >= 1, 60,
+                   "the wide event's batch parked for pg")
+        assert stack.stop_pipeline() == 0
+        parked = stack.metric("tidegate_sink_dead_lettered_events_total", destination="pg")
+
+        replayed = tidegate(stack, "dlq", "replay", "pg")
+        assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+        assert "1 messages (1 events) 'pg' refused on their own were parked again" in replayed.stderr, replayed.stderr
+        with psycopg.connect(dsn) as con:
+            stored = con.execute(f"select count(*) from {schema}.tracks").fetchone()
+        assert stored is not None and stored[0] == 20, (stored, parked)
+        listed = tidegate(stack, "dlq", "list", "pg").stdout
+        assert "waiting: 1 messages, 1 events" in listed and "1600 columns" in listed, listed
+        again = tidegate(stack, "dlq", "replay", "pg")  # nothing else delivered: the destination's refusal, told as such
+        assert again.returncode == 2 and "1600 columns" in again.stderr, again.stdout + again.stderr
+    finally:
+        stack.stop()
+
+
 def test_dlq_commands_explain_errors(tmp_path: Path, kafka: str) -> None:
     stack = Stack(tmp_path, kafka)
     out = tidegate(stack, "dlq", "list", "nope")
