@@ -87,6 +87,7 @@ class Governance:
         sources: list[tuple[str, str, list[str]]],
         pii: tuple[list[str], list[tuple[str, str]], str, bytes] | None = None,
         lowercase_email_ids: bool = True,
+        keep_identifiers: bool = False,
     ) -> Governance: ...
 
 def process_batch(

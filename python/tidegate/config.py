@@ -139,7 +139,7 @@ class PiiConfig(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 
     enabled: Annotated[bool, _doc("Scan events for PII and apply the actions.")] = True
     sensitive_keys: Annotated[list[str] | None, _doc("Key names whose values are PII whatever they hold (default: password, passwd, ssn, token, secret, credit_card, ...).")] = None
-    actions: Annotated[dict[str, PiiActionName], _doc("Action per class: email, phone, credit_card, ssn, iban, ipv4, ipv6, key_name.")] = msgspec.field(
+    actions: Annotated[dict[str, PiiActionName], _doc("Action per class: email, phone, credit_card, ssn, iban, ipv4, ipv6, key_name. `redact` and `drop_field` leave identifiers (userId, anonymousId, previousId, groupId) as they are, since people are told apart and joined by them; `hash` hashes them too.")] = msgspec.field(
         default_factory=lambda: {"credit_card": "redact", "ssn": "redact", "iban": "redact", "key_name": "redact"})
     default_action: Annotated[PiiActionName, _doc("Action for classes not listed in `actions`.")] = "allow"
     hash_key_env: Annotated[str, _doc("Environment variable holding the HMAC key for `hash` (at least 16 bytes).")] = "TIDEGATE_PII_HASH_KEY"
@@ -724,7 +724,8 @@ def config_reference() -> str:
                 shown = f"`{str(default).lower()}`"
             if isinstance(default, Struct) or isinstance(default, dict) and not default:
                 shown = "—"
-            rows.append(f"| `{field}` | {_type_name(base)} | {shown} | {desc} |")
+            key = struct.__struct_encode_fields__[struct.__struct_fields__.index(field)]  # as written in TOML
+            rows.append(f"| `{key}` | {_type_name(base)} | {shown} | {desc} |")
             if isinstance(base, type) and issubclass(base, Struct):
                 nested.append((f"{prefix}{field}", base))
             elif get_origin(base) in (dict, list):

@@ -194,18 +194,22 @@ class RegulationStore:
         return entries
 
 
-def delete_user_rows(sink: Any, user_id: str, lowercase_emails: bool = True) -> dict[str, int]:
+def delete_user_rows(sink: Any, user_id: str, lowercase_emails: bool = True, *, hashed: str | None = None) -> dict[str, int]:
     """Delete a user's rows from a warehouse sink in one transaction; rows deleted per table.
 
-    ``user_id`` is the id as stored (:func:`normalized_id`); ``lowercase_emails`` is how the ids in
-    refused events, which may be stored as received, are compared with it."""
+    ``user_id`` is the id as stored (:func:`normalized_id`); ``hashed`` the same id as the PII
+    policy hashes it, when it does (see :func:`stored_forms`): rows under either go. ``lowercase_emails``
+    is how the ids in refused events, which may be stored as received, are compared with it."""
     from .sinks.warehouse import quote
 
     p = sink.dialect.param
     s = quote(sink.schema)
+    forms = [user_id] if hashed is None or hashed == user_id else [user_id, hashed]
+    one = f"IN ({', '.join([p] * len(forms))})"
     deleted: dict[str, int] = {}
     with sink._lock, sink._transaction():  # noqa: SLF001 - the sink's own transaction and lock
-        sink.forget_held(user_id)  # rows a pipeline write kept back for its checkpoint
+        for form in forms:
+            sink.forget_held(form)  # rows a pipeline write kept back for its checkpoint
         cols = sink._rows("SELECT table_name, column_name FROM information_schema.columns "  # noqa: SLF001
                           f"WHERE table_schema = {p} AND column_name IN ('user_id', 'id', 'node_id', 'canonical_id')",
                           [sink.schema])
@@ -219,13 +223,13 @@ def delete_user_rows(sink: Any, user_id: str, lowercase_emails: bool = True) -> 
             columns = by_table[table]
             t = quote(table)
             if table == "users" and "id" in columns:
-                where, params = f"id = {p}", [user_id]
+                where, params = f"id {one}", forms
             elif table == IDENTITY_TABLE and columns & {"node_id", "canonical_id"}:
                 # The user's own ids, and every other id (their anonymous ids) mapped to them.
                 mapped = sorted(columns & {"node_id", "canonical_id"})
-                where, params = "(" + " OR ".join(f"{c} = {p}" for c in mapped) + ")", [user_id] * len(mapped)
+                where, params = "(" + " OR ".join(f"{c} {one}" for c in mapped) + ")", forms * len(mapped)
             elif "user_id" in columns:
-                where, params = f"user_id = {p}", [user_id]
+                where, params = f"user_id {one}", forms
             else:
                 continue
             n = sink._rows(f"SELECT count(*) FROM {s}.{t} WHERE {where}", params)[0][0]  # noqa: SLF001
@@ -344,9 +348,15 @@ def delete(cfg: Config, user_id: str) -> DeleteResult:
     destination."""
     from .sinks import build_sink
 
+    from .stages.govern import build_policy
+
     user_id = _stored_id(cfg, user_id)
     store = RegulationStore(cfg.regulations.path)
     warehouses = [n for n, d in cfg.destinations.items() if d.__struct_config__.tag in WAREHOUSE_TYPES]
+    # How each warehouse stores identifiers (hashed or not): the workspace's PII policy, or its own.
+    workspace = build_policy(cfg)
+    policies = {n: workspace if cfg.destinations[n].pii is None else
+                build_policy(cfg, cfg.destinations[n].pii, key=f"destinations.{n}.pii.actions") for n in warehouses}
     result = DeleteResult(skipped=[n for n in cfg.destinations if n not in warehouses], user_id=user_id)
     # Suppressed first (pending everywhere): nothing new of this user lands while rows are deleted.
     store.update(user_id, {"regulation": "delete", "at": _now(), "by": _actor(), "pending": list(warehouses)})
@@ -356,7 +366,8 @@ def delete(cfg: Config, user_id: str) -> DeleteResult:
             sink.setup()
             if not sink.ready():
                 raise TidegateError("destination not reachable")
-            deleted = delete_user_rows(sink, user_id, cfg.identity.lowercase_email_ids)
+            hashed = stored_forms([user_id], policies[name]).get(user_id)
+            deleted = delete_user_rows(sink, user_id, cfg.identity.lowercase_email_ids, hashed=hashed)
         except Exception as e:  # noqa: BLE001 - left pending, the pipeline finishes it
             result.pending[name] = str(e).splitlines()[0] if str(e) else type(e).__name__
             continue
@@ -374,6 +385,19 @@ def _check_id(user_id: str) -> None:
         raise TidegateError("USER_ID must not be empty")
 
 
+def stored_forms(ids: list[str], policy: Any) -> dict[str, str]:
+    """Each of ``ids`` (as :func:`normalized_id` stores them) that the PII ``policy`` (a compiled
+    ``_core.Governance``) hashes in an identifier -> its hashed form: with ``hash`` for its class
+    an email user id lands as ``hmac-sha256:…``, and the list must find it there too. (``redact``
+    and ``drop_field`` leave the workspace's identifiers as they are.)"""
+    from .stages import treat_ids
+
+    if policy is None or not ids:
+        return {}
+    treated = treat_ids(pl.Series(ids, dtype=pl.String), policy)
+    return {raw: t for raw, t in treated.iter_rows() if t is not None and t != raw}
+
+
 def _stored_id(cfg: Config, user_id: str) -> str:
     """A USER_ID from the command line as the pipeline stores it."""
     _check_id(user_id)
@@ -384,8 +408,12 @@ class SuppressionFilter:
     """The pipeline's view of the list: re-read when the file changes (checked per batch, one
     ``stat``), applied to a governed batch before fan-out."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, policy: Any = None):
+        """``policy``: the workspace's compiled PII policy, whose hashed identifiers are matched
+        too (:func:`stored_forms`)."""
         self.store = RegulationStore(cfg.regulations.path)
+        self.policy = policy
+        self._hashed: dict[str, str] = {}
         self.lowercase_emails = cfg.identity.lowercase_email_ids
         self._mtime: float | None = None
         self._users: dict[str, dict[str, Any]] = {}
@@ -409,6 +437,8 @@ class SuppressionFilter:
         self._mtime, self._users = mtime, users
         # Entries written before ids were normalised are under the id as typed: match them as stored.
         ids = set(users) | {normalized_id(u, self.lowercase_emails) for u in users}
+        self._hashed = stored_forms(sorted(ids), self.policy)
+        ids |= set(self._hashed.values())
         self.ids = pl.Series("ids", sorted(ids), dtype=pl.String)
         self._texts = [json.dumps(u, ensure_ascii=False)[1:-1].lower() for u in sorted(ids)]
         log.info("suppression list: %d users", len(users))
@@ -423,7 +453,7 @@ class SuppressionFilter:
             for user_id in self.pending(name):
                 stored = normalized_id(user_id, self.lowercase_emails)
                 try:
-                    deleted = delete_user_rows(sink, stored, self.lowercase_emails)
+                    deleted = delete_user_rows(sink, stored, self.lowercase_emails, hashed=self._hashed.get(stored))
                 except Exception as e:  # noqa: BLE001 - retried at the next change or restart
                     log.warning("pending deletion of %r in %r failed: %s", stored, name, e)
                     continue

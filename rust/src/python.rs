@@ -244,14 +244,17 @@ struct Governance {
 impl Governance {
     /// `plans`: `[(plan_id, spec_json)]`; `sources`: `[(source, plan_id, [violation types to drop])]`;
     /// `pii`: `(sensitive_keys, [(class, action)], default_action, hmac_key)` or None;
-    /// `lowercase_email_ids`: lower-case identifiers that are email addresses.
+    /// `lowercase_email_ids`: lower-case identifiers that are email addresses;
+    /// `keep_identifiers`: `redact` and `drop_field` leave `userId`, `anonymousId`, `previousId`
+    /// and `groupId` alone (the workspace policy, whose ids the identity graph is built from).
     #[new]
-    #[pyo3(signature = (plans, sources, pii=None, lowercase_email_ids=true))]
+    #[pyo3(signature = (plans, sources, pii=None, lowercase_email_ids=true, keep_identifiers=false))]
     fn new(
         plans: Vec<(String, Vec<u8>)>,
         sources: Vec<(String, String, Vec<String>)>,
         pii: Option<(Vec<String>, Vec<(String, String)>, String, Vec<u8>)>,
         lowercase_email_ids: bool,
+        keep_identifiers: bool,
     ) -> PyResult<Self> {
         let mut compiled: HashMap<String, Arc<TrackingPlan>> = HashMap::new();
         for (id, spec) in plans {
@@ -285,8 +288,9 @@ impl Governance {
                 let c = class.parse::<PiiClass>().map_err(|e| ConfigError::new_err(e.to_string()))?;
                 pairs.push((c, parse_action(action)?));
             }
-            let policy = PiiPolicy::new(parse_action(&default)?, &pairs, &key)
+            let mut policy = PiiPolicy::new(parse_action(&default)?, &pairs, &key)
                 .map_err(|e| ConfigError::new_err(e.to_string()))?;
+            policy.keep_identifiers = keep_identifiers;
             inner.pii = Some((PiiScanner::new(&keys), policy));
         }
         Ok(Governance { inner })

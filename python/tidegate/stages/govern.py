@@ -152,7 +152,9 @@ def build_policy(cfg: Config, pii_actions: DestinationPii | None = None, *, key:
         keys = cfg.pii.sensitive_keys if cfg.pii.sensitive_keys is not None else list(_core.DEFAULT_SENSITIVE_KEYS)
         pii = (keys, sorted(actions.items()), default, secret)
     try:
-        return _core.Governance(plans, sources, pii, cfg.identity.lowercase_email_ids)
+        # The workspace pass keeps identifiers from redact/drop_field: the identity graph, `users`
+        # and the regulations key on them (a destination's own pass takes who is who from it).
+        return _core.Governance(plans, sources, pii, cfg.identity.lowercase_email_ids, keep_identifiers=pii_actions is None)
     except ConfigError as e:
         raise ConfigError(str(e), file=cfg.path) from None
 

@@ -455,6 +455,8 @@ fn is_card_u64(mut u: u64) -> bool {
 pub struct PiiPolicy {
     actions: [PiiAction; PiiClass::ALL.len()],
     hasher: Hmac<Sha256>,
+    /// `redact` and `drop_field` leave the identifiers alone (see [`IDENTIFIER_PATHS`]).
+    pub keep_identifiers: bool,
 }
 
 impl fmt::Debug for PiiPolicy {
@@ -497,6 +499,7 @@ impl PiiPolicy {
         Ok(PiiPolicy {
             actions: table,
             hasher,
+            keep_identifiers: false,
         })
     }
 
@@ -570,8 +573,18 @@ pub fn redaction_marker(class: PiiClass) -> String {
     format!("[REDACTED:{}]", class.as_str())
 }
 
+/// The identifiers of an event (`govern::ID_FIELDS`): the keys people are told apart and
+/// joined by. Under a policy that [`PiiPolicy::keep_identifiers`] (the workspace's, whose
+/// output feeds the identity graph, `users` and the regulations), `redact` and `drop_field`
+/// leave them as they are: every redacted email would be the same text, so everyone with an
+/// email for a user id would become one person, and suppression and deletion could no longer
+/// find anyone. `hash` applies (a keyed hash still tells people apart and joins), and so does
+/// `block_event`. A destination's own policy redacts them: who is who there comes from the
+/// workspace pass.
+pub const IDENTIFIER_PATHS: [&str; 4] = ["/userId", "/anonymousId", "/previousId", "/groupId"];
+
 /// Carries out `policy` on `event` for `findings` (from [`PiiScanner::scan_event`] on this
-/// event).
+/// event). See [`IDENTIFIER_PATHS`] for identifiers.
 ///
 /// Per value, the strongest action wins: `block_event` > `drop_field` > `redact` > `hash`.
 /// `block_event` only sets [`Applied::blocked`]; the other findings are still acted on, so a
@@ -588,7 +601,13 @@ pub fn apply(event: &mut Value, findings: &[Finding], policy: &PiiPolicy) -> App
     let mut applied = Applied::default();
     let mut order: Vec<&Finding> = findings
         .iter()
-        .filter(|f| policy.action(f.class) != PiiAction::Allow)
+        .filter(|f| match policy.action(f.class) {
+            PiiAction::Allow => false,
+            PiiAction::Redact | PiiAction::DropField => {
+                !(policy.keep_identifiers && IDENTIFIER_PATHS.contains(&f.path.as_str()))
+            }
+            PiiAction::Hash | PiiAction::BlockEvent => true,
+        })
         .collect();
     if order.is_empty() {
         return applied;
