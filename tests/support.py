@@ -173,7 +173,9 @@ path = "warehouse.duckdb"
             con.close()
 
     def post(self, path: str, body: Any, *, source: str = "web", gzip_body: bool = False,
-             write_key: str | None = None, raw: bytes | None = None) -> tuple[int, dict[str, Any] | str]:
+             write_key: str | None = None, raw: bytes | None = None,
+             encoding: str | None = None) -> tuple[int, dict[str, Any] | str]:
+        """``raw``: the body as given; ``encoding`` then names its Content-Encoding as sent."""
         from tidegate.sample import post
         import base64, gzip as gz  # noqa: E401
 
@@ -183,8 +185,8 @@ path = "warehouse.duckdb"
             if key:
                 headers["Authorization"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
             data = gz.compress(raw) if gzip_body else raw
-            if gzip_body:
-                headers["Content-Encoding"] = "gzip"
+            if gzip_body or encoding:
+                headers["Content-Encoding"] = encoding or "gzip"
             req = urllib.request.Request(self.url + path, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=30) as r:

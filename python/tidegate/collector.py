@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import _core, metrics
 from .config import Config
-from .errors import RequestRejected
+from .errors import RequestRejected, TidegateError
 from .kafka import AsyncProducer, KafkaException, ensure_raw_topic
 
 __all__ = ["Collector", "ENDPOINTS", "write_key_from_header", "cors_headers", "source_config"]
@@ -117,15 +117,42 @@ def _error(status: int, code: str, message: str) -> web.Response:
                         content_type="application/json")
 
 
-def _gunzip(body: bytes, limit: int) -> bytes:
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+# Content-Encoding -> zlib's wbits for it. The collector decodes bodies itself (aiohttp's own
+# decoding is off): it bounds the decoded size, and a bad body gets a JSON error, not a 500.
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
+    """``body`` decoded per its Content-Encoding, at most ``limit`` bytes; RequestRejected
+    (400 malformed, 413 too large, 415 unsupported) otherwise.
+
+    >>> import gzip
+    >>> _decoded(gzip.compress(b'{"a":1}'), "gzip", 100)
+    b'{"a":1}'
+    >>> _decoded(gzip.compress(b'{"a":1}')[:-4], "gzip", 100)
+    Traceback (most recent call last):
+    ...
+    tidegate.errors.RequestRejected: body ends inside its gzip stream (cut off?); send the whole body
+    """
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    wbits = _ENCODINGS.get(encoding)
+    if wbits is None:
+        raise RequestRejected(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; send the body "
+                              "plain, gzip or deflate")
+    d = zlib.decompressobj(wbits)
     try:
         out = d.decompress(body, limit + 1)
     except zlib.error as e:
-        raise RequestRejected(400, "malformed_gzip", f"body is not valid gzip ({e}); send plain JSON or valid gzip") from None
+        raise RequestRejected(400, f"malformed_{'gzip' if wbits > zlib.MAX_WBITS else encoding}",
+                              f"body is not valid {encoding} ({e}); send plain JSON or a valid {encoding} body") from None
     if len(out) > limit:
         raise RequestRejected(413, "request_too_large",
-                              f"request body is over the limit of {limit} bytes after gzip decoding; send smaller batches")
+                              f"request body is over the limit of {limit} bytes after {encoding} decoding; send smaller batches")
+    if not d.eof:
+        raise RequestRejected(400, f"malformed_{'gzip' if wbits > zlib.MAX_WBITS else encoding}",
+                              f"body ends inside its {encoding} stream (cut off?); send the whole body")
     return out
 
 
@@ -140,7 +167,8 @@ class Collector:
         self.partitions = cfg.kafka.partitions
         self._in_flight = 0
         limits = cfg.collector
-        self.app = web.Application(client_max_size=limits.max_request_bytes + 1, middlewares=[_cors])
+        self.app = web.Application(client_max_size=limits.max_request_bytes + 1, middlewares=[_cors],
+                                   handler_args={"auto_decompress": False})  # see `_decoded`
         self.app.router.add_post("/v1/{endpoint}", self.handle_event)
         self.app.router.add_get("/sourceConfig", self.source_config)
         self.app.router.add_get("/sourceConfig/", self.source_config)
@@ -208,8 +236,10 @@ class Collector:
             metrics.collector.events.labels(source, "request_too_large").inc()
             response = _error(413, "request_too_large",
                               f"request body is over the limit of {self.cfg.collector.max_request_bytes} bytes; send smaller batches")
-        metrics.collector.requests.labels(source, endpoint, str(response.status)).inc()
-        metrics.collector.request_seconds.labels(endpoint).observe(time.perf_counter() - started)
+        # A path nobody serves is one label value, however many a client makes up.
+        label = endpoint if endpoint in ENDPOINTS else "unknown"
+        metrics.collector.requests.labels(source, label, str(response.status)).inc()
+        metrics.collector.request_seconds.labels(label).observe(time.perf_counter() - started)
         return response
 
     async def _accept(self, request: web.Request, endpoint: str, source: str) -> web.Response:
@@ -219,10 +249,7 @@ class Collector:
                                   f"request body is {request.content_length} bytes, over the limit of {limits.max_request_bytes}")
         if self._in_flight >= limits.max_in_flight_requests:
             raise RequestRejected(429, "max_requests_limit_reached", "too many requests waiting for Kafka; retry with backoff")
-        body = await request.read()
-        # aiohttp may have decoded the body already; only gunzip what still looks like gzip.
-        if request.headers.get("Content-Encoding", "").lower() == "gzip" and body[:2] == b"\x1f\x8b":
-            body = _gunzip(body, limits.max_request_bytes)
+        body = _decoded(await request.read(), request.headers.get("Content-Encoding", ""), limits.max_request_bytes)
         received_us = time.time_ns() // 1000
         envelopes = _core.ingest(
             body, endpoint, source, received_us, self.partitions,
@@ -307,7 +334,12 @@ class Collector:
 
 def serve(cfg: Config, *, handle_signals: bool = True, print_fn: Any = print) -> None:
     """Run the collector until interrupted."""
+    from .health import cannot_listen
+
     collector = Collector(cfg)
     print_fn(f"tidegate collector on http://{cfg.collector.host}:{cfg.collector.port} -> {cfg.kafka.raw_topic}")
-    web.run_app(collector.app, host=cfg.collector.host, port=cfg.collector.port,
-                handle_signals=handle_signals, print=None, access_log=None)
+    try:
+        web.run_app(collector.app, host=cfg.collector.host, port=cfg.collector.port,
+                    handle_signals=handle_signals, print=None, access_log=None)
+    except OSError as e:
+        raise TidegateError(cannot_listen(cfg.collector.host, cfg.collector.port, e, "collector.port")) from None

@@ -227,8 +227,7 @@ class Fanout:
             n = shares[name].accepted
             self.dead_letters.park(name, items, reason=str(error), events=n)
             metrics.sink.dead_lettered.labels(name).inc(n)
-            log.error("destination %r: %s; parked %d events (%d messages) in %s", name, error, n, len(items),
-                      dlq_topic(cfg, name))
+            log.error("%s; parked %d events (%d messages) for %r in %s", error, n, len(items), name, dlq_topic(cfg, name))
             parked[name] = str(error)
         return parked
 

@@ -9,11 +9,14 @@ from typing import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import metrics, threads
+from .errors import TidegateError
 
 __all__ = ["serve_health"]
 
 
-def serve_health(host: str, port: int, ready: Callable[[], bool]) -> ThreadingHTTPServer:
+def serve_health(host: str, port: int, ready: Callable[[], bool], *, key: str = "pipeline.metrics_port") -> ThreadingHTTPServer:
+    """Serve on ``host``:``port`` from a thread; TidegateError naming the config ``key`` if the port
+    cannot be had."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = self.path.split("?", 1)[0]
@@ -37,7 +40,16 @@ def serve_health(host: str, port: int, ready: Callable[[], bool]) -> ThreadingHT
         def log_message(self, *_args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as e:
+        raise TidegateError(cannot_listen(host, port, e, key)) from None
     server.daemon_threads = True
     threads.Thread(target=server.serve_forever, name="tidegate-health", daemon=True).start()
     return server
+
+
+def cannot_listen(host: str, port: int, error: OSError, key: str) -> str:
+    """What to tell a user whose server could not bind ``host``:``port``."""
+    return (f"cannot listen on {host}:{port}: {error.strerror or error}; stop what uses that port, "
+            f"or set {key} to a free one")

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import signal
 import uuid
+import zlib
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -76,6 +78,13 @@ def test_bad_input_gets_status_and_nothing_lands(stack: Stack) -> None:
          413, "request_too_large"),
         (stack.post("/v1/purchase", track(904)), 404, "unknown_endpoint"),
         (stack.post("/v1/batch", None, raw=b"\x1f\x8bnot really gzip", gzip_body=False), 400, "malformed_json"),
+        # bodies the header says are encoded: decoded by the collector, or refused with a JSON error
+        (stack.post("/v1/batch", None, raw=b"notgzip", encoding="gzip"), 400, "malformed_gzip"),
+        (stack.post("/v1/batch", None, raw=gzip.compress(json.dumps({"batch": [track(905)]}).encode())[:-6],
+                    encoding="gzip"), 400, "malformed_gzip"),
+        (stack.post("/v1/track", None, raw=zlib.compress(b'{"event": "x", "messageId": "bad-3"}'), encoding="deflate"),
+         400, "missing_identity"),
+        (stack.post("/v1/track", None, raw=b"\x0b\x02\x80", encoding="br"), 415, "unsupported_encoding"),
     ]
     for (status, body), want_status, want_code in cases:
         assert status == want_status, body

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 from prometheus_client import generate_latest
 
 from tidegate import metrics
@@ -79,3 +80,17 @@ def test_observe_many_matches_observe() -> None:
     assert a.keys() == b.keys()
     for k in a:
         assert abs(a[k] - b[k]) < 1e-9, k
+
+
+def test_a_taken_metrics_port_is_a_clear_error() -> None:
+    import socket
+
+    from tidegate.errors import TidegateError
+    from tidegate.health import serve_health
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(TidegateError, match=f"cannot listen on 127.0.0.1:{port}: .*set pipeline.metrics_port"):
+            serve_health("127.0.0.1", port, lambda: True)

@@ -94,5 +94,5 @@ class KafkaSink(Sink):
             first = f"; first error: {failures[0]}" if failures else ""
             raise DeliveryError(
                 f"destination {self.name!r}: Kafka did not acknowledge {len(failures) + pending} of {len(events)} "
-                f"messages to {self.cfg.topic!r} within {self.cfg.delivery_timeout_s}s{first}; the batch will be retried"
+                f"messages to {self.cfg.topic!r} within {self.cfg.delivery_timeout_s}s{first}"
             )

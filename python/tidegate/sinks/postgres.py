@@ -94,8 +94,8 @@ class PostgresSink(WarehouseSink):
     def _unreachable(self, e: Exception) -> DeliveryError:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return DeliveryError(
-            f"destination {self.name!r}: PostgreSQL unreachable ({reason}); the batch will be retried. "
-            "Check that the server runs and the destination's dsn"
+            f"destination {self.name!r}: PostgreSQL unreachable ({reason}); "
+            "check that the server runs and the destination's dsn"
         )
 
     # -- what WarehouseSink needs --------------------------------------------------------------

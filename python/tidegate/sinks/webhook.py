@@ -146,6 +146,5 @@ class WebhookSink(Sink):
             except (urllib.error.URLError, OSError) as e:
                 last = str(getattr(e, "reason", e))
         raise DeliveryError(
-            f"destination {self.name!r}: {self.cfg.url} failed {self.cfg.max_retries + 1} times (last: {last}); "
-            "the batch will be retried"
+            f"destination {self.name!r}: {self.cfg.url} failed {self.cfg.max_retries + 1} times (last: {last})"
         )
