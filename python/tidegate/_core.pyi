@@ -13,6 +13,7 @@ __all__ = [
     "__version__",
     "DEFAULT_SENSITIVE_KEYS",
     "SUPPORTED_KEYWORDS",
+    "RESERVED_TABLES",
     "ingest",
     "BatchResult",
     "Buffer",
@@ -33,6 +34,7 @@ __all__ = [
 __version__: str
 DEFAULT_SENSITIVE_KEYS: list[str]
 SUPPORTED_KEYWORDS: list[str]
+RESERVED_TABLES: list[str]
 
 def ingest(
     body: bytes,

@@ -94,12 +94,15 @@ pub fn process(messages: &[Message<'_>], extra: &[(&str, Value)], gov: &Governan
             },
             Err(e) => {
                 out.events_in += 1;
+                let text = String::from_utf8_lossy(&msg.events[..msg.events.len().min(64 * 1024)]);
+                // Unparsed, so redacted as text: what the scanner finds, and sensitive keys' values.
+                let event = gov.redact_text_for_inspection(&text).unwrap_or_else(|| text.into_owned());
                 out.rejected.push(Rejected {
                     id: to_hex(content_key(msg.source, &Value::from(String::from_utf8_lossy(msg.events).as_ref()))),
                     source: msg.source.to_string(),
                     reason: "invalid_json",
                     detail: format!("message is not valid JSON: {e}"),
-                    event: String::from_utf8_lossy(&msg.events[..msg.events.len().min(64 * 1024)]).into_owned(),
+                    event,
                     received_at_us: msg.received_at_us,
                 });
             }
@@ -222,7 +225,9 @@ fn restamped(map: &Object, fields: &Fields<'_>, key: u128, kafka_time_us: i64, l
             us
         }
     };
-    if micros(fields.timestamp).is_none() {
+    // Only a missing one: an unreadable `timestamp` stays for the layout to replace and record
+    // in `discards` (`warehouse::Item::Replaced`), as an unreadable `sentAt` is recorded.
+    if fields.timestamp.is_none_or(|v| v.is_null()) {
         let ts = derive_timestamp(None, micros(fields.original_timestamp), micros(fields.sent_at), received);
         changes.push(("timestamp", format_micros(ts)));
     }
@@ -488,4 +493,26 @@ mod tests {
             )
         );
     }
+
+    /// A message that is no JSON is kept as text: with a PII policy, redacted as text.
+    #[test]
+    fn invalid_json_is_kept_with_its_pii_redacted() {
+        use crate::pii::{PiiAction, PiiPolicy, PiiScanner};
+        let raw = br#"{"type":"track","userId":"u","properties":{"score":NaN,"mail":"ana@example.com","card":"4111 1111 1111 1111",
+            "password" : "p\"w", "api_key":12345, "token":null, "secret":{"pin":"1234"}, "note":"\u00e9 ok"}}"#;
+        let msg = [Message { source: "k", received_at_us: 0, events: raw, duplicates: b"", late_by_ms: &[] }];
+        let plain = process(&msg, &[], &Governance::default());
+        assert_eq!(plain.rejected[0].event.as_bytes(), raw, "no PII policy: kept as it came");
+        let mut gov = Governance::default();
+        gov.pii = Some((PiiScanner::default(), PiiPolicy::new(PiiAction::Allow, &[], &[]).unwrap()));
+        let out = process(&msg, &[], &gov);
+        assert_eq!(out.rejected[0].reason, "invalid_json");
+        assert_eq!(
+            out.rejected[0].event,
+            r#"{"type":"track","userId":"u","properties":{"score":NaN,"mail":"[REDACTED:email]","card":"[REDACTED:credit_card]",
+            "password" : "[REDACTED:key_name]", "api_key":"[REDACTED:key_name]", "token":null, "secret":"[REDACTED:key_name]", "note":"\u00e9 ok"}}"#,
+            "whatever the policy's actions: kept for inspection, so redacted"
+        );
+    }
+
 }

@@ -309,6 +309,121 @@ impl Governance {
             pii::apply(event, &findings, &redact_all);
         }
     }
+
+    /// [`Governance::redact_for_inspection`] of a message that is no JSON document (refused as
+    /// invalid JSON): every PII span the scanner finds in its text, and the value of every
+    /// `"key": value` pair whose key is a sensitive name, replaced by its redaction marker.
+    /// `None` when there is nothing to change.
+    pub fn redact_text_for_inspection(&self, text: &str) -> Option<String> {
+        let (scanner, _) = self.pii.as_ref()?;
+        let mut spans: Vec<pii::Match> = Vec::new();
+        scanner.scan_str(text, &mut spans);
+        let mut quoted = vec![false; spans.len()];
+        for (start, end, is_string) in sensitive_values(scanner, text) {
+            spans.push(pii::Match { class: PiiClass::KeyName, start, end });
+            quoted.push(!is_string);
+        }
+        if spans.is_empty() {
+            return None;
+        }
+        let mut order: Vec<usize> = (0..spans.len()).collect();
+        order.sort_by_key(|&i| (spans[i].start, std::cmp::Reverse(spans[i].end)));
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for i in order {
+            let m = spans[i];
+            if m.start < at {
+                continue; // inside a span already redacted
+            }
+            out.push_str(&text[at..m.start]);
+            let marker = pii::redaction_marker(m.class);
+            if quoted[i] {
+                out.push('"');
+                out.push_str(&marker);
+                out.push('"');
+            } else {
+                out.push_str(&marker);
+            }
+            at = m.end;
+        }
+        out.push_str(&text[at..]);
+        Some(out)
+    }
+}
+
+/// Byte spans of the values of sensitive keys in JSON-like `text` (which need not parse): a
+/// string's contents (`true`), or a whole other value, a number, `NaN` or a container (`false`).
+/// Strings are found by their quotes, a key by the `:` after it.
+fn sensitive_values(scanner: &PiiScanner, text: &str) -> Vec<(usize, usize, bool)> {
+    let b = text.as_bytes();
+    let skip_space = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    // The index of the closing quote of the string opening at `i` (the text's end if none).
+    let closing_quote = |mut i: usize| {
+        i += 1;
+        while i < b.len() && b[i] != b'"' {
+            i += if b[i] == b'\\' { 2 } else { 1 };
+        }
+        i.min(b.len())
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        let close = closing_quote(i);
+        let key = &text[i + 1..close];
+        let end = (close + 1).min(b.len());
+        i = end;
+        let colon = skip_space(end);
+        if b.get(colon) != Some(&b':') || !scanner.is_sensitive_key(key) {
+            continue;
+        }
+        let start = skip_space(colon + 1);
+        match b.get(start) {
+            Some(b'"') => {
+                let close = closing_quote(start);
+                if close > start + 1 {
+                    out.push((start + 1, close, true));
+                }
+                i = (close + 1).min(b.len());
+            }
+            // A container, whole (to its matching bracket, or the text's end).
+            Some(b'{' | b'[') => {
+                let (mut depth, mut end) = (0usize, start);
+                while end < b.len() {
+                    match b[end] {
+                        b'"' => end = closing_quote(end),
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => depth -= 1,
+                        _ => {}
+                    }
+                    end += 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                let end = end.min(b.len());
+                out.push((start, end, false));
+                i = end;
+            }
+            None => i = start,
+            Some(_) => {
+                let end = start + b[start..].iter().position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace()).unwrap_or(b.len() - start);
+                if !matches!(&text[start..end], "null" | "true" | "false") {
+                    out.push((start, end, false));
+                }
+                i = end;
+            }
+        }
+    }
+    out
 }
 
 /// Buffers reused across the events of a batch, and the batch's policy counts.

@@ -75,7 +75,14 @@ pub enum IngestError {
     EventTooLarge { index: Option<usize>, size: usize, limit: usize },
     RequestTooLarge { size: usize, limit: usize },
     TooManyEvents { count: usize, limit: usize },
+    /// An event nested [`MAX_EVENT_DEPTH`] levels or more: its envelope could not be parsed.
+    TooDeep { detail: String },
 }
+
+/// Levels an event may not reach: the pipeline parses it inside its envelope (an object and its
+/// `events` array), within `serde_json`'s limit ([`crate::json::MAX_DEPTH`]) — as the batch
+/// endpoint's body (`{"batch": [...]}`) holds it.
+pub const MAX_EVENT_DEPTH: usize = crate::json::MAX_DEPTH - 2;
 
 impl IngestError {
     pub fn status(&self) -> u16 {
@@ -95,6 +102,7 @@ impl IngestError {
             IngestError::EventTooLarge { .. } => "event_too_large",
             IngestError::RequestTooLarge { .. } => "request_too_large",
             IngestError::TooManyEvents { .. } => "too_many_events",
+            IngestError::TooDeep { .. } => "too_deeply_nested",
         }
     }
 }
@@ -137,6 +145,11 @@ impl fmt::Display for IngestError {
                 f,
                 "batch has {count} events, over the limit of {limit}; split it or raise collector.max_batch_events"
             ),
+            IngestError::TooDeep { detail } => write!(
+                f,
+                "an event is nested too deeply ({detail}); an event may nest objects and arrays at most {} levels deep, itself included",
+                MAX_EVENT_DEPTH - 1
+            ),
         }
     }
 }
@@ -178,11 +191,15 @@ pub fn ingest(
             if body.len() > limits.max_event_bytes {
                 return Err(IngestError::EventTooLarge { index: None, size: body.len(), limit: limits.max_event_bytes });
             }
+            crate::json::check_depth_below(body, MAX_EVENT_DEPTH).map_err(too_deep)?;
             let value: Value = parse(body)?;
             let event = normalise(value, Some(kind), None, None, received_at_us, &received_at)?;
             events.push((partition_of(&event, partitions), event));
         }
         None => {
+            // The body holds its events as deep as an envelope will (`MAX_EVENT_DEPTH`), but each
+            // event is parsed on its own below, within a fresh limit.
+            crate::json::check_depth(body).map_err(too_deep)?;
             let parsed: BatchBody = serde_json::from_slice(body).map_err(|e| {
                 if e.is_data() {
                     IngestError::EmptyBatch
@@ -208,6 +225,10 @@ pub fn ingest(
         }
     }
     Ok(envelopes(events, source, &received_at))
+}
+
+fn too_deep(e: crate::json::Error) -> IngestError {
+    IngestError::TooDeep { detail: e.to_string() }
 }
 
 fn parse(body: &[u8]) -> Result<Value, IngestError> {
@@ -271,10 +292,11 @@ fn stamp(event: &mut Map<String, Value>, batch_sent_at: Option<&str>, received_a
         }
     }
     let micros = |key: &str| event.get(key).and_then(Value::as_str).and_then(parse_micros);
-    let timestamp = micros("timestamp");
-    let original = micros("originalTimestamp");
-    let sent = micros("sentAt");
-    if timestamp.is_none() {
+    // Only a missing `timestamp` is stamped: an unreadable one goes on as sent, for the pipeline
+    // to replace by the same rule and keep in `discards`.
+    if event.get("timestamp").is_none_or(Value::is_null) {
+        let original = micros("originalTimestamp");
+        let sent = micros("sentAt");
         let ts = derive_timestamp(None, original, sent, received_at_us);
         event.insert("timestamp".into(), Value::String(format_micros(ts)));
     }
@@ -434,4 +456,43 @@ mod tests {
         let ev = &envelope_events(&envs[0])[0];
         assert_eq!(ev["timestamp"], "2025-11-26T05:30:40.000Z");
     }
+
+    #[test]
+    fn an_unreadable_timestamp_is_forwarded_as_sent() {
+        let body = br#"{"anonymousId":"a","timestamp":"2025-11-26T05:30:40.123"}"#;
+        let envs = ingest(body, Some(EventType::Track), "s", NOW, 1, &Limits::default()).unwrap();
+        assert_eq!(envelope_events(&envs[0])[0]["timestamp"], "2025-11-26T05:30:40.123");
+        let body = br#"{"anonymousId":"a","timestamp":null}"#;
+        let envs = ingest(body, Some(EventType::Track), "s", NOW, 1, &Limits::default()).unwrap();
+        assert_eq!(envelope_events(&envs[0])[0]["timestamp"], "2025-11-26T05:30:44.000Z");
+    }
+
+    /// An event reaches the pipeline inside an envelope two levels deep, as a batch body holds
+    /// it: both endpoints take what the pipeline can parse, and refuse the level above.
+    #[test]
+    fn events_nest_as_deep_on_every_endpoint_as_the_pipeline_parses() {
+        // Parsing and dropping 127 levels overflows a test thread's stack in a debug build.
+        std::thread::Builder::new().stack_size(64 << 20).spawn(nest_as_deep_as_the_pipeline_parses).unwrap().join().unwrap();
+    }
+
+    fn nest_as_deep_as_the_pipeline_parses() {
+        let event = |levels: usize| format!(r#"{{"type":"track","anonymousId":"a","p":{}1{}}}"#, "[".repeat(levels - 1), "]".repeat(levels - 1));
+        let l = Limits { max_event_bytes: 1 << 20, ..Limits::default() };
+        let deepest = MAX_EVENT_DEPTH - 1;
+        for levels in [deepest, deepest + 1] {
+            let single = ingest(event(levels).as_bytes(), Some(EventType::Track), "s", NOW, 1, &l);
+            let batch = ingest(format!(r#"{{"batch":[{}]}}"#, event(levels)).as_bytes(), None, "s", NOW, 1, &l);
+            if levels == deepest {
+                for envs in [single.unwrap(), batch.unwrap()] {
+                    assert!(crate::json::parse(&envs[0].payload).is_ok(), "the pipeline parses the envelope");
+                }
+            } else {
+                for err in [single.unwrap_err(), batch.unwrap_err()] {
+                    assert_eq!((err.status(), err.code()), (400, "too_deeply_nested"), "{err}");
+                    assert!(err.to_string().contains("at most 125 levels"), "{err}");
+                }
+            }
+        }
+    }
+
 }

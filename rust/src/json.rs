@@ -72,14 +72,20 @@ pub fn parse(bytes: &[u8]) -> Result<Value, Error> {
 /// valid JSON, which is all that matters: a parser stops at the first error, so never nests
 /// deeper than the valid prefix does.
 pub fn check_depth(bytes: &[u8]) -> Result<(), Error> {
+    check_depth_below(bytes, MAX_DEPTH)
+}
+
+/// [`check_depth`] with `limit` levels refused instead of [`MAX_DEPTH`]: for a document that
+/// travels inside another (the collector's events inside an envelope).
+pub fn check_depth_below(bytes: &[u8], limit: usize) -> Result<(), Error> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
-            return unsafe { depth_avx2(bytes) }.map_err(|at| depth_error(bytes, at));
+            return unsafe { depth_avx2(bytes, limit) }.map_err(|at| depth_error(bytes, at));
         }
     }
-    depth_with(bytes, classify_portable).map_err(|at| depth_error(bytes, at))
+    depth_with(bytes, limit, classify_portable).map_err(|at| depth_error(bytes, at))
 }
 
 fn depth_error(bytes: &[u8], at: usize) -> Error {
@@ -99,10 +105,10 @@ struct Masks {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn depth_avx2(bytes: &[u8]) -> Result<(), usize> {
+unsafe fn depth_avx2(bytes: &[u8], limit: usize) -> Result<(), usize> {
     // A closure, not the function item: this way the AVX2 intrinsics are inlined here.
     #[allow(clippy::redundant_closure)]
-    depth_with(bytes, |block| classify_avx2(block))
+    depth_with(bytes, limit, |block| classify_avx2(block))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -168,9 +174,10 @@ fn prefix_xor(mut x: u64) -> u64 {
     x
 }
 
-/// `Err(offset)` of the opening bracket that reaches [`MAX_DEPTH`].
+/// `Err(offset)` of the opening bracket that reaches `limit`.
 #[inline(always)]
-fn depth_with(bytes: &[u8], classify: impl Fn(&[u8; 64]) -> Masks) -> Result<(), usize> {
+fn depth_with(bytes: &[u8], limit: usize, classify: impl Fn(&[u8; 64]) -> Masks) -> Result<(), usize> {
+    let limit = limit as i64;
     let mut prev_escaped = 0u64;
     let mut prev_in_string = 0u64;
     let mut depth: i64 = 0;
@@ -182,7 +189,7 @@ fn depth_with(bytes: &[u8], classify: impl Fn(&[u8; 64]) -> Masks) -> Result<(),
         let open = m.open & !in_string;
         let close = m.close & !in_string;
         let opens = i64::from(open.count_ones());
-        if depth + opens < MAX_DEPTH as i64 {
+        if depth + opens < limit {
             depth += opens - i64::from(close.count_ones());
             return Ok(());
         }
@@ -191,7 +198,7 @@ fn depth_with(bytes: &[u8], classify: impl Fn(&[u8; 64]) -> Masks) -> Result<(),
             let i = brackets.trailing_zeros();
             if open >> i & 1 == 1 {
                 depth += 1;
-                if depth >= MAX_DEPTH as i64 {
+                if depth >= limit {
                     return Err(base + i as usize);
                 }
             } else {
@@ -570,7 +577,7 @@ mod tests {
                 same(&text);
             }
         }
-        let portable = |bytes: &[u8]| depth_with(bytes, classify_portable).is_ok();
+        let portable = |bytes: &[u8]| depth_with(bytes, MAX_DEPTH, classify_portable).is_ok();
         for text in [format!("{}{}", "[".repeat(127), "]".repeat(127)), format!("{}{}", "[".repeat(128), "]".repeat(128))] {
             assert_eq!(portable(text.as_bytes()), check_depth(text.as_bytes()).is_ok());
         }

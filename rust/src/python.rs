@@ -567,6 +567,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_SENSITIVE_KEYS", crate::pii::DEFAULT_SENSITIVE_KEYS.to_vec())?;
     m.add("SUPPORTED_KEYWORDS", crate::plan::SUPPORTED_KEYWORDS.to_vec())?;
+    m.add("RESERVED_TABLES", crate::warehouse::RESERVED_TABLES.to_vec())?;
     m.add_class::<BatchResult>()?;
     m.add_class::<Buffer>()?;
     m.add_class::<Governance>()?;

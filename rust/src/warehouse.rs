@@ -16,23 +16,58 @@ use crate::fields::Fields;
 use crate::govern::PlanContext;
 use crate::ingest::EventType;
 use crate::json;
-use crate::timefmt::parse_micros;
+use crate::timefmt::{derive_timestamp, parse_micros};
 
-/// Tables every event type maps to; a track event named like one of these gets a `_` prefix.
+/// Tables the pipeline writes itself: the layout's (every event type's table, `users`,
+/// `accounts`), the identity stage's `identity_map`, the sinks' `event_counts_hourly`,
+/// `discards` and `discarded_events`. A track event named like one of these gets a `_` prefix,
+/// so no client can write into them (`tests/unit/test_reserved_tables.py` checks the sinks'
+/// tables are all here).
 pub const RESERVED_TABLES: &[&str] = &[
-    "tracks", "identifies", "users", "pages", "screens", "groups", "aliases", "accounts", "discards",
-    "discarded_events",
+    "tracks", "identifies", "users", "pages", "screens", "groups", "aliases", "accounts", "identity_map",
+    "event_counts_hourly", "discards", "discarded_events",
 ];
 
-/// Columns the layout sets itself, and those the pipeline adds to every row (lateness, PII
-/// lineage, the governing config's version, the identity stage's `canonical_id`, the table an
-/// outbound event came from); a property or trait with the same name is stored as `_<name>`
-/// rather than overwritten or overwriting.
+/// Columns of every row: those the layout sets for every event type, and those the pipeline and
+/// the sinks add (lateness, PII lineage, the governing config's version, the identity stage's
+/// `canonical_id`, the table an outbound event came from, the load time). A property or trait
+/// with the same name is stored as `_<name>` rather than overwritten or overwriting; so is one
+/// named like a column the layout sets for its event type only ([`Guard`]).
 const COMMON_COLUMNS: &[&str] = &[
     "id", "anonymous_id", "user_id", "sent_at", "timestamp", "received_at", "original_timestamp", "channel",
-    "event", "event_text", "name", "group_id", "previous_id", "uuid_ts", "context_source_id",
-    "late", "late_by_ms", "tidegate_pii_actions", "tidegate_config_version", "canonical_id", "tidegate_table",
+    "uuid_ts", "context_source_id", "late", "late_by_ms", "tidegate_pii_actions", "tidegate_config_version",
+    "canonical_id", "tidegate_table",
 ];
+
+/// Which columns a property or trait must not take: the [`COMMON_COLUMNS`] and those the layout
+/// sets in the tables it lands in. `name` is a page's or screen's own column, but a trait in
+/// `users` or a property of an event table, as in Segment's and RudderStack's warehouses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Guard {
+    /// `context`: flattened under its own prefix, so it cannot meet a layout column.
+    None,
+    /// Identify traits (`identifies`, `users`).
+    Common,
+    /// Track properties (the event's table): `event`, `event_text`.
+    Track,
+    /// Page and screen properties: `name`.
+    Named,
+    /// Group traits: `group_id`.
+    Group,
+}
+
+impl Guard {
+    fn reserves(self, column: &str) -> bool {
+        let own: &[&str] = match self {
+            Guard::None => return false,
+            Guard::Common => &[],
+            Guard::Track => &["event", "event_text"],
+            Guard::Named => &["name"],
+            Guard::Group => &["group_id"],
+        };
+        COMMON_COLUMNS.contains(&column) || own.contains(&column)
+    }
+}
 
 const TIMESTAMP_COLUMNS: &[&str] = &["sent_at", "timestamp", "received_at", "original_timestamp"];
 
@@ -141,10 +176,13 @@ const NAME: u32 = 10;
 const GROUP_ID: u32 = 11;
 const PREVIOUS_ID: u32 = 12;
 
-/// Roots of the flattening trie: `properties`/`traits` (guarded against the layout's own
-/// columns) and `context`.
-const OBJECT_ROOT: u32 = 0;
-const CONTEXT_ROOT: u32 = 1;
+/// Roots of the flattening trie: `context`, and `properties`/`traits` of each [`Guard`].
+const CONTEXT_ROOT: u32 = 0;
+const IDENTIFY_ROOT: u32 = 1;
+const TRACK_ROOT: u32 = 2;
+const NAMED_ROOT: u32 = 3;
+const GROUP_ROOT: u32 = 4;
+const ROOTS: [Guard; 5] = [Guard::None, Guard::Common, Guard::Track, Guard::Named, Guard::Group];
 
 /// Column names of one batch, interned: a key path is snake-cased and flattened once per batch,
 /// not once per event, and a row names its columns by id.
@@ -165,7 +203,7 @@ struct PathNode {
     prefix: Box<str>,
     /// The column a value at this path lands in.
     column: u32,
-    guarded: bool,
+    guard: Guard,
     children: FxHashMap<Box<str>, u32>,
     /// The child last found at each member position: events of one shape list their keys in
     /// the same order, so most lookups are one key comparison rather than a hash lookup.
@@ -180,12 +218,13 @@ impl Names {
         for name in FIXED_COLUMNS {
             self.intern(name);
         }
-        for (prefix, guarded) in [("", true), ("context", false)] {
+        for guard in ROOTS {
+            let prefix = if guard == Guard::None { "context" } else { "" };
             self.paths.push(PathNode {
                 key: prefix.into(),
                 prefix: prefix.into(),
                 column: u32::MAX,
-                guarded,
+                guard,
                 children: FxHashMap::default(),
                 by_position: Vec::new(),
             });
@@ -228,8 +267,8 @@ impl Names {
         let parent = &self.paths[node as usize];
         let part = snake_case(key);
         let prefix = if parent.prefix.is_empty() { part } else { truncate_identifier(format!("{}_{part}", parent.prefix)) };
-        let guarded = parent.guarded;
-        let column = if guarded && COMMON_COLUMNS.contains(&prefix.as_str()) {
+        let guard = parent.guard;
+        let column = if guard.reserves(&prefix) {
             self.intern(&truncate_identifier(format!("_{prefix}")))
         } else {
             self.intern(&prefix)
@@ -239,7 +278,7 @@ impl Names {
             key: key.into(),
             prefix: prefix.into(),
             column,
-            guarded,
+            guard,
             children: FxHashMap::default(),
             by_position: Vec::new(),
         });
@@ -350,7 +389,14 @@ impl<'a> Val<'a> {
 enum Item<'a> {
     V(Val<'a>),
     Text(Cow<'a, str>),
+    /// A client `timestamp` that is no time: stored as the time derived in its place
+    /// (microseconds), the value sent recorded in `discards` ([`REPLACED_TIMESTAMP`]).
+    Replaced(Val<'a>, i64),
 }
+
+/// Why a client `timestamp` is in `discards`.
+const REPLACED_TIMESTAMP: &str =
+    "not an RFC 3339 time (e.g. 2026-01-01T00:00:00.000Z); the stored timestamp is derived from receivedAt, sentAt and originalTimestamp";
 
 impl<'a> Item<'a> {
     fn json(v: &'a Value) -> Item<'a> {
@@ -361,6 +407,7 @@ impl<'a> Item<'a> {
         match self {
             Item::V(v) => *v,
             Item::Text(s) => Val::Str(s),
+            Item::Replaced(_, micros) => Val::Time("", Some(*micros)),
         }
     }
 }
@@ -601,6 +648,9 @@ impl Table {
             let kind = if is_ts { ColumnType::Datetime } else { kind };
             let idx = self.column_index(*id, kind, names);
             let declared = self.columns[idx].1;
+            if let Item::Replaced(sent, _) = item {
+                discards.push(self.discard(row_id, names, *id, *sent, REPLACED_TIMESTAMP.to_string(), received_at_us));
+            }
             // A row naming a column twice (two keys with one column name, e.g. `userAgent` and
             // `user_agent`, or `context.ip` and a property `context_ip`) keeps the first value;
             // the other is recorded in `discards`, not dropped silently.
@@ -756,14 +806,14 @@ fn infer(v: Val<'_>, is_timestamp_column: bool) -> Option<ColumnType> {
     })
 }
 
-/// `Err(true)`: an integer column met a float and should widen; `Err(false)`: not storable.
+/// `Err(true)`: an integer column met a float (or an integer above i64::MAX) and should widen; `Err(false)`: not storable.
 fn coerce(v: Val<'_>, declared: ColumnType, is_timestamp_column: bool) -> Result<Cell<'_>, bool> {
     match (declared, v) {
         (_, Val::Null) => Ok(Cell::Null),
         (ColumnType::Boolean, Val::Bool(b)) => Ok(Cell::Bool(b)),
         (ColumnType::Int, Val::Int(i)) => Ok(Cell::Int(i)),
-        (ColumnType::Int, Val::UInt(_)) => Err(false),
-        (ColumnType::Int, Val::Float(_)) => Err(true),
+        // Above i64::MAX is a float's range, whichever came first.
+        (ColumnType::Int, Val::UInt(_) | Val::Float(_)) => Err(true),
         (ColumnType::Float, Val::Int(_) | Val::UInt(_) | Val::Float(_)) => Ok(Cell::Float(v.as_f64())),
         (ColumnType::Datetime, Val::Str(s)) if is_timestamp_column => parse_micros(s).map(Cell::Micros).ok_or(false),
         (ColumnType::Datetime, Val::Time(_, micros)) if is_timestamp_column => micros.map(Cell::Micros).ok_or(false),
@@ -839,17 +889,32 @@ impl Layout {
         if let Some(v) = f.user_id.filter(|v| !v.is_null()) {
             row.push((USER_ID, id_value(v)));
         }
-        if let Some(v) = f.sent_at {
-            row.push((SENT_AT, Item::V(time(v))));
+        let sent_at = f.sent_at.map(time);
+        let original_timestamp = f.original_timestamp.map(time);
+        if let Some(v) = sent_at {
+            row.push((SENT_AT, Item::V(v)));
         }
-        if let Some(v) = f.timestamp {
-            row.push((TIMESTAMP, Item::V(time(v))));
+        if let Some(v) = f.timestamp.filter(|v| !v.is_null()) {
+            let item = match time(v) {
+                t @ Val::Time(_, Some(_)) => Item::V(t),
+                // Unreadable: the event time the clock-skew rule gives in its place (as if the
+                // event had none; `batch::event_time_us` agrees), the value sent in `discards`.
+                unreadable => {
+                    let micros = |t: Option<Val<'_>>| match t {
+                        Some(Val::Time(_, us)) => us,
+                        _ => None,
+                    };
+                    let derived = derive_timestamp(None, micros(original_timestamp), micros(sent_at), received_at_us);
+                    Item::Replaced(unreadable, derived)
+                }
+            };
+            row.push((TIMESTAMP, item));
         }
         if let Some(v) = received_at {
             row.push((RECEIVED_AT, Item::V(v)));
         }
-        if let Some(v) = f.original_timestamp {
-            row.push((ORIGINAL_TIMESTAMP, Item::V(time(v))));
+        if let Some(v) = original_timestamp {
+            row.push((ORIGINAL_TIMESTAMP, Item::V(v)));
         }
         if let Some(v) = f.channel {
             row.push((CHANNEL, Item::json(v)));
@@ -902,7 +967,7 @@ impl Layout {
                 self.push_row(main_table, &row, &id, received_at_us);
                 if has_name {
                     self.not_an_object(&table, "properties", f.properties, &id, received_at_us);
-                    self.add_object(&mut row, f.properties);
+                    self.add_object(&mut row, TRACK_ROOT, f.properties);
                     self.push_row(&table, &row, &id, received_at_us);
                 } else if let Some(props) = f.properties.filter(|p| !p.is_null() && p.as_object().is_none_or(|o| !o.is_empty())) {
                     // Properties live in the event's own table, and a nameless event has none.
@@ -913,11 +978,11 @@ impl Layout {
             EventType::Identify => {
                 let traits = f.traits.or_else(|| f.context.and_then(|c| c.get("traits")));
                 self.not_an_object(main_table, "traits", traits, &id, received_at_us);
-                self.add_object(&mut row, traits);
+                self.add_object(&mut row, IDENTIFY_ROOT, traits);
                 self.push_row(main_table, &row, &id, received_at_us);
                 if let Some(user) = f.user_id.filter(|v| crate::govern::has_identifier(Some(v))) {
                     let mut user_row: Row<'_> = vec![(ID, id_value(user))];
-                    self.add_object(&mut user_row, traits);
+                    self.add_object(&mut user_row, IDENTIFY_ROOT, traits);
                     user_row.push((RECEIVED_AT, Item::V(received_at.unwrap_or(Val::Null))));
                     for (k, v) in extra {
                         user_row.push((self.names.intern(k), Item::json(v)));
@@ -930,7 +995,7 @@ impl Layout {
                     row.push((NAME, Item::json(name)));
                 }
                 self.not_an_object(main_table, "properties", f.properties, &id, received_at_us);
-                self.add_object(&mut row, f.properties);
+                self.add_object(&mut row, NAMED_ROOT, f.properties);
                 self.push_row(main_table, &row, &id, received_at_us);
             }
             EventType::Group => {
@@ -938,7 +1003,7 @@ impl Layout {
                     row.push((GROUP_ID, id_value(g)));
                 }
                 self.not_an_object(main_table, "traits", f.traits, &id, received_at_us);
-                self.add_object(&mut row, f.traits);
+                self.add_object(&mut row, GROUP_ROOT, f.traits);
                 self.push_row(main_table, &row, &id, received_at_us);
             }
             EventType::Alias => {
@@ -965,9 +1030,10 @@ impl Layout {
         self.discards.push(Discard::of(table, row_id, field, Val::of(v), reason, received_at_us));
     }
 
-    fn add_object<'a>(&mut self, row: &mut Row<'a>, obj: Option<&'a Value>) {
+    /// The members of `obj` flattened into `row`, guarded as the trie's `root` says.
+    fn add_object<'a>(&mut self, row: &mut Row<'a>, root: u32, obj: Option<&'a Value>) {
         if let Some(map) = obj.and_then(|o| o.as_object()) {
-            self.names.flatten(row, OBJECT_ROOT, map);
+            self.names.flatten(row, root, map);
         }
     }
 }
@@ -1216,6 +1282,69 @@ mod tests {
         assert_eq!(layout.discards.len(), 1);
         assert_eq!(layout.discards[0].column_name, "sent_at");
         assert_eq!(layout.tables()[0].len(), 1);
+    }
+
+    #[test]
+    fn internal_tables_are_reserved() {
+        for (name, table) in [("Identity Map", "_identity_map"), ("Event Counts Hourly", "_event_counts_hourly"),
+                              ("Discarded Events", "_discarded_events"), ("Accounts", "_accounts")] {
+            assert_eq!(event_table(name), table);
+        }
+    }
+
+    /// `name` is a column of pages and screens only, `event`/`event_text` of track tables,
+    /// `group_id` of groups; the columns of every row are reserved everywhere.
+    #[test]
+    fn properties_and_traits_are_guarded_by_the_columns_of_their_table() {
+        let mut layout = Layout::default();
+        let at = r#""receivedAt":"2026-01-01T00:00:00.000Z""#;
+        for (ev, kind) in [
+            (format!(r#"{{"type":"identify","userId":"u","messageId":"m1",{at},"traits":{{"name":"Ana","user_id":"x"}}}}"#), EventType::Identify),
+            (format!(r#"{{"type":"track","event":"Bought","userId":"u","messageId":"m2",{at},"properties":{{"name":"shoe","event":"e","group_id":"g"}}}}"#), EventType::Track),
+            (format!(r#"{{"type":"page","name":"Home","userId":"u","messageId":"m3",{at},"properties":{{"name":"p","event":"e"}}}}"#), EventType::Page),
+            (format!(r#"{{"type":"group","groupId":"g1","userId":"u","messageId":"m4",{at},"traits":{{"name":"Club","group_id":"x"}}}}"#), EventType::Group),
+        ] {
+            let v: Value = sonic_rs::from_str(&ev).unwrap();
+            layout.add_event(v.as_object().unwrap(), kind, &[]);
+        }
+        let row = |table: &str| -> JsonValue {
+            let t = layout.tables().iter().find(|t| t.name == table).unwrap();
+            serde_json::from_slice(&t.to_ndjson()).unwrap()
+        };
+        let (users, identifies, bought, pages, groups) = (row("users"), row("identifies"), row("bought"), row("pages"), row("groups"));
+        assert_eq!((&users["name"], &identifies["name"], &identifies["_user_id"]), (&json!("Ana"), &json!("Ana"), &json!("x")));
+        assert_eq!((&bought["name"], &bought["_event"], &bought["event"], &bought["group_id"]), (&json!("shoe"), &json!("e"), &json!("bought"), &json!("g")));
+        assert_eq!((&pages["name"], &pages["_name"], &pages["event"]), (&json!("Home"), &json!("p"), &json!("e")));
+        assert_eq!((&groups["name"], &groups["group_id"], &groups["_group_id"]), (&json!("Club"), &json!("g1"), &json!("x")));
+        assert!(layout.discards.is_empty());
+    }
+
+    #[test]
+    fn an_integer_above_i64_widens_like_a_float_in_either_order() {
+        for values in [[json!(5), json!(u64::MAX)], [json!(u64::MAX), json!(5)]] {
+            let mut layout = Layout::default();
+            for (i, v) in values.iter().enumerate() {
+                layout.add_event(&obj(json!({"type":"page","messageId":format!("m{i}"),"userId":"u","properties":{"n":v}})), EventType::Page, &[]);
+            }
+            assert!(layout.discards.is_empty(), "{:?}", layout.discards);
+            assert_eq!(layout.tables()[0].columns().iter().find(|(c, _)| c == "n").unwrap().1, ColumnType::Float);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_timestamp_is_derived_and_kept_in_discards() {
+        let mut layout = Layout::default();
+        let ev = obj(json!({"type":"track","event":"Bought","messageId":"m","userId":"u","receivedAt":"2026-01-01T00:00:10.000Z",
+            "sentAt":"2026-01-01T00:00:05.000Z","originalTimestamp":"2026-01-01T00:00:01.000Z","timestamp":"2026-01-01T00:00:00+0100"}));
+        layout.add_event(&ev, EventType::Track, &[]);
+        for table in layout.tables() {
+            let row: JsonValue = serde_json::from_slice(&table.to_ndjson()).unwrap();
+            assert_eq!(row["timestamp"], 1_767_225_606_000_000i64, "receivedAt - (sentAt - originalTimestamp)");
+        }
+        let found: Vec<(&str, &str, &str)> = layout.discards.iter()
+            .map(|d| (d.table_name.as_str(), d.column_name.as_str(), d.column_value.as_str())).collect();
+        assert_eq!(found, [("tracks", "timestamp", "2026-01-01T00:00:00+0100"), ("bought", "timestamp", "2026-01-01T00:00:00+0100")]);
+        assert_eq!(layout.discards[0].reason, REPLACED_TIMESTAMP);
     }
 
     #[test]
