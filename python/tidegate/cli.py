@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0, help="with --exit-when-done: give up after this many seconds")
     p = sub.add_parser("validate", help="check a config file",
                        description="Check a config file; exit 0, or 2 with an error naming file, line and key.")
-    p.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help="TOML config file")
+    p.add_argument("config", nargs="?", default=None, help=f"TOML config file (default: $TIDEGATE_CONFIG or {DEFAULT_CONFIG})")
+    p.add_argument("-c", "--config", dest="config_option", metavar="CONFIG", help="the same, as the other commands take it")
     p = sub.add_parser("config-reference", help="print the configuration reference (Markdown)")
 
     p = sub.add_parser("replay", help="re-run archived events through the current policy into destinations",
@@ -163,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "validate":
+            if args.config and args.config_option and args.config != args.config_option:
+                raise TidegateError(f"two config files given ({args.config}, {args.config_option}); validate one at a time")
+            args.config = args.config or args.config_option or DEFAULT_CONFIG
             cfg = load_config(args.config)
             from .stages import PolicyPath
 

@@ -426,7 +426,7 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
                     msgspec.convert(entry, entry_type)
                     kept[name] = entry
                 except msgspec.ValidationError as e:
-                    message, key = _split_msgspec_error(str(e))
+                    message, key = _split_msgspec_error(str(e), entry)
                     key = f"{field.name}.{name}" + (f".{key}" if key else "")
                     if field.name == "destinations" and message == "object missing required field `type`":
                         message += "; set it to one of " + ", ".join(repr(t) for t in destination_types())
@@ -437,7 +437,7 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
         try:
             msgspec.convert({field.encode_name: value}, Config)
         except msgspec.ValidationError as e:
-            problems.append(problem(*_split_msgspec_error(str(e))))
+            problems.append(problem(*_split_msgspec_error(str(e), raw)))
             broken.add(field.name)
             del clean[field.encode_name]
     while True:  # what is left: unknown top-level keys, one per round
@@ -445,7 +445,7 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
             cfg = msgspec.convert(clean, Config)
             break
         except msgspec.ValidationError as e:
-            message, key = _split_msgspec_error(str(e))
+            message, key = _split_msgspec_error(str(e), clean)
             problems.append(problem(message, key))
             top = key.split(".")[0]
             if not key or top not in clean:
@@ -508,11 +508,26 @@ def _check(cfg: Config, text: str, broken: set[str]) -> list[ConfigError]:
     return problems
 
 
-def _split_msgspec_error(text: str) -> tuple[str, str]:
-    """msgspec says "Expected `int`, got `str` - at `$.collector.port`"; split message and key."""
+def _split_msgspec_error(text: str, raw: Any = None) -> tuple[str, str]:
+    """msgspec says "Expected `int`, got `str` - at `$.collector.port`"; split message and key.
+    For a value of a table of free keys msgspec says only ``[...]`` (``$.pii.actions[...]``): the
+    entry is the one holding the refused value, looked up in ``raw``, else the table is named."""
     m = re.match(r"^(.*?)(?: - at `\$(.*)`)?$", text, re.S)
     assert m is not None
     message, at = m.group(1), m.group(2) or ""
+    if "[...]" in at:
+        table, _, rest = at.partition("[...]")
+        entries: Any = raw
+        for part in (p for p in table.split(".") if p):
+            entries = entries.get(part) if isinstance(entries, dict) else None
+        quoted = re.search(r"value '(.*?)'|value (\S+)", message)
+        value = next((g for g in quoted.groups() if g is not None), None) if quoted else None
+        matches = [k for k, v in entries.items() if str(v) == value] if isinstance(entries, dict) and value else []
+        if len(matches) == 1:
+            at = f"{table}.{matches[0]}{rest}"
+        else:
+            at = table + rest
+            message += " (in one of its entries)"
     parts = re.findall(r"\.([^.\[]+)|\[(\d+)\]|\[['\"](.+?)['\"]\]", at)
     key = ".".join(a or b or c for a, b, c in parts)
     message = message[0].lower() + message[1:] if message else message

@@ -262,3 +262,25 @@ def test_max_commit_interval_below_commit_interval_is_an_error(tmp_path: Path) -
         load_config(p, env={})
     assert e.value.key == "pipeline.max_commit_interval_s" and e.value.line == 8
     assert "must be at least pipeline.commit_interval_s (1)" in str(e.value)
+
+
+def test_a_bad_value_in_a_table_of_free_keys_names_its_entry(tmp_path: Path) -> None:
+    p = write(tmp_path, '[kafka]\nsettings = {"acks" = 1}\n[sources.web]\nwrite_key = "k"\n[pii.actions]\nssn = "blok"\n'
+                        'email = "hash"\n[destinations.wh]\ntype = "duckdb"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p, env={})
+    problems = [(x.line, x.key) for x in [e.value, *e.value.also]]
+    # msgspec says only `$.pii.actions[...]`: the entry is the one holding the refused value
+    assert problems == [(2, "kafka.settings"), (6, "pii.actions.ssn")], str(e.value)
+    assert "(in one of its entries)" in str(e.value) and "]]" not in str(e.value)
+
+
+def test_validate_takes_the_config_as_the_other_commands_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tidegate.cli import main
+
+    p = write(tmp_path, MINIMAL)
+    assert main(["validate", "-c", str(p)]) == 0
+    assert main(["validate", str(p)]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["validate", str(p), "-c", str(tmp_path / "other.toml")]) == 2
+    assert "two config files given" in capsys.readouterr().err
