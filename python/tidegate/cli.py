@@ -268,6 +268,12 @@ def _up(cfg: Config, args: argparse.Namespace) -> int:
     from .pipeline import Pipeline
     from .sample import enabled_write_keys, send_sample
 
+    if args.sample < 0:
+        raise TidegateError(f"--sample must be 0 or more, not {args.sample}")
+    if args.exit_when_done and not args.sample:
+        raise TidegateError("--exit-when-done stops once the sample traffic has landed: give --sample N (N >= 1) too")
+    if args.timeout <= 0:
+        raise TidegateError(f"--timeout must be more than 0 seconds, not {args.timeout:g}")
     keys = enabled_write_keys(cfg) if args.sample else {}  # before starting anything: a source must take them
     collector = _CollectorThread(cfg)
     collector.start()
@@ -319,9 +325,13 @@ def _print_counts(pipeline: Pipeline) -> None:
         counts = getattr(sink, "row_counts", None)
         if counts is None:
             continue
-        rows = counts()
+        try:
+            rows = counts()
+        except Exception as e:  # noqa: BLE001 - e.g. not connected yet: say so, do not fail the summary
+            print(f"\nrows per table in destination {name!r}: not readable ({str(e).splitlines()[0] if str(e) else e!r})")
+            continue
         path = getattr(getattr(sink, "cfg", None), "path", "")
-        print(f"\nrows per table in destination {name!r} ({path}):")
+        print(f"\nrows per table in destination {name!r}" + (f" ({path}):" if path else ":"))
         width = max((len(t) for t in rows), default=5)
         for table, n in rows.items():
             print(f"  {table:<{width}}  {n:>8}")

@@ -291,3 +291,16 @@ def test_sample_without_an_enabled_source_is_a_clear_error() -> None:
     with pytest.raises(TidegateError, match="no enabled source"):
         enabled_write_keys(cfg)
     assert enabled_write_keys(Config(sources={"web": SourceConfig(write_key="k")})) == {"web": "k"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--sample", "-5"], "--sample must be 0 or more"),
+    (["--exit-when-done"], "give --sample N"),
+    (["--sample", "0", "--exit-when-done"], "give --sample N"),
+    (["--sample", "10", "--exit-when-done", "--timeout", "0"], "--timeout must be more than 0"),
+])
+def test_up_refuses_arguments_that_would_never_finish(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      args: list[str], message: str) -> None:
+    """Checked before anything starts (these had run forever, or raced the sink's setup)."""
+    assert main(["up", "-c", str(write_toml(tmp_path)), *args]) == 2
+    assert message in capsys.readouterr().err

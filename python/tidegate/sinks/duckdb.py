@@ -72,6 +72,10 @@ class DuckDBSink(WarehouseSink):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def setup(self) -> None:
+        with self._lock:  # `tidegate up` may read row counts from another thread meanwhile
+            self._setup()
+
+    def _setup(self) -> None:
         path = Path(self.cfg.path)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
