@@ -414,6 +414,10 @@ class DestinationPreview:
     newly_delivered: int = 0
     newly_redacted: int = 0
     pii_changed: int = 0
+    delivered: int = 0
+    """Events it receives under the new config (what a destination new to it gets)."""
+    masked: int = 0
+    """Of those, events with PII redacted, hashed or dropped."""
 
 
 _MASKING = r"(?:^|,)[a-z_0-9]+:(?:redact|hash|drop_field)"
@@ -462,7 +466,8 @@ def _destination_previews(before: Any, after: Any, names: list[str]) -> dict[str
             no_longer_delivered=b.join(a, on="id", how="anti").height,
             newly_delivered=a.join(b, on="id", how="anti").height,
             newly_redacted=both.filter(_MASKED_NEW & ~_MASKED_OLD).height,
-            pii_changed=both.filter(_PII_DIFFERS).height)
+            pii_changed=both.filter(_PII_DIFFERS).height,
+            delivered=a.height, masked=a.filter(_MASKED_OLD).height)
     return out
 
 
@@ -542,7 +547,7 @@ def plan(cfg: Config, *, events: int = 10_000) -> tuple[str, bool]:
     lines.append(f"Preview on the last {counts.events} archived events ({span}):")
     old_dests = set(old_cfg.destinations) if old_cfg is not None else set()
     dropped = ", ".join(f"{k} {v}" for k, v in sorted(counts.newly_dropped.items())) or "0"
-    lines.append("  workspace policy (tracking plans, PII):")
+    lines.append("  workspace policy (tracking plans, PII)" + (":" if old_cfg is not None else ", against no policy at all:"))
     lines.append(f"    newly dropped: {dropped}; no longer dropped: {counts.no_longer_dropped}")
     lines.append(f"    newly forwarded with violations: {counts.newly_with_violations}; "
                  f"no longer with violations: {counts.no_longer_with_violations}")
@@ -550,12 +555,19 @@ def plan(cfg: Config, *, events: int = 10_000) -> tuple[str, bool]:
     lines.append("  per destination (its own PII actions, consent, routing and transforms included):")
     for name in cfg.destinations:
         d = counts.destinations.get(name, DestinationPreview())
-        note = " (new destination: backfill with `tidegate replay --destination " + name + "`)" if old_cfg is not None and name not in old_dests else ""
-        lines.append(f"    {name}{note}: no longer delivered {d.no_longer_delivered}; newly delivered {d.newly_delivered}; "
-                     f"newly redacted/hashed/dropped PII {d.newly_redacted}; PII handling changed {d.pii_changed}")
+        if old_cfg is None or name not in old_dests:
+            # Nothing to compare with: what it would receive.
+            note = "" if old_cfg is None else " (new destination: backfill with `tidegate replay --destination " + name + "`)"
+            lines.append(f"    {name}{note}: would receive {d.delivered} of {counts.events} events, "
+                         f"{d.masked} of them with PII redacted/hashed/dropped")
+        else:
+            lines.append(f"    {name}: no longer delivered {d.no_longer_delivered}; newly delivered {d.newly_delivered}; "
+                         f"newly redacted/hashed/dropped PII {d.newly_redacted}; PII handling changed {d.pii_changed}")
     for name in sorted(old_dests - set(cfg.destinations)):
         lines.append(f"  {name}: removed (receives nothing after apply)")
-    lines.append(f"  events whose outcome changes: {counts.changed} of {counts.events}")
+    against = "the applied config" if old_cfg is not None else "no policy at all"
+    lines.append(f"  events whose outcome under the workspace policy changes against {against}: "
+                 f"{counts.changed} of {counts.events}")
     return "\n".join(lines), True
 
 

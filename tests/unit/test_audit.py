@@ -150,7 +150,7 @@ def test_plan_previews_the_effect_on_archived_traffic(config: Path, capsys: pyte
     assert "no longer dropped: 5" in out
     assert "newly forwarded with violations: 5" in out
     assert "newly redacted/hashed/dropped PII: 30" in out
-    assert "events whose outcome changes: 35 of 35" in out
+    assert "events whose outcome under the workspace policy changes against the applied config: 35 of 35" in out
 
 
 def test_plan_previews_each_destinations_own_policy(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -170,6 +170,18 @@ def test_plan_previews_each_destinations_own_policy(config: Path, capsys: pytest
     edit(config, '[destinations.lake]\ntype = "duckdb"', '[destinations.lake]\ntype = "duckdb"\nsources = ["server"]')
     assert main(["plan", "-c", str(config)]) == 0
     assert "    lake: no longer delivered 30; " in capsys.readouterr().out  # the web source's 30 planned events
+
+
+def test_plan_with_nothing_applied_says_what_each_destination_would_receive(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No baseline: the destinations' lines are what they would receive, not "newly delivered"
+    next to a workspace count against no policy (the numbers contradicted each other)."""
+    archive_sample(config)
+    assert main(["plan", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "Nothing applied yet" in out and "against no policy at all" in out
+    assert "    warehouse: would receive 30 of 35 events, 0 of them with PII redacted/hashed/dropped" in out, out
+    assert "newly delivered" not in out
 
 
 def test_preview_counts_newly_dropped_by_reason(config: Path) -> None:
