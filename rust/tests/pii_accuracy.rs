@@ -86,7 +86,7 @@ const DOMAINS: &[&str] = &[
 ];
 
 fn email(r: &mut Rng) -> String {
-    let first = *r.pick(&FIRST[..FIRST.len() - 1]); // the last name has a non-ASCII letter
+    let first = *r.pick(FIRST);
     let last = *r.pick(LAST);
     let local = match r.below(7) {
         0 => first.to_owned(),
@@ -97,7 +97,9 @@ fn email(r: &mut Rng) -> String {
         5 => format!("{}.{}", first.to_uppercase(), last),
         _ => format!("{first}-{last}.{}", r.range(1970, 2005)),
     };
-    format!("{local}@{}", r.pick(DOMAINS))
+    // One in ten percent-encoded, as in a URL's query string.
+    let at = if r.chance(10) { "%40" } else { "@" };
+    format!("{local}{at}{}", r.pick(DOMAINS))
 }
 
 fn nanp_number(r: &mut Rng) -> (String, String, String) {

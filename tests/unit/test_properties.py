@@ -164,25 +164,40 @@ def iban_complete(country: str, bban: str) -> str:
     return f"{country}{98 - int(digits) % 97:02d}{bban}"
 
 
+def url_decoded(text: str) -> str:
+    """The escapes the scanner decodes in URLs: `%40` and `%2B`."""
+    return re.sub("%40", "@", re.sub("%2[Bb]", "+", text))
+
+
 REFERENCE = {
-    "email": lambda t: re.search(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)*\.[A-Za-z]{2,}\b", t) is not None,
-    "credit_card": lambda t: any(luhn_ok(re.sub(r"[ -]", "", m)) for m in re.findall(r"\b\d(?:[ -]?\d){12,18}\b", t)),
+    # \w is Unicode: letters of any script in the local part and the domain.
+    "email": lambda t: re.search(r"\b[\w.+-]+@[\w-]+(\.[\w-]+)*\.[A-Za-z]{2,}\b", url_decoded(t)) is not None,
+    "credit_card": lambda t: any(luhn_ok(re.sub(r"[ .-]", "", m)) for m in re.findall(r"\b\d(?:[ .-]?\d){12,18}\b", t)),
     "ssn": lambda t: any(not (a in ("000", "666") or a >= "900" or g == "00" or s == "0000")
                          for a, g, s in re.findall(r"\b(\d{3})-(\d{2})-(\d{4})\b", t)),
     "ipv4": lambda t: any(all(int(o) < 256 for o in m.split(".")) for m in re.findall(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])", t)),
-    "iban": lambda t: any((lambda s: int("".join(str(int(c, 36)) for c in s[4:] + s[:4])) % 97 == 1)(m.replace(" ", ""))
-                          for m in re.findall(r"\b[A-Z]{2}\d{2}[A-Z0-9]{11,30}\b", t)),
+    "iban": lambda t: any((lambda s: int("".join(str(int(c, 36)) for c in s[4:] + s[:4])) % 97 == 1)(re.sub(r"[ -]", "", m))
+                          for m in re.findall(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){11,30}\b", t)),
 }
 
-words = st.lists(st.sampled_from(["hello", "order", "please", "call", "me", "about", "the", "invoice", "thanks"]),
+
+def grouped(value: str, sep: str) -> str:
+    """`value` printed in groups of four joined by `sep` (`""` leaves it compact)."""
+    return sep.join(value[i:i + 4] for i in range(0, len(value), 4)) if sep else value
+
+words = st.lists(st.sampled_from(["hello", "order", "please", "call", "me", "about", "the", "invoice", "thanks",
+                                  "conversion", "müller"]),
                  min_size=0, max_size=5).map(" ".join)
 pii_values = st.one_of(
-    st.tuples(st.just("email"), st.builds(lambda u, d: f"{u}@{d}.com", st.text("abcxyz", min_size=1, max_size=6),
-                                          st.text("abcdef", min_size=2, max_size=6))),
-    st.tuples(st.just("credit_card"), st.builds(lambda body: luhn_complete("4" + body), st.text("0123456789", min_size=14, max_size=14))),
+    st.tuples(st.just("email"), st.builds(lambda u, d, encoded: f"{u}%40{d}.com" if encoded else f"{u}@{d}.com",
+                                          st.text("abcxyzéüø", min_size=1, max_size=6),
+                                          st.text("abcdefäç", min_size=2, max_size=6), st.booleans())),
+    st.tuples(st.just("credit_card"), st.builds(lambda body, sep: grouped(luhn_complete("4" + body), sep),
+                                                st.text("0123456789", min_size=14, max_size=14), st.sampled_from(["", " ", "-", "."]))),
     st.tuples(st.just("ssn"), st.builds(lambda a, g, s: f"{a:03d}-{g:02d}-{s:04d}", st.integers(1, 665), st.integers(1, 99), st.integers(1, 9999))),
     st.tuples(st.just("ipv4"), st.builds(lambda o: ".".join(map(str, o)), st.lists(st.integers(1, 254), min_size=4, max_size=4))),
-    st.tuples(st.just("iban"), st.builds(lambda bban: iban_complete("DE", bban), st.text("0123456789", min_size=18, max_size=18))),
+    st.tuples(st.just("iban"), st.builds(lambda bban, sep: grouped(iban_complete("DE", bban), sep),
+                                         st.text("0123456789", min_size=18, max_size=18), st.sampled_from(["", " ", "-"]))),
 )
 
 

@@ -1,9 +1,12 @@
 //! Free-text PII detectors, written by hand over bytes: one cheap statistics pass decides which
 //! detectors can possibly match, and most strings in an event (ids, names, URLs, timestamps) are
-//! rejected without any detector running. Nothing here allocates except pushing a match.
+//! rejected without any detector running. Nothing here allocates except pushing a match, and
+//! the decoded copy of a string holding `%40` or `%2B` (a URL's query), which is scanned with
+//! those decoded.
 //!
 //! Boundaries are ASCII-only: a match may not touch a letter or digit, nor a `-`, `_` or `.`
-//! that joins it to one (`ORD-415-555-0123`, `1.2.3.4.5`, `v10.4.22.1` are not PII).
+//! that joins it to one (`ORD-415-555-0123`, `1.2.3.4.5`, `v10.4.22.1` are not PII). Emails are
+//! the exception: their local parts and domains may hold letters of any script.
 
 use std::net::Ipv6Addr;
 
@@ -25,10 +28,12 @@ struct Stats {
     dots: usize,
     at: bool,
     plus: bool,
+    percent: bool,
 }
 
-/// Per byte, the counts it adds to `Stats` in 10-bit fields: digits, letters, colons, dots, `@`,
-/// `+`. Summing these over at most 1023 bytes cannot carry from one field into the next.
+/// Per byte, the counts it adds to `Stats` in 9-bit fields: digits, letters, colons, dots, `@`,
+/// `+`, `%`. Each of `stats`' two sums covers at most 511 bytes, so no field carries into the
+/// next.
 static STAT_FIELDS: [u64; 256] = {
     let mut t = [0u64; 256];
     let mut c = 0;
@@ -37,15 +42,17 @@ static STAT_FIELDS: [u64; 256] = {
         t[c] = if b.is_ascii_digit() {
             1
         } else if b.is_ascii_alphabetic() {
-            1 << 10
+            1 << 9
         } else if b == b':' {
-            1 << 20
+            1 << 18
         } else if b == b'.' {
-            1 << 30
+            1 << 27
         } else if b == b'@' {
-            1 << 40
+            1 << 36
         } else if b == b'+' {
-            1 << 50
+            1 << 45
+        } else if b == b'%' {
+            1 << 54
         } else {
             0
         };
@@ -67,14 +74,14 @@ fn stats(b: &[u8]) -> Stats {
         if let [c] = pairs.remainder() {
             x += STAT_FIELDS[usize::from(*c)];
         }
-        let field =
-            |k: u32| ((x >> (10 * k)) & 0x3ff) as usize + ((y >> (10 * k)) & 0x3ff) as usize;
+        let field = |k: u32| ((x >> (9 * k)) & 0x1ff) as usize + ((y >> (9 * k)) & 0x1ff) as usize;
         s.digits += field(0);
         s.letters += field(1);
         s.colons += field(2);
         s.dots += field(3);
         s.at |= field(4) != 0;
         s.plus |= field(5) != 0;
+        s.percent |= field(6) != 0;
     }
     s
 }
@@ -103,9 +110,19 @@ pub(crate) fn scan(s: &str, ctx: TextContext, out: &mut Vec<Match>) {
         return;
     }
     let st = stats(b);
+    if st.percent && has_encoded_at_or_plus(b) {
+        scan_percent_decoded(s, ctx, out);
+        return;
+    }
+    detect_all(s, &st, ctx, out);
+}
+
+/// Runs the detectors `st` says can match, then keeps the non-overlapping matches.
+fn detect_all(s: &str, st: &Stats, ctx: TextContext, out: &mut Vec<Match>) {
+    let b = s.as_bytes();
     let first = out.len();
     if st.at {
-        emails(b, out);
+        emails(s, out);
     }
     if st.colons >= 2 {
         ipv6(b, out);
@@ -116,16 +133,74 @@ pub(crate) fn scan(s: &str, ctx: TextContext, out: &mut Vec<Match>) {
     let ipv4 = st.dots >= 3 && !ctx.version_key;
     let iban = st.letters >= 2 && st.digits >= 8;
     if st.digits >= 9 || ipv4 || iban {
-        digit_runs(b, &st, ipv4, iban, out);
+        digit_runs(b, st, ipv4, iban, out);
     }
     if out.len() - first > 1 {
         resolve_overlaps(out, first);
     }
 }
 
+// ---------------------------------------------------------------- percent-encoding
+
+/// The one-byte characters percent-encoded in URLs (query strings, referrers) that email and
+/// phone detection key on: `%40` is `@`, `%2B` is `+`.
+fn encoded_at(b: &[u8], i: usize) -> Option<u8> {
+    match b.get(i..i + 3)? {
+        [b'%', b'4', b'0'] => Some(b'@'),
+        [b'%', b'2', b'B' | b'b'] => Some(b'+'),
+        _ => None,
+    }
+}
+
+fn has_encoded_at_or_plus(b: &[u8]) -> bool {
+    b.iter()
+        .enumerate()
+        .any(|(i, c)| *c == b'%' && encoded_at(b, i).is_some())
+}
+
+/// Scans `s` with `%40` and `%2B` decoded, so `?email=jane%40example.com&phone=%2B14155550123`
+/// is found; spans are mapped back onto `s` and cover the encoded text. Other escapes are left
+/// as they are: an address rarely needs them, and leaving them keeps the mapping simple.
+fn scan_percent_decoded(s: &str, ctx: TextContext, out: &mut Vec<Match>) {
+    let b = s.as_bytes();
+    let mut decoded = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match encoded_at(b, i) {
+            Some(c) => {
+                decoded.push(c);
+                i += 3;
+            }
+            None => {
+                decoded.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    // ASCII triples became ASCII bytes: still UTF-8.
+    let decoded = std::str::from_utf8(&decoded).expect("decoding %40 and %2B keeps UTF-8");
+    let first = out.len();
+    detect_all(decoded, &stats(decoded.as_bytes()), ctx, out);
+    // The matches are in text order, so one walk over `s` maps every offset.
+    let (mut from, mut to) = (0, 0);
+    let mut original = |d: usize| {
+        while to < d {
+            from += if encoded_at(b, from).is_some() { 3 } else { 1 };
+            to += 1;
+        }
+        from
+    };
+    for m in &mut out[first..] {
+        m.start = original(m.start);
+        m.end = original(m.end);
+    }
+}
+
 /// `8-4-4-4-12` hex digits (a UUID, any version).
 fn is_uuid(b: &[u8]) -> bool {
-    let Ok(b) = <&[u8; 36]>::try_from(b) else { return false };
+    let Ok(b) = <&[u8; 36]>::try_from(b) else {
+        return false;
+    };
     if [b[8], b[13], b[18], b[23]] != [b'-'; 4] {
         return false;
     }
@@ -144,12 +219,20 @@ fn is_uuid(b: &[u8]) -> bool {
 fn is_timestamp(b: &[u8]) -> bool {
     // `dddd-dd-ddTdd:dd:dd` (or a space for the `T`): the separators first, which most other
     // strings fail at once, then the digits without a branch per byte.
-    let Some(head) = b.first_chunk::<19>().filter(|_| b.len() >= 20) else { return false };
-    if [head[4], head[7], head[13], head[16]] != [b'-', b'-', b':', b':'] || !matches!(head[10], b'T' | b' ') {
+    let Some(head) = b.first_chunk::<19>().filter(|_| b.len() >= 20) else {
+        return false;
+    };
+    if [head[4], head[7], head[13], head[16]] != [b'-', b'-', b':', b':']
+        || !matches!(head[10], b'T' | b' ')
+    {
         return false;
     }
     const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
-    if DIGITS.iter().fold(0u8, |bad, &i| bad | u8::from(!is_digit(head[i]))) != 0 {
+    if DIGITS
+        .iter()
+        .fold(0u8, |bad, &i| bad | u8::from(!is_digit(head[i])))
+        != 0
+    {
         return false;
     }
     let mut rest = &b[19..];
@@ -359,7 +442,7 @@ pub(crate) fn is_card_number(digits: &[u8]) -> bool {
 }
 
 /// A card written as one run of 13–19 digits, or as groups (first of four digits, then groups
-/// of three to six) joined by one consistent space or dash.
+/// of three to six) joined by one consistent space, dash or dot.
 fn card_at(b: &[u8], i: usize, first_end: usize) -> Option<usize> {
     if !left_ok(b, i) {
         return None;
@@ -376,7 +459,7 @@ fn card_at(b: &[u8], i: usize, first_end: usize) -> Option<usize> {
         let n = take(&mut digits, i, first_end, 0);
         return (right_ok(b, first_end) && is_card_number(&digits[..n])).then_some(first_end);
     }
-    if !(first_len == 4 && first_end + 1 < b.len() && matches!(b[first_end], b' ' | b'-')) {
+    if !(first_len == 4 && first_end + 1 < b.len() && matches!(b[first_end], b' ' | b'-' | b'.')) {
         return None;
     }
     let sep = b[first_end];
@@ -537,7 +620,9 @@ fn nanp_rest(
 }
 
 /// `+<country code> ...`: E.164's 8–15 digits, in groups joined by single spaces, dashes or
-/// dots, with an optional parenthesised group (`+1 (415) 555-0123`, `+49 (0)30 1234567`).
+/// dots, with an optional parenthesised group (`+1 (415) 555-0123`, `+49 (0)30 1234567`,
+/// `+1(415)555-0123`). Two groups joined by a dot are a signed decimal (`+40.712776`), not a
+/// phone.
 fn international_phones(b: &[u8], out: &mut Vec<Match>) {
     let mut p = 0;
     while p + 1 < b.len() {
@@ -547,30 +632,36 @@ fn international_phones(b: &[u8], out: &mut Vec<Match>) {
         }
         let mut pos = p + 1;
         let mut digits = 0;
+        let mut groups = 0;
+        let mut dotted = false;
         let mut open = false;
         let mut last_digit_end = pos;
         while pos < b.len() {
             let c = b[pos];
+            let prev = b[pos - 1];
             let next = b.get(pos + 1).copied().unwrap_or(0);
             if is_digit(c) {
                 digits += 1;
+                groups += usize::from(!is_digit(prev));
                 pos += 1;
                 last_digit_end = pos;
             } else if matches!(c, b' ' | b'-' | b'.')
                 && (is_digit(next) || (next == b'(' && !open))
-                && (is_digit(b[pos - 1]) || b[pos - 1] == b')')
+                && (is_digit(prev) || prev == b')')
             {
+                dotted |= c == b'.';
                 pos += 1;
             } else if c == b'('
                 && !open
                 && is_digit(next)
-                && matches!(b[pos - 1], b' ' | b'-' | b'.')
+                // After a separator, or right after the country code.
+                && (matches!(prev, b' ' | b'-' | b'.') || (pos - p - 1 == digits && digits <= 3))
             {
                 open = true;
                 pos += 1;
             } else if c == b')'
                 && open
-                && is_digit(b[pos - 1])
+                && is_digit(prev)
                 && (is_digit(next) || matches!(next, b' ' | b'-' | b'.'))
             {
                 open = false;
@@ -583,7 +674,7 @@ fn international_phones(b: &[u8], out: &mut Vec<Match>) {
             }
         }
         let end = last_digit_end;
-        if (8..=15).contains(&digits) && !open && right_ok(b, end) {
+        if (8..=15).contains(&digits) && !open && !(dotted && groups < 3) && right_ok(b, end) {
             push(out, PiiClass::Phone, p, end);
             p = end;
         } else {
@@ -615,7 +706,41 @@ fn ipv4_at(b: &[u8], i: usize) -> Option<usize> {
         }
         pos = end;
     }
-    (right_ok(b, pos) && !contains_any_ci(before(b, i, 16), VERSION_CONTEXT)).then_some(pos)
+    (right_ok(b, pos) && !version_word_before(b, i)).then_some(pos)
+}
+
+/// One of `VERSION_CONTEXT` starts a word in the 16 bytes before `i` (`conversion from
+/// 203.0.113.77` is an address; `appVersion 10.4.22.1` is a version).
+fn version_word_before(b: &[u8], i: usize) -> bool {
+    let from = i.saturating_sub(16);
+    VERSION_CONTEXT.iter().any(|word| {
+        i >= word.len()
+            && (from..=i - word.len())
+                .any(|p| b[p..p + word.len()].eq_ignore_ascii_case(word) && starts_segment(b, p))
+    })
+}
+
+/// A word or an identifier segment starts at `p`: after a non-letter, at a camelCase hump
+/// (`appVersion`), or at the last capital of an acronym before a lowercase letter (`OSVersion`).
+pub(crate) fn starts_segment(b: &[u8], p: usize) -> bool {
+    let Some(&prev) = p.checked_sub(1).map(|k| &b[k]) else {
+        return true;
+    };
+    let cur = b[p];
+    !prev.is_ascii_alphabetic()
+        || (cur.is_ascii_uppercase() && prev.is_ascii_lowercase())
+        || (cur.is_ascii_uppercase()
+            && prev.is_ascii_uppercase()
+            && b.get(p + 1).is_some_and(u8::is_ascii_lowercase))
+}
+
+/// A word or an identifier segment ends before `e`: at a non-letter, or where a lowercase letter
+/// meets a capital (`versionName`).
+pub(crate) fn ends_segment(b: &[u8], e: usize) -> bool {
+    let Some(&next) = b.get(e) else {
+        return true;
+    };
+    !next.is_ascii_alphabetic() || (next.is_ascii_uppercase() && b[e - 1].is_ascii_lowercase())
 }
 
 // ---------------------------------------------------------------- IPv6
@@ -626,7 +751,9 @@ fn is_ipv6_char(c: u8) -> bool {
 
 /// Candidates are maximal runs of hex digits, colons and dots standing alone as a token, with at
 /// least two colons and one decimal digit (so `std::fs` or `dead::beef` are not addresses); the
-/// standard library's parser then decides.
+/// standard library's parser then decides. A run that fails may be a label and its colon
+/// before an address (`ip:2001:db8::1`, `decode:2001:db8::1`, where the label's tail is hex):
+/// then the address is tried alone, after the run's first single colon.
 fn ipv6(b: &[u8], out: &mut Vec<Match>) {
     let mut i = 0;
     // Only a run holding a colon can be an address: go from colon to colon, taking the whole
@@ -637,106 +764,140 @@ fn ipv6(b: &[u8], out: &mut Vec<Match>) {
             start -= 1;
         }
         let mut end = start;
-        let mut colons = 0;
-        let mut has_digit = false;
         while end < b.len() && is_ipv6_char(b[end]) {
-            colons += usize::from(b[end] == b':');
-            has_digit |= is_digit(b[end]);
             end += 1;
         }
         i = end;
-        let touches_word = |c: Option<&u8>| c.is_some_and(|c| is_alnum(*c) || *c == b'_');
-        if colons < 2
-            || !has_digit
-            || touches_word(start.checked_sub(1).map(|k| &b[k]))
-            || touches_word(b.get(end))
-        {
+        if let Some(e) = ipv6_at(b, start, end) {
+            push(out, PiiClass::Ipv6, start, e);
             continue;
         }
-        // A sentence or a label may end right after the address: `at 2001:db8::1.`,
-        // `2001:db8::1: ok` (a lone trailing colon is never part of an address, `::` may be).
-        let mut e = end;
-        while e > start && b[e - 1] == b'.' {
-            e -= 1;
-        }
-        if e - start >= 2 && b[e - 1] == b':' && b[e - 2] != b':' {
-            e -= 1;
-        }
-        if let Ok(text) = std::str::from_utf8(&b[start..e]) {
-            if text.parse::<Ipv6Addr>().is_ok() {
-                push(out, PiiClass::Ipv6, start, e);
+        let Some(label_colon) = b[start..end].iter().position(|c| *c == b':') else {
+            continue;
+        };
+        let after = start + label_colon + 1;
+        if b.get(after).is_some_and(|c| *c != b':') {
+            if let Some(e) = ipv6_at(b, after, end) {
+                push(out, PiiClass::Ipv6, after, e);
             }
         }
     }
 }
 
-// ---------------------------------------------------------------- email
-
-fn is_local_char(c: u8) -> bool {
-    is_alnum(c) || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-' | b'\'')
+/// The address in the run `b[start..end]`, standing alone as a token; returns its end.
+fn ipv6_at(b: &[u8], start: usize, end: usize) -> Option<usize> {
+    let run = &b[start..end];
+    let colons = run.iter().filter(|c| **c == b':').count();
+    let touches_word = |c: Option<&u8>| c.is_some_and(|c| is_alnum(*c) || *c == b'_');
+    if colons < 2
+        || !run.iter().any(|c| is_digit(*c))
+        || touches_word(start.checked_sub(1).map(|k| &b[k]))
+        || touches_word(b.get(end))
+    {
+        return None;
+    }
+    // A sentence or a label may end right after the address: `at 2001:db8::1.`,
+    // `2001:db8::1: ok` (a lone trailing colon is never part of an address, `::` may be).
+    let mut e = end;
+    while e > start && b[e - 1] == b'.' {
+        e -= 1;
+    }
+    if e - start >= 2 && b[e - 1] == b':' && b[e - 2] != b':' {
+        e -= 1;
+    }
+    let text = std::str::from_utf8(&b[start..e]).ok()?;
+    text.parse::<Ipv6Addr>().is_ok().then_some(e)
 }
 
-fn is_domain_char(c: u8) -> bool {
-    is_alnum(c) || c == b'-' || c == b'.'
+// ---------------------------------------------------------------- email
+
+/// A letter or digit of any script (RFC 6531 addresses, IDN domains), or a combining mark,
+/// which belongs to the letter before it (`u` + U+0308 is `ü`).
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric()
+        || matches!(c, '\u{300}'..='\u{36f}' | '\u{1ab0}'..='\u{1aff}' | '\u{1dc0}'..='\u{1dff}' | '\u{20d0}'..='\u{20ff}' | '\u{fe20}'..='\u{fe2f}')
+}
+
+fn is_local_char(c: char) -> bool {
+    is_word_char(c) || matches!(c, '.' | '_' | '%' | '+' | '-' | '\'')
+}
+
+fn is_domain_char(c: char) -> bool {
+    is_word_char(c) || c == '-' || c == '.'
 }
 
 /// An address needs a dotted domain ending in an alphabetic TLD: `name@host` and
-/// `pkg@1.2.3` are not addresses, nor are retina asset names like `logo@2x.png`.
-fn emails(b: &[u8], out: &mut Vec<Match>) {
+/// `pkg@1.2.3` are not addresses, nor are retina asset names like `logo@2x.png`. The local part
+/// runs back over every letter before the `@`, so a match never starts inside a word (in text
+/// without spaces, such as Chinese, it takes the words before the address with it).
+fn emails(s: &str, out: &mut Vec<Match>) {
+    let b = s.as_bytes();
     for at in 0..b.len() {
         if b[at] != b'@' || at == 0 {
             continue;
         }
+        // Byte by byte over ASCII, char by char only from the first non-ASCII byte on.
         let mut start = at;
-        while start > 0 && is_local_char(b[start - 1]) {
+        while start > 0 && b[start - 1].is_ascii() && is_local_char(char::from(b[start - 1])) {
             start -= 1;
         }
-        while start < at && !(is_alnum(b[start]) || b[start] == b'_') {
-            start += 1;
+        if start > 0 && !b[start - 1].is_ascii() {
+            start = s[..start]
+                .char_indices()
+                .rev()
+                .take_while(|(_, c)| is_local_char(*c))
+                .last()
+                .map_or(start, |(k, _)| k);
         }
+        start += s[start..at]
+            .char_indices()
+            .find(|(_, c)| is_word_char(*c) || *c == '_')
+            .map_or(at - start, |(k, _)| k);
         if start == at || b[at - 1] == b'.' {
             continue;
         }
         let mut end = at + 1;
-        while end < b.len() && is_domain_char(b[end]) {
+        while end < b.len() && b[end].is_ascii() && is_domain_char(char::from(b[end])) {
             end += 1;
+        }
+        if end < b.len() && !b[end].is_ascii() {
+            let rest = &s[end..];
+            end += rest
+                .char_indices()
+                .find(|(_, c)| !is_domain_char(*c))
+                .map_or(rest.len(), |(k, _)| k);
         }
         while end > at + 1 && matches!(b[end - 1], b'.' | b'-') {
             end -= 1;
         }
-        let domain = &b[at + 1..end];
+        let domain = &s[at + 1..end];
         if valid_domain(domain) && b.get(end) != Some(&b'@') {
             push(out, PiiClass::Email, start, end);
         }
     }
 }
 
-fn valid_domain(domain: &[u8]) -> bool {
-    let mut labels = domain.split(|c| *c == b'.');
+fn valid_domain(domain: &str) -> bool {
+    let mut labels = domain.split('.');
     let Some(first) = labels.next() else {
         return false;
     };
-    let retina = first.len() >= 2
-        && first[first.len() - 1] == b'x'
-        && first[..first.len() - 1].iter().all(|c| is_digit(*c));
+    let retina =
+        first.len() >= 2 && first.ends_with('x') && first[..first.len() - 1].bytes().all(is_digit);
     if retina {
         return false;
     }
     let mut count = 0;
     let mut last = first;
     for label in std::iter::once(first).chain(labels) {
-        if label.is_empty()
-            || label.len() > 63
-            || label[0] == b'-'
-            || label[label.len() - 1] == b'-'
-        {
+        if label.is_empty() || label.len() > 63 || label.starts_with('-') || label.ends_with('-') {
             return false;
         }
         last = label;
         count += 1;
     }
-    let tld_ok = (last.len() >= 2 && last.iter().all(u8::is_ascii_alphabetic))
-        || (last.len() > 4 && last[..4].eq_ignore_ascii_case(b"xn--"));
+    let tld_ok = (last.chars().nth(1).is_some() && last.chars().all(char::is_alphabetic))
+        || (last.len() > 4 && last.as_bytes()[..4].eq_ignore_ascii_case(b"xn--"));
     count >= 2 && tld_ok
 }
 
@@ -841,8 +1002,8 @@ fn iban_length(country: [u8; 2]) -> Option<usize> {
         .map(|(_, n)| *n)
 }
 
-/// Country code, two check digits and the BBAN, compact or printed in groups of four; the
-/// ISO 7064 mod-97 check must give 1.
+/// Country code, two check digits and the BBAN, compact or printed in groups of four joined by
+/// one consistent space or dash; the ISO 7064 mod-97 check must give 1.
 fn iban_at(b: &[u8], i: usize) -> Option<usize> {
     let (c0, c1) = (b[i], b[i + 1]);
     if c0.is_ascii_uppercase() != c1.is_ascii_uppercase() || !left_ok(b, i) {
@@ -855,14 +1016,16 @@ fn iban_at(b: &[u8], i: usize) -> Option<usize> {
     let mut compact = [0u8; 34];
     let mut n = 0;
     let mut pos = i;
+    let sep = match b.get(i + 4) {
+        Some(b'-') => b'-',
+        _ => b' ',
+    };
     while n < len {
         let c = *b.get(pos)?;
         if is_alnum(c) {
             compact[n] = c.to_ascii_uppercase();
             n += 1;
-        } else if !(c == b' '
-            && n.is_multiple_of(4)
-            && b.get(pos + 1).is_some_and(|c| is_alnum(*c)))
+        } else if !(c == sep && n.is_multiple_of(4) && b.get(pos + 1).is_some_and(|c| is_alnum(*c)))
         {
             return None;
         }
@@ -890,7 +1053,13 @@ mod tests {
     fn uuid_shape_is_exact() {
         let reference = |b: &[u8]| {
             b.len() == 36
-                && b.iter().enumerate().all(|(i, &c)| if matches!(i, 8 | 13 | 18 | 23) { c == b'-' } else { c.is_ascii_hexdigit() })
+                && b.iter().enumerate().all(|(i, &c)| {
+                    if matches!(i, 8 | 13 | 18 | 23) {
+                        c == b'-'
+                    } else {
+                        c.is_ascii_hexdigit()
+                    }
+                })
         };
         let id = *b"7F1C2A9E-0a1b-4b6e-9c1d-5e8f3a2b1c0d";
         assert!(is_uuid(&id));
@@ -910,9 +1079,19 @@ mod tests {
         // The date-time part as a plain zip over its shape; the fraction and offset as is_timestamp.
         let head = |b: &[u8]| {
             const SHAPE: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
-            b.len() >= 20 && b.iter().zip(SHAPE).all(|(&c, &s)| if s == b'd' { c.is_ascii_digit() } else { c == s || (s == b'T' && c == b' ') })
+            b.len() >= 20
+                && b.iter().zip(SHAPE).all(|(&c, &s)| {
+                    if s == b'd' {
+                        c.is_ascii_digit()
+                    } else {
+                        c == s || (s == b'T' && c == b' ')
+                    }
+                })
         };
-        for t in [&b"2026-11-26T05:32:00.123Z"[..], b"2026-11-26 05:32:00+01:00"] {
+        for t in [
+            &b"2026-11-26T05:32:00.123Z"[..],
+            b"2026-11-26 05:32:00+01:00",
+        ] {
             assert!(is_timestamp(t));
             for i in 0..19 {
                 for c in 0..=255u8 {
@@ -927,17 +1106,32 @@ mod tests {
 
     #[test]
     fn ids_and_times_are_skipped_whole_and_only_whole() {
-        for s in ["7f1c2a9e-0a1b-4b6e-9c1d-5e8f3a2b1c0d", "2026-11-26T05:32:00.123Z", "2026-11-26T05:32:00Z",
-                  "2026-11-26 05:32:00.123456+01:00", "2026-11-26T05:32:00-05:30"] {
+        for s in [
+            "7f1c2a9e-0a1b-4b6e-9c1d-5e8f3a2b1c0d",
+            "2026-11-26T05:32:00.123Z",
+            "2026-11-26T05:32:00Z",
+            "2026-11-26 05:32:00.123456+01:00",
+            "2026-11-26T05:32:00-05:30",
+        ] {
             assert!(is_uuid(s.as_bytes()) || is_timestamp(s.as_bytes()), "{s}");
         }
-        for s in ["7f1c2a9e-0a1b-4b6e-9c1d-5e8f3a2b1c0dx", "2026-11-26T05:32:00.Z", "2026-11-26T05:32:00", "2026-11-26T05:32:00+0100",
-                  "call 2026-11-26T05:32:00Z", "4111-1111-1111-1111-111111111111x"] {
+        for s in [
+            "7f1c2a9e-0a1b-4b6e-9c1d-5e8f3a2b1c0dx",
+            "2026-11-26T05:32:00.Z",
+            "2026-11-26T05:32:00",
+            "2026-11-26T05:32:00+0100",
+            "call 2026-11-26T05:32:00Z",
+            "4111-1111-1111-1111-111111111111x",
+        ] {
             assert!(!is_uuid(s.as_bytes()) && !is_timestamp(s.as_bytes()), "{s}");
         }
         // Text around a time or an id is still scanned.
         let mut out = Vec::new();
-        scan("2026-11-26T05:32:00Z mail bob@example.com", TextContext::default(), &mut out);
+        scan(
+            "2026-11-26T05:32:00Z mail bob@example.com",
+            TextContext::default(),
+            &mut out,
+        );
         assert_eq!(out.len(), 1);
     }
 
@@ -970,7 +1164,12 @@ mod tests {
                     (seed >> 24) as u8
                 })
                 .collect();
-            for b in [&b[..], &vec![b'7'; len][..], &vec![b'@'; len][..]] {
+            for b in [
+                &b[..],
+                &vec![b'7'; len][..],
+                &vec![b'@'; len][..],
+                &vec![b'%'; len][..],
+            ] {
                 let st = stats(b);
                 let count = |f: fn(&u8) -> bool| b.iter().filter(|c| f(c)).count();
                 assert_eq!(st.digits, count(u8::is_ascii_digit), "{len}");
@@ -979,6 +1178,7 @@ mod tests {
                 assert_eq!(st.dots, count(|c| *c == b'.'), "{len}");
                 assert_eq!(st.at, b.contains(&b'@'), "{len}");
                 assert_eq!(st.plus, b.contains(&b'+'), "{len}");
+                assert_eq!(st.percent, b.contains(&b'%'), "{len}");
             }
         }
     }
@@ -1191,6 +1391,153 @@ mod tests {
                 PiiClass::Ipv4
             ]
         );
+    }
+
+    #[test]
+    fn email_with_non_ascii_letters() {
+        for (s, e) in [
+            ("contact müller@example.de", "müller@example.de"),
+            (
+                "contact françois.dupont@example.fr",
+                "françois.dupont@example.fr",
+            ),
+            ("josé@example.com", "josé@example.com"),
+            ("user@münchen.de", "user@münchen.de"),
+            ("info@bücher.example.", "info@bücher.example"),
+            ("«zoë@example.com»", "zoë@example.com"),
+            ("почта@пример.рф", "почта@пример.рф"),
+            // A combining mark is part of the letter before it.
+            ("mu\u{308}ller@example.de", "mu\u{308}ller@example.de"),
+        ] {
+            one(s, PiiClass::Email, e);
+        }
+        // Punctuation of any script ends an address.
+        one("「jane@example.com」", PiiClass::Email, "jane@example.com");
+        one(
+            "mail: jane@example.com\u{a0}",
+            PiiClass::Email,
+            "jane@example.com",
+        );
+        none("x@y.c");
+    }
+
+    #[test]
+    fn percent_encoded_email_and_phone() {
+        let url =
+            "https://shop.example.com/reset?email=jane.doe%40example.com&phone=%2B14155550123";
+        assert_eq!(
+            found(url),
+            vec![
+                (PiiClass::Email, "jane.doe%40example.com"),
+                (PiiClass::Phone, "%2B14155550123")
+            ]
+        );
+        one(
+            "?e=jane%2Btag%40example.com",
+            PiiClass::Email,
+            "jane%2Btag%40example.com",
+        );
+        one(
+            "?e=jane%2btag%40example.com&x=1",
+            PiiClass::Email,
+            "jane%2btag%40example.com",
+        );
+        // Decoded and literal PII side by side keep their own offsets.
+        assert_eq!(
+            found("a%40example.com b@example.com 10.0.0.1"),
+            vec![
+                (PiiClass::Email, "a%40example.com"),
+                (PiiClass::Email, "b@example.com"),
+                (PiiClass::Ipv4, "10.0.0.1")
+            ]
+        );
+        for s in ["100%40 done", "%2B", "50%2Bmore", "a%40b", "%40handle"] {
+            none(s);
+        }
+    }
+
+    #[test]
+    fn ipv6_after_a_label_and_colon() {
+        for (s, ip) in [
+            ("ip:2001:db8::1", "2001:db8::1"),
+            (
+                "client:2001:db8:85a3::8a2e:370:7334",
+                "2001:db8:85a3::8a2e:370:7334",
+            ),
+            (
+                "remote_addr:fe80::1ff:fe23:4567:890a",
+                "fe80::1ff:fe23:4567:890a",
+            ),
+            ("decode:2001:db8::1", "2001:db8::1"),
+        ] {
+            one(s, PiiClass::Ipv6, ip);
+        }
+        for s in ["at 12:30:45", "mac:00:1A:2B:3C:4D:5E", "std::fs::read"] {
+            none(s);
+        }
+    }
+
+    #[test]
+    fn version_words_only_as_words() {
+        one(
+            "conversion from 203.0.113.77",
+            PiiClass::Ipv4,
+            "203.0.113.77",
+        );
+        one("aversion 203.0.113.77", PiiClass::Ipv4, "203.0.113.77");
+        for s in [
+            "appVersion 10.4.22.1",
+            "os-version: 10.4.22.1",
+            "release 10.4.22.1",
+        ] {
+            none(s);
+        }
+    }
+
+    #[test]
+    fn international_phone_with_bracketed_area_code() {
+        for (s, p) in [
+            ("call +1(415)555-0123", "+1(415)555-0123"),
+            ("+1(415) 555-0123", "+1(415) 555-0123"),
+            ("+44(20)7946 0958", "+44(20)7946 0958"),
+            ("+44(0)20 7946 0958", "+44(0)20 7946 0958"),
+        ] {
+            one(s, PiiClass::Phone, p);
+        }
+        none("+1 415(555)0123(");
+    }
+
+    #[test]
+    fn signed_decimals_are_not_phones() {
+        for s in [
+            "+40.712776,-74.005974",
+            "+48.858370 +2.294481",
+            "delta +12.345678",
+        ] {
+            none(s);
+        }
+        one("+33.1.23.45.67.89", PiiClass::Phone, "+33.1.23.45.67.89");
+    }
+
+    #[test]
+    fn iban_with_dashes_and_card_with_dots() {
+        one(
+            "iban GB82-WEST-1234-5698-7654-32.",
+            PiiClass::Iban,
+            "GB82-WEST-1234-5698-7654-32",
+        );
+        one(
+            "4111.1111.1111.1111",
+            PiiClass::CreditCard,
+            "4111.1111.1111.1111",
+        );
+        for s in [
+            "GB82-WEST 1234-5698-7654-32",
+            "GB82-WEST-1234-5698-7654-33",
+            "4111.1111-1111.1111",
+        ] {
+            none(s);
+        }
     }
 
     #[test]

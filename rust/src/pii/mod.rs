@@ -9,13 +9,16 @@
 //! - Key-name rule: a key matches when its normalised form (ASCII-lowercased, with `_ - . `
 //!   and spaces removed) *equals or ends with* a normalised sensitive name. So `newPassword`,
 //!   `x-api-key` and `csrf_token` match `password`, `api_key` and `token`, while `token_count`
-//!   and `password_updated_at` (a count and a timestamp) do not.
+//!   and `password_updated_at` (a count and a timestamp) do not. A number or a confirmation
+//!   after the name is the same secret again: `password2`, `cvv2`, `passwordConfirm` and
+//!   `password_confirmation` match `password` and `cvv`.
 //!   `null`, `""`, booleans, `[]` and `{}` under such a key are not findings: they hold no secret.
 //! - JSON numbers are checked for payment cards only. As numbers, ten-digit phones and
 //!   nine-digit SSNs are indistinguishable from ids, amounts and timestamps; the key-name rule
 //!   (`ssn`, `phone` when configured) covers them.
 //! - Undashed nine-digit SSNs are found only after an SSN keyword in the same text.
-//! - Dotted quads under a key containing `version` or ending in `build`, or after the words
+//! - Dotted quads under a key with a `version` segment or ending in a `build` segment
+//!   (`app_version`, `OSVersion`, `appBuild`, not `conversion_ip`), or after the words
 //!   version/build/release/firmware, are versions, not IPv4 addresses. A bare `10.4.22.1` with no
 //!   such context is reported as an IPv4 address: the text alone cannot tell them apart.
 //! - 13- and 14-digit numbers with a valid GS1 check digit are product barcodes (EAN-13,
@@ -174,6 +177,7 @@ pub const DEFAULT_SENSITIVE_KEYS: &[&str] = &[
     "passphrase",
     "secret",
     "client_secret",
+    "secret_key",
     "token",
     "api_key",
     "apikey",
@@ -189,6 +193,7 @@ pub const DEFAULT_SENSITIVE_KEYS: &[&str] = &[
     "cc_number",
     "cvv",
     "cvc",
+    "security_code",
     "pin_code",
     "iban",
     "account_number",
@@ -333,11 +338,19 @@ impl PiiScanner {
 
     /// (sensitive name?, text context for values under this key)
     fn key_context(&self, key: &str) -> (bool, TextContext) {
+        let sensitive = self.names_sensitive(key)
+            || without_repeat_suffix(key).is_some_and(|base| self.names_sensitive(base));
+        (
+            sensitive,
+            TextContext {
+                version_key: is_version_key(key.as_bytes()),
+            },
+        )
+    }
+
+    /// `key`, normalised, equals or ends with a sensitive name.
+    fn names_sensitive(&self, key: &str) -> bool {
         let raw = key.as_bytes();
-        let version_key = ends_with_ci(raw, b"build")
-            || raw
-                .windows(7)
-                .any(|w| (w[0] | 0x20) == b'v' && w.eq_ignore_ascii_case(b"version"));
         // Most keys differ from every sensitive name in their last four normalised bytes, which
         // are found without normalising the whole key.
         let mut tail = 0u32;
@@ -357,12 +370,11 @@ impl PiiScanner {
         let candidate = bucket
             .iter()
             .any(|s| s.tail_len <= n && tail & MASKS[s.tail_len] == s.tail);
-        let sensitive = candidate && {
+        candidate && {
             let mut buf = [0; KEY_BUF];
             let k = normalize_key(key, &mut buf);
             bucket.iter().any(|s| k.ends_with(&s.name))
-        };
-        (sensitive, TextContext { version_key })
+        }
     }
 
     fn walk(
@@ -423,6 +435,46 @@ impl PiiScanner {
 
 fn ends_with_ci(hay: &[u8], suffix: &[u8]) -> bool {
     hay.len() >= suffix.len() && hay[hay.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
+/// `key` without a suffix that repeats the secret named before it: a number (`password2`,
+/// `cvv2`) or a confirmation (`password_confirmation`, `passwordConfirm`). `None` when there is
+/// no such suffix, or nothing before it.
+fn without_repeat_suffix(key: &str) -> Option<&str> {
+    let raw = key.as_bytes();
+    // Most keys end in neither a digit nor `confirm(ation)`: one byte tells.
+    if !matches!(raw.last(), Some(b'0'..=b'9' | b'm' | b'M' | b'n' | b'N')) {
+        return None;
+    }
+    let digits = raw.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+    let len = if digits > 0 {
+        raw.len() - digits
+    } else if ends_with_ci(raw, b"confirmation") {
+        raw.len() - "confirmation".len()
+    } else if ends_with_ci(raw, b"confirm") {
+        raw.len() - "confirm".len()
+    } else {
+        return None;
+    };
+    // The suffix is ASCII, so `len` is a char boundary.
+    (len > 0).then(|| &key[..len])
+}
+
+/// Dotted quads under this key are versions: it has a `version` (or `versions`) segment, or
+/// ends in a `build` segment, by snake, kebab, dot or camelCase boundaries (`app_version`,
+/// `OSVersion`, `appBuild`; not `conversion_ip`).
+fn is_version_key(raw: &[u8]) -> bool {
+    let build = raw.len() - raw.len().min(5);
+    if ends_with_ci(raw, b"build") && detect::starts_segment(raw, build) {
+        return true;
+    }
+    raw.windows(7).enumerate().any(|(p, w)| {
+        (w[0] | 0x20) == b'v'
+            && w.eq_ignore_ascii_case(b"version")
+            && detect::starts_segment(raw, p)
+            && (detect::ends_segment(raw, p + 7)
+                || ((raw[p + 7] | 0x20) == b's' && detect::ends_segment(raw, p + 8)))
+    })
 }
 
 fn holds_data(v: &ValueRef<'_>) -> bool {
@@ -530,16 +582,35 @@ impl PiiPolicy {
 }
 
 /// The form of a detected value that is hashed, so that hashes work as join keys:
-/// emails lowercased; phones as `+` and digits (North American numbers written without a
-/// country code get `+1`); card numbers and SSNs as digits; IBANs uppercased without spaces;
+/// emails lowercased, with `%40` and `%2B` decoded (as found in URLs); phones as `+` and digits
+/// (a bracketed trunk `(0)` after the country code dropped; North American numbers written
+/// without a country code get `+1`); card numbers and SSNs as digits; IBANs uppercased without spaces;
 /// IPv6 in its RFC 5952 text; everything else (IPv4, key-name values) unchanged.
 pub fn canonical_form(class: PiiClass, text: &str) -> Cow<'_, str> {
     let digits = || text.chars().filter(char::is_ascii_digit);
     match class {
-        PiiClass::Email => Cow::Owned(text.to_ascii_lowercase()),
+        PiiClass::Email => Cow::Owned(
+            text.replace("%40", "@")
+                .replace("%2B", "+")
+                .replace("%2b", "+")
+                .to_lowercase(),
+        ),
         PiiClass::Phone => {
-            let d: String = digits().collect();
-            let has_country_code = text.starts_with('+') || (d.len() == 11 && d.starts_with('1'));
+            let international = text.strip_prefix('+').or_else(|| {
+                let plus = text.get(..3)?;
+                plus.eq_ignore_ascii_case("%2B").then(|| &text[3..])
+            });
+            let d: String = match international {
+                // A trunk prefix written after the country code (`+44 (0)20 ...`) is not
+                // dialled from abroad: the number is the same without it.
+                Some(number) => number
+                    .replacen("(0)", "", 1)
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect(),
+                None => digits().collect(),
+            };
+            let has_country_code = international.is_some() || (d.len() == 11 && d.starts_with('1'));
             Cow::Owned(if has_country_code {
                 format!("+{d}")
             } else {
@@ -987,11 +1058,73 @@ mod tests {
         ] {
             assert!(!s.is_sensitive_key(k), "{k}");
         }
+        // A name followed by a number or a confirmation suffix is the same secret.
+        for k in [
+            "secretKey",
+            "secret_key",
+            "stripe_secret_key",
+            "password_confirmation",
+            "passwordConfirm",
+            "password2",
+            "cvv2",
+            "cvc2",
+            "security_code",
+            "new_password_confirm",
+        ] {
+            assert!(s.is_sensitive_key(k), "{k}");
+        }
+        for k in [
+            "secretary",
+            "tokenizer_version",
+            "password_confirmed_at",
+            "token_count2",
+            "confirm",
+            "2",
+        ] {
+            assert!(!s.is_sensitive_key(k), "{k}");
+        }
         let custom = PiiScanner::new(&["Mother's Maiden-Name".to_owned()]);
         assert!(custom.is_sensitive_key("Mother's maiden name"));
         assert!(!PiiScanner::new::<&str>(&[]).is_sensitive_key("password"));
         let long = format!("{}password", "x".repeat(200));
         assert!(s.is_sensitive_key(&long));
+    }
+
+    #[test]
+    fn version_keys_are_whole_segments() {
+        let s = PiiScanner::default();
+        for k in [
+            "version",
+            "app_version",
+            "appVersion",
+            "OSVersion",
+            "os-version",
+            "context.version",
+            "versionName",
+            "VERSION_CODE",
+            "versions",
+            "build",
+            "appBuild",
+            "app_build",
+        ] {
+            assert!(s.key_context(k).1.version_key, "{k}");
+        }
+        for k in [
+            "conversion_ip",
+            "last_conversion_source",
+            "CONVERSION_IP",
+            "inversion",
+            "aversion",
+            "rebuild",
+            "ip",
+        ] {
+            assert!(!s.key_context(k).1.version_key, "{k}");
+        }
+        let event = doc(json!({"conversion_ip": "203.0.113.77", "app_version": "10.4.22.1"}));
+        assert_eq!(
+            findings(&event),
+            vec![(PiiClass::Ipv4, "/conversion_ip".into(), Some((0, 12)))]
+        );
     }
 
     #[test]
@@ -1103,6 +1236,20 @@ mod tests {
                 "DE89370400440532013000",
             ),
             (PiiClass::Ipv6, "2001:DB8:0:0:0:0:0:1", "2001:db8::1"),
+        ] {
+            assert_eq!(p.hash_pii(class, a), p.hash_pii(class, b), "{a} / {b}");
+        }
+        // The trunk prefix written after the country code, and percent-encoded `@` and `+`.
+        for (class, a, b) in [
+            (PiiClass::Phone, "+44 20 7946 0958", "+44 (0)20 7946 0958"),
+            (PiiClass::Phone, "+49 30 1234567", "+49(0)30 1234567"),
+            (PiiClass::Phone, "%2B14155550123", "+1 415 555 0123"),
+            (
+                PiiClass::Email,
+                "jane%2Btag%40Example.com",
+                "jane+tag@example.com",
+            ),
+            (PiiClass::Email, "Müller@Example.de", "müller@example.de"),
         ] {
             assert_eq!(p.hash_pii(class, a), p.hash_pii(class, b), "{a} / {b}");
         }
