@@ -1,10 +1,11 @@
 """HTTP webhook sink: governed events as batched JSON POSTs.
 
 A request body is ``{"batch": [event, ...]}`` with at most ``max_batch_events`` events (see
-:mod:`.outbound` for an event's shape). A 5xx, a 429 or a connection error is retried with
-exponential backoff and full jitter (a ``Retry-After`` is honoured up to ``backoff_max_s``);
-any other 4xx fails the batch at once with the response text, since sending the same request
-again cannot succeed. So does a 3xx, naming its ``Location`` to configure as ``url``: urllib would
+:mod:`.outbound` for an event's shape). A 5xx, a 408 (Request Timeout), a 429 or a connection
+error is retried with exponential backoff and full jitter (a ``Retry-After`` is honoured up to
+``backoff_max_s``), as Segment and RudderStack retry them; any other 4xx (409 Conflict included)
+fails the batch at once with the response text, since sending the same request again cannot
+succeed. So does a 3xx, naming its ``Location`` to configure as ``url``: urllib would
 re-send the POST as a GET without its body (and count a 200 on that GET as delivered), and a
 redirect does not go away by itself. Every request carries a request id derived from its events'
 ids, the same on every retry, so the receiver can recognise a repeat.
@@ -27,7 +28,7 @@ from ..stages.govern import GovernedBatch
 from .base import Sink
 from .outbound import OutboundEvent, outbound_events
 
-__all__ = ["WebhookSink", "backoff_delay", "request_id"]
+__all__ = ["WebhookSink", "backoff_delay", "is_transient", "request_id"]
 
 
 def backoff_delay(attempt: int, initial: float, cap: float, retry_after: float | None = None) -> float:
@@ -76,6 +77,20 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirect)
+
+# Statuses that say "not now" rather than "never": the server timed out reading the request
+# (408) or asks the client to slow down (429). A 409 Conflict comes back the same for the same
+# request, so it is permanent like the other 4xx.
+_TRANSIENT_4XX = frozenset({408, 429})
+
+
+def is_transient(status: int) -> bool:
+    """Whether an HTTP error status is worth retrying.
+
+    >>> [s for s in (400, 401, 404, 408, 409, 413, 422, 429, 500, 502, 503) if is_transient(s)]
+    [408, 429, 500, 502, 503]
+    """
+    return status >= 500 or status in _TRANSIENT_4XX
 
 
 class WebhookSink(Sink):
@@ -137,7 +152,7 @@ class WebhookSink(Sink):
                         "redirects are not followed (a POST would be re-sent as a GET without its body): "
                         "configure the final URL as the destination's url"
                     ) from None
-                if e.code != 429 and e.code < 500:
+                if not is_transient(e.code):
                     raise DeliveryError(
                         f"destination {self.name!r}: {self.cfg.url} refused the batch with HTTP {e.code}: {text}"
                     ) from None
