@@ -24,6 +24,15 @@ __all__ = ["main"]
 DEFAULT_CONFIG = os.environ.get("TIDEGATE_CONFIG", "config/tidegate.toml")
 
 
+def counted(n: int | float, noun: str, plural: str | None = None) -> str:
+    """``n`` and ``noun``, in the plural unless ``n`` is 1.
+
+    >>> counted(1, "destination"), counted(2, "problem"), counted(0, "entry", "entries")
+    ('1 destination', '2 problems', '0 entries')
+    """
+    return f"{n:.0f} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", default=DEFAULT_CONFIG,
                    help=f"TOML config file (default: $TIDEGATE_CONFIG or {DEFAULT_CONFIG})")
@@ -173,8 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # What the pipeline compiles at startup: tracking plans (unsupported keywords are
             # errors), PII policies (each destination's own too), transforms and their functions.
             PolicyPath(cfg)
-            print(f"{args.config}: OK (config version {cfg.version}; {len(cfg.sources)} sources, "
-                  f"{len(cfg.destinations)} destinations)")
+            print(f"{args.config}: OK (config version {cfg.version}; {counted(len(cfg.sources), 'source')}, "
+                  f"{counted(len(cfg.destinations), 'destination')})")
             return 0
         if args.command == "config-reference":
             from .config import config_reference
@@ -289,11 +298,12 @@ def _up(cfg: Config, args: argparse.Namespace) -> int:
             before = _accounted(len(cfg.destinations))
             started = time.monotonic()
             sent = send_sample(base_url, keys, args.sample)
-            print(f"sent {sent} sample events through {base_url}/v1/* ({time.monotonic() - started:.1f}s)", flush=True)
+            print(f"sent {counted(sent, 'sample event')} through {base_url}/v1/* ({time.monotonic() - started:.1f}s)", flush=True)
             deadline = time.monotonic() + args.timeout
             while _accounted(len(cfg.destinations)) - before < sent:
                 if time.monotonic() > deadline:
-                    outcome["error"] = f"only {_accounted(len(cfg.destinations)) - before:.0f} of {sent} events landed within {args.timeout}s"
+                    outcome["error"] = (f"only {_accounted(len(cfg.destinations)) - before:.0f} of "
+                                        f"{counted(sent, 'event')} landed within {args.timeout}s")
                     break
                 time.sleep(0.2)
             else:
@@ -302,7 +312,7 @@ def _up(cfg: Config, args: argparse.Namespace) -> int:
                 while delivered != (now := _metric_counts("tidegate_sink_events", "outcome").get("delivered", 0.0)):
                     delivered = now
                     time.sleep(cfg.pipeline.commit_interval_s + 0.5)
-                print(f"all {sent} events processed in {time.monotonic() - started:.1f}s", flush=True)
+                print(f"{'the 1 event' if sent == 1 else f'all {sent} events'} processed in {time.monotonic() - started:.1f}s", flush=True)
             _print_counts(pipeline)
         except Exception as e:  # noqa: BLE001 - reported at exit
             outcome["error"] = str(e)
@@ -425,11 +435,11 @@ def _audit(cfg: Config, args: argparse.Namespace) -> int:
         if problems:
             for p in problems:
                 print(f"{audit.path}: {p}", file=sys.stderr)
-            print(f"tidegate: audit log verification FAILED ({len(problems)} problems)", file=sys.stderr)
+            print(f"tidegate: audit log verification FAILED ({counted(len(problems), 'problem')})", file=sys.stderr)
             return 1
         entries = audit.entries()
         head = entries[-1]["hash"] if entries else "none"
-        print(f"{audit.path}: OK, {len(entries)} entries, chain intact, stored copies match; head {head}")
+        print(f"{audit.path}: OK, {counted(len(entries), 'entry', 'entries')}, chain intact, stored copies match; head {head}")
         return 0
     entries = audit.entries()
     if not entries:
@@ -464,15 +474,16 @@ def _regulate(cfg: Config, args: argparse.Namespace) -> int:
     store = regulations.RegulationStore(cfg.regulations.path)
     if action == "list":
         users = store.users()
-        print(f"suppression list {store.list_path}: {len(users)} users")
+        print(f"suppression list {store.list_path}: {counted(len(users), 'user')}")
         for user, e in sorted(users.items()):
             pending = f"  deletion pending in: {', '.join(e['pending'])}" if e.get("pending") else ""
             print(f"  {user}  {e.get('regulation')}  since {e.get('at')} by {e.get('by')}{pending}")
         entries = store.log_entries()
-        print(f"deletion log {store.log_path}: {len(entries)} entries")
+        print(f"deletion log {store.log_path}: {counted(len(entries), 'entry', 'entries')}")
         for e in entries:
-            print(f"  {e.get('time')}  {e.get('user_id')}  {e.get('destination')}.{e.get('table')}: {e.get('rows')} rows "
-                  f"(by {e.get('actor')})")
+            rows = e.get("rows")
+            print(f"  {e.get('time')}  {e.get('user_id')}  {e.get('destination')}.{e.get('table')}: "
+                  f"{counted(rows, 'row') if isinstance(rows, int) else f'{rows} rows'} (by {e.get('actor')})")
         return 0
 
     def as_stored(verb: str) -> str:
@@ -528,11 +539,13 @@ def _dlq(cfg: Config, args: argparse.Namespace) -> int:
     if not summary.pending_messages:
         print(f"nothing waits in {summary.topic}")
     else:
-        print(f"re-delivered {summary.pending_messages - summary.reparked_messages} parked messages from {summary.topic}: "
-              f"{summary.replayed_events} events accepted by the current policy, {summary.delivered_events} delivered "
+        redelivered = summary.pending_messages - summary.reparked_messages
+        print(f"re-delivered {counted(redelivered, 'parked message')} from {summary.topic}: "
+              f"{counted(summary.replayed_events, 'event')} accepted by the current policy, {summary.delivered_events} delivered "
               f"to {args.destination!r}")
     if summary.reparked_messages:
-        print(f"{summary.reparked_messages} messages ({summary.reparked_events} events) {args.destination!r} refused on "
+        print(f"{counted(summary.reparked_messages, 'message')} ({counted(summary.reparked_events, 'event')}) "
+              f"{args.destination!r} refused on "
               f"their own were parked again at the end of {summary.topic}, each with its error; see them with "
               f"`tidegate dlq list {args.destination}`", file=sys.stderr)
         return 1
