@@ -382,13 +382,15 @@ def _metric_counts(name: str, key: str) -> dict[str, float]:
 
 def _replay(cfg: Config, args: argparse.Namespace) -> int:
     from .audit import applied_config
-    from .replay import Progress, parse_time, replay
+    from .replay import Progress, check_arguments, parse_time, replay
 
     start, end = parse_time(args.start), parse_time(args.end)
     if args.batch_events < 1:
         raise TidegateError("--batch-events must be at least 1")
     # The policy `tidegate run` and `dlq replay` govern by: the applied config, when there is one.
-    cfg = applied_config(cfg)
+    # Everything is checked before the header: an error names the user's file, not the stored copy.
+    on_disk, cfg = cfg, applied_config(cfg)
+    check_arguments(cfg, start, end, sources=args.source, destinations=args.destination, on_disk=on_disk)
     print(f"replaying events received {start:%Y-%m-%d %H:%M:%S} .. {end:%Y-%m-%d %H:%M:%S} UTC from {cfg.archive.path} "
           f"into {', '.join(args.destination or cfg.destinations)} under config version {cfg.version}", flush=True)
     summary = replay(cfg, start, end, sources=args.source, destinations=args.destination,

@@ -33,7 +33,7 @@ from .errors import ConfigError, TidegateError
 from .stages import PolicyPath, decode_messages
 from .stages.decode import SOURCE_HEADER
 
-__all__ = ["parse_time", "replay", "ReplaySummary", "to_raw_messages", "Progress"]
+__all__ = ["check_arguments", "parse_time", "replay", "ReplaySummary", "to_raw_messages", "Progress"]
 
 _RELATIVE = re.compile(r"^-?\s*(\d+(?:\.\d+)?)\s*([smhdw])(?:\s+ago)?$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -150,24 +150,40 @@ def _total_rows(sink: Any) -> int | None:
         return None
 
 
+def check_arguments(cfg: Config, start: datetime, end: datetime, *, sources: Sequence[str] | None = None,
+                    destinations: Sequence[str] | None = None, on_disk: Config | None = None) -> None:
+    """Raise unless ``[start, end)`` is a time range and every named source and destination is one
+    of ``cfg``, the config that governs the replay. ``on_disk`` is the user's config file when
+    ``cfg`` is the applied copy of it (``audit.applied_config``): errors name the user's file, not
+    the stored copy, and say that the applied config is the one that counts."""
+    if end <= start:
+        raise TidegateError(f"--from ({start.isoformat()}) must be before --to ({end.isoformat()})")
+    user = on_disk or cfg
+    applied = on_disk is not None and on_disk.path != cfg.path
+    for kind, named, configured in (("destination", destinations, cfg.destinations), ("source", sources, cfg.sources)):
+        unknown = [n for n in named or () if n not in configured]
+        if not unknown:
+            continue
+        listed = ", ".join(configured) or "none"
+        if not applied:
+            message = f"unknown {kind} {', '.join(map(repr, unknown))}; configured: {listed}"
+        else:
+            governs = f"replay governs by the applied config (version {cfg.version}), which has: {listed}"
+            in_file = [n for n in unknown if n in getattr(user, f"{kind}s")]
+            message = (f"{kind} {', '.join(map(repr, in_file))} is in this file but not applied yet: {governs}; "
+                       f"run `tidegate apply -c {user.path}` first" if in_file else
+                       f"unknown {kind} {', '.join(map(repr, unknown))}; {governs}")
+        raise ConfigError(message, file=user.path or None, key=f"{kind}s")
+
+
 def replay(cfg: Config, start: datetime, end: datetime, *, sources: Sequence[str] | None = None,
            destinations: Sequence[str] | None = None, batch_events: int = 20_000,
            progress: Callable[[int], Progress] | None = None) -> ReplaySummary:
     """Replay archived events received in ``[start, end)``; see the module docstring."""
     from .sinks import build_sink, deliver
 
-    if end <= start:
-        raise TidegateError(f"--from ({start.isoformat()}) must be before --to ({end.isoformat()})")
+    check_arguments(cfg, start, end, sources=sources, destinations=destinations)
     names = list(destinations) if destinations else list(cfg.destinations)
-    unknown = [n for n in names if n not in cfg.destinations]
-    if unknown:
-        raise ConfigError(f"unknown destination {', '.join(map(repr, unknown))}; configured: "
-                          f"{', '.join(cfg.destinations) or 'none'}", file=cfg.path, key="destinations")
-    if sources:
-        unknown = [s for s in sources if s not in cfg.sources]
-        if unknown:
-            raise ConfigError(f"unknown source {', '.join(map(repr, unknown))}; configured: {', '.join(cfg.sources)}",
-                              file=cfg.path, key="sources")
     started = time.monotonic()
     path = PolicyPath(cfg)
     rows = read_archive(cfg.archive.path, start, end, sources)
