@@ -420,6 +420,7 @@ class SuppressionFilter:
         self.ids = pl.Series("ids", [], dtype=pl.String)
         # the ids as they appear in a refused event's JSON text, lower-cased (made once per list)
         self._texts: list[str] = []
+        self.last_suppressed = 0  # accepted events the last `apply` dropped (replay's summary counts them)
 
     def refresh(self) -> bool:
         """Re-read the list if it changed; True when it did."""
@@ -464,6 +465,7 @@ class SuppressionFilter:
     def apply(self, batch: GovernedBatch) -> GovernedBatch:
         """``batch`` without the suppressed users' events, their ``identity_map`` rows (their own
         ids and the ids mapped to them) and their refused events."""
+        self.last_suppressed = 0
         if self.ids.len() == 0 or (not batch.tables and batch.rejected.is_empty()):
             return batch
         ids = self.ids.implode()
@@ -481,6 +483,7 @@ class SuppressionFilter:
         if users is not None and "id" in users.columns:
             listed = users.filter(pl.col("id").cast(pl.String).is_in(ids))["id"].cast(pl.String)
             gone_users = pl.concat([identified, listed]).unique()
+        self.last_suppressed = event_ids.len()
         if event_ids.len():
             metrics.policy.suppressed.inc(event_ids.len())
         return self._without_identities(filter_batch(batch, event_ids, gone_users))

@@ -31,6 +31,8 @@ from .archive import read_archive
 from .config import Config
 from .errors import ConfigError, TidegateError
 from .stages import PolicyPath, decode_messages
+from .regulations import REFUSED_TABLE
+from .sinks.base import EVENT_TABLES
 from .stages.decode import SOURCE_HEADER
 
 __all__ = ["check_arguments", "parse_time", "replay", "ReplaySummary", "to_raw_messages", "Progress"]
@@ -120,32 +122,61 @@ class Progress:
 
 @dataclass
 class ReplaySummary:
+    """What a replay did. Every event read is accounted for per destination: ``read`` =
+    ``delivered`` + ``suppressed`` + ``not_for`` (consent, transform filters) + refused by policy."""
+
     read: int = 0
     accepted: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
-    new_rows: dict[str, int | None] = field(default_factory=dict)
+    suppressed: dict[str, int] = field(default_factory=dict)
+    not_for: dict[str, int] = field(default_factory=dict)
+    """Accepted events a destination does not receive: its consent requirements, its filters."""
+    refused_kept: dict[str, int] = field(default_factory=dict)
+    """Refused events handed to a warehouse destination for its ``discarded_events``."""
+    new_rows: dict[str, dict[str, int] | None] = field(default_factory=dict)
+    """Per warehouse destination, rows added per table (None: not countable)."""
     seconds: float = 0.0
     config_version: str = ""
 
     def render(self) -> str:
-        lines = [f"replayed {self.read} archived events in {self.seconds:.1f}s under config version {self.config_version}",
+        refused_n = sum(self.refused.values())
+        lines = [f"replayed {_n(self.read, 'archived event')} in {self.seconds:.1f}s under config version {self.config_version}",
                  f"  accepted by policy: {self.accepted}"]
         refused = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items())) or "none"
-        lines.append(f"  refused by policy (to discarded_events): {refused}")
+        lines.append(f"  refused by policy (to warehouses' discarded_events): {refused}")
         for name, n in self.delivered.items():
+            parts = [f"{n} delivered"]
+            if self.suppressed.get(name):
+                parts.append(f"{self.suppressed[name]} suppressed (`tidegate regulate list`)")
+            if self.not_for.get(name):
+                parts.append(f"{self.not_for[name]} not for it (consent or its filters)")
+            if refused_n:
+                parts.append(f"{refused_n} refused by policy")
+            lines.append(f"  destination {name!r}: of {_n(self.read, 'event')}, {', '.join(parts)}")
             new = self.new_rows.get(name)
-            extra = "" if new is None else f"; {new} new rows (rows already stored were kept)"
-            lines.append(f"  destination {name!r}: {n} events delivered{extra}")
+            if new is None:
+                continue
+            total = sum(new.values())
+            tables = ", ".join(f"{t} {k}" for t, k in sorted(new.items(), key=lambda tk: (-tk[1], tk[0])) if k)
+            kept = max(n - sum(k for t, k in new.items() if t in EVENT_TABLES), 0)
+            kept_refused = max(self.refused_kept.get(name, 0) - new.get(REFUSED_TABLE, 0), 0)
+            already = [f"{_n(kept, 'event')}"] + ([f"{_n(kept_refused, 'refused event')}"] if kept_refused else [])
+            lines.append(f"    {_n(total, 'new row')}{f' ({tables})' if tables else ''}; already stored and kept "
+                         f"as they were: {' and '.join(already)}")
         return "\n".join(lines)
 
 
-def _total_rows(sink: Any) -> int | None:
+def _n(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _table_rows(sink: Any) -> dict[str, int] | None:
     counts = getattr(sink, "row_counts", None)
     if counts is None:
         return None
     try:
-        return sum(counts().values())
+        return dict(counts())
     except Exception:  # noqa: BLE001 - the count is informative only
         return None
 
@@ -193,24 +224,31 @@ def replay(cfg: Config, start: datetime, end: datetime, *, sources: Sequence[str
     try:
         for sink in sinks.values():
             sink.setup()
-        before = {name: _total_rows(s) for name, s in sinks.items()}
+        before = {name: _table_rows(s) for name, s in sinks.items()}
         for chunk in _chunks(rows, batch_events):
             governed = path.govern(decode_messages(to_raw_messages(chunk)))
             # The same per-destination policy as the stream: suppression, then consent.
             warehouses = {n: s for n, s in sinks.items() if hasattr(s, "dialect")}
-            for name, share in path.shares(governed, list(sinks), warehouses).items():
+            shares = path.shares(governed, list(sinks), warehouses)
+            suppressed = path.suppression.last_suppressed
+            for name, share in shares.items():
                 deliver(sinks[name], share)
                 summary.delivered[name] = summary.delivered.get(name, 0) + share.accepted
+                summary.suppressed[name] = summary.suppressed.get(name, 0) + suppressed
+                summary.not_for[name] = summary.not_for.get(name, 0) + governed.accepted - suppressed - share.accepted
+                if name in warehouses:
+                    summary.refused_kept[name] = summary.refused_kept.get(name, 0) + share.rejected.height
             summary.accepted += governed.accepted
             for reason, n in governed.rejected.group_by("reason").len().iter_rows():
                 summary.refused[reason] = summary.refused.get(reason, 0) + n
             if bar:
                 bar.update(chunk.height)
         for name, s in sinks.items():
-            after = _total_rows(s)
+            after = _table_rows(s)
             summary.delivered.setdefault(name, 0)
             b = before[name]
-            summary.new_rows[name] = None if after is None or b is None else after - b
+            summary.new_rows[name] = None if after is None or b is None else \
+                {t: n - b.get(t, 0) for t, n in after.items() if n != b.get(t, 0)}
     finally:
         if bar:
             bar.close()
