@@ -513,7 +513,7 @@ def _regulate(cfg: Config, args: argparse.Namespace) -> int:
         rows = ", ".join(f"{t} {n}" for t, n in sorted(tables.items())) or "no rows"
         print(f"  {name}: deleted {rows}")
     for name, why in result.pending.items():
-        print(f"  {name}: pending ({why}); the pipeline that owns it deletes at its next checkpoint")
+        print(f"  {name}: pending ({why}); the running pipeline that owns it deletes within seconds")
     for name in result.skipped:
         print(f"  {name}: not a warehouse, nothing stored to delete")
     if result.deleted:

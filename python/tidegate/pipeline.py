@@ -18,7 +18,7 @@ import threading
 import time
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Container
 
 # confluent-kafka pulls in authlib, whose import forces a deprecation warning on every run.
 with warnings.catch_warnings(record=True):
@@ -236,6 +236,19 @@ class GovernedSink(BatchingSink):
                 first = first or error
         return first
 
+    def check_regulations(self, skip: Container[str] = ()) -> Future[None]:
+        """Carry out the deletions left pending for this process's warehouses (`regulate delete`
+        while one was busy or unreachable) once the suppression list changed, without waiting for
+        a write: on the deliver thread, after the writes queued before, so never during one.
+        ``skip``: destinations not to touch (still writing at a shutdown)."""
+        return self._deliverer.submit(self._run_pending_deletions, skip)
+
+    def _run_pending_deletions(self, skip: Container[str]) -> None:
+        suppression = self.path.suppression
+        if suppression.refresh():
+            suppression.run_pending({n: s for n, s in self.destinations.items()
+                                     if hasattr(s, "dialect") and n not in skip})
+
     def _idle(self) -> None:
         """On the deliver thread, when no write was waiting: each destination's upkeep, unless a
         write was staged meanwhile (it goes first; the upkeep waits for the next quiet moment)."""
@@ -365,11 +378,25 @@ class Pipeline:
             except Exception as e:  # noqa: BLE001 - a missed sample is not worth stopping for
                 log.debug("consumer lag not measured: %s", e)
 
+    def _watch_regulations(self, every_s: float = 2.0) -> None:
+        """A deletion left pending for this process (`regulate delete` while a warehouse was busy
+        or unreachable) is carried out within ``every_s`` of the list's change, not only when
+        the next events arrive: an idle pipeline has no checkpoint to do it at."""
+        checked: Future[None] | None = None
+        while not self._stopping.wait(every_s):
+            if checked is not None and not checked.done():
+                continue  # a write or the previous check is still running
+            try:
+                checked = self.sink.check_regulations()
+            except RuntimeError:  # the deliver thread is shut down: the pipeline is stopping
+                return
+
     def run(self) -> None:
         app = self.app or self.build()
         self.serve_metrics()
         self._stopping = threading.Event()
         threads.Thread(target=self._watch_lag, name="tidegate-lag", daemon=True).start()
+        threads.Thread(target=self._watch_regulations, name="tidegate-regulations", daemon=True).start()
         if self._on_ready is not None:
             threads.Thread(target=self._on_ready, name="tidegate-on-ready", daemon=True).start()
         try:
@@ -381,6 +408,10 @@ class Pipeline:
             # to it (their batch was not committed: it is read again after a restart), and
             # `abandoned` names them so that the process can exit without waiting for them.
             self.abandoned = self.sink.fanout.close()
+            try:  # a deletion that became pending during the shutdown is not left to the next start
+                self.sink.check_regulations(skip=self.abandoned).result(timeout=self.cfg.delivery.write_timeout_s)
+            except Exception as e:  # noqa: BLE001 - it stays pending; the next start carries it out
+                log.warning("pending deletions not carried out at shutdown: %s", e)
             for name, sink in self.destinations.items():
                 if name not in self.abandoned:
                     sink.close()

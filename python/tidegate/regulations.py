@@ -14,8 +14,9 @@ anonymous ids mapped to them too), and the refused events in ``discarded_events`
 ``userId``, ``anonymousId`` or ``previousId`` is the user. What was deleted (destination, table,
 rows) is appended to ``deletions.jsonl``, which is never rewritten. A warehouse that cannot be
 opened now (an embedded DuckDB held by a running pipeline, a PostgreSQL that is down) is left
-*pending* in the list; a running pipeline that owns that destination carries the deletion out at
-its next checkpoint and logs it the same way. Until then the user cannot be unsuppressed (that
+*pending* in the list; a running pipeline that owns that destination carries the deletion out
+within seconds (it looks at the list every 2 s, idle or not, and at a shutdown;
+``GovernedSink.check_regulations``) and logs it the same way. Until then the user cannot be unsuppressed (that
 would cancel the deletion). A listed user's ``identity_map`` rows and refused events are dropped
 before fan-out too, so a deletion is not undone by the next events.
 
@@ -325,7 +326,7 @@ def unsuppress(cfg: Config, user_id: str) -> bool:
             raise DeletionPendingError(
                 f"user {stored!r} cannot be unsuppressed yet: their deletion is still pending in {', '.join(pending)} "
                 "(taking them off the list now would cancel it, and their events would land again).\n"
-                f"Let the pipeline that owns {'it' if len(pending) == 1 else 'them'} delete at its next checkpoint, or "
+                f"Let the pipeline that owns {'it' if len(pending) == 1 else 'them'} delete (within seconds while it runs), or "
                 f"run `tidegate regulate delete {shlex.quote(stored)}` again once {'it is' if len(pending) == 1 else 'they are'} "
                 "reachable; `tidegate regulate list` shows what is pending. Then unsuppress.")
         for k in keys:
