@@ -144,7 +144,7 @@ class ReplaySummary:
         lines = [f"replayed {_n(self.read, 'archived event')} in {self.seconds:.1f}s under config version {self.config_version}",
                  f"  accepted by policy: {self.accepted}"]
         refused = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items())) or "none"
-        lines.append(f"  refused by policy (to warehouses' discarded_events): {refused}")
+        lines.append(f"  refused by policy (to discarded_events): {refused}")
         for name, n in self.delivered.items():
             parts = [f"{n} delivered"]
             if self.suppressed.get(name):
