@@ -38,13 +38,17 @@ with warnings.catch_warnings(record=True):
     from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
+import msgspec
+import polars as pl
+
 from . import metrics, threads
 from .config import Config, DeliveryConfig
 from .errors import ConfigError, DeliveryError, TidegateError
 from .kafka import client_settings
 from .stages import PolicyPath
-from .stages.decode import Admitted
+from .stages.decode import Admitted, split_message
 from .stages.govern import GovernedBatch
+from .sinks.base import EVENT_TABLES
 
 __all__ = ["Fanout", "dlq_topic", "deliver_with_retries", "DeadLetters", "list_dlq", "replay_dlq", "DlqSummary",
            "RawItem"]
@@ -93,6 +97,52 @@ def deliver_with_retries(sink: Any, batch: GovernedBatch, cfg: DeliveryConfig, *
     return last
 
 
+class _EventId(msgspec.Struct):
+    messageId: Any = None
+
+
+def event_ids(batch: GovernedBatch) -> pl.Series:
+    """The ids of ``batch``'s events (one row per event in its type's table)."""
+    ids = [df["id"].cast(pl.String) for t, df in batch.tables.items() if t in EVENT_TABLES and "id" in df.columns]
+    return pl.concat(ids) if ids else pl.Series([], dtype=pl.String)
+
+
+def events_per_message(items: Sequence[RawItem], events: int, ids: pl.Series | None) -> list[int]:
+    """How many of ``events`` (bound for a destination: those whose id is in ``ids``) each
+    message holds, so that a parked batch's messages each carry their own count and any run of
+    them adds up (`dlq replay` can commit part of a batch). An event is found by its
+    ``messageId``; events without one (their id is a content hash) are counted on the first
+    message, so that the sum is ``events`` whatever happens.
+
+    >>> items = [(b'{"v":1,"source":"web","receivedAt":"x","events":[{"messageId":"a"},{"messageId":"b"}]}', 0, None),
+    ...          (b'{"messageId":"c"}', 0, None), (b'{"messageId":"d"}', 0, None)]
+    >>> events_per_message(items, 3, pl.Series(["a", "c", "d"]))
+    [1, 1, 1]
+    >>> events_per_message(items, 3, None)
+    [3, 0, 0]
+    """
+    if not items:
+        return []
+    if ids is None:
+        return [events] + [0] * (len(items) - 1)
+    bound = set(ids.to_list())
+    counts = []
+    for value, _ts, headers in items:
+        text = value.events if isinstance(value, Admitted) else split_message(value, headers)[1]
+        try:
+            decoded = msgspec.json.decode(text, type=list[_EventId] | _EventId)
+        except msgspec.DecodeError:  # not JSON, or not events: refused by the policy anyway
+            decoded = []
+        n = 0
+        for e in decoded if isinstance(decoded, list) else [decoded]:
+            if isinstance(e.messageId, str) and e.messageId in bound:
+                bound.discard(e.messageId)  # a repeated id is one event (the dedupe stage keeps one)
+                n += 1
+        counts.append(n)
+    counts[0] += max(events - sum(counts), 0)
+    return counts
+
+
 class DeadLetters:
     """Parks raw messages in per-destination dead-letter topics (created on first use)."""
 
@@ -114,9 +164,12 @@ class DeadLetters:
                 raise DeliveryError(f"cannot create dead-letter topic {topic!r}: {e.args[0]}") from None
         self._topics.add(topic)
 
-    def park(self, destination: str, items: Sequence[RawItem], *, reason: str, events: int, timeout: float = 30.0) -> None:
+    def park(self, destination: str, items: Sequence[RawItem], *, reason: str, events: int,
+             ids: pl.Series | None = None, timeout: float = 30.0) -> None:
         """Write the batch's raw messages to the destination's DLQ; raise DeliveryError unless
-        Kafka acknowledged all of them."""
+        Kafka acknowledged all of them. ``events`` of them are bound for the destination: those
+        whose id is in ``ids``, which makes each message's count its own (see
+        :func:`events_per_message`); without ``ids``, the first message carries them all."""
         topic = dlq_topic(self.cfg, destination)
         self._ensure(topic)
         if self._producer is None:
@@ -130,13 +183,15 @@ class DeadLetters:
                 errors.append(err.str())
 
         parked_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
-        # The destination's event count goes on the first message, so that sums are exact.
+        # Each message's own count: the messages of a batch that `dlq replay` committed part of
+        # still add up to what waits.
+        counts = events_per_message(items, events, ids)
         for i, (value, ts, headers) in enumerate(items):
             raw, dups, late = value[:3] if isinstance(value, Admitted) else (value, b"", b"")
             hdrs = [(k, v) for k, v in (headers or ()) if not k.startswith(H)]
             hdrs += [(H + "destination", destination.encode()), (H + "reason", reason.encode()[:2000]),
                      (H + "parked-at", parked_at), (H + "config-version", self.cfg.version.encode()),
-                     (H + "events", str(events if i == 0 else 0).encode()),
+                     (H + "events", str(counts[i]).encode()),
                      (H + "duplicates", bytes(dups)), (H + "late", bytes(late))]
             self._producer.produce(topic, value=raw, timestamp=int(ts), headers=hdrs, on_delivery=on_delivery)
             self._producer.poll(0)
@@ -225,7 +280,7 @@ class Fanout:
             if error is None:
                 continue
             n = shares[name].accepted
-            self.dead_letters.park(name, items, reason=str(error), events=n)
+            self.dead_letters.park(name, items, reason=str(error), events=n, ids=event_ids(shares[name]))
             metrics.sink.dead_lettered.labels(name).inc(n)
             log.error("%s; parked %d events (%d messages) for %r in %s", error, n, len(items), name, dlq_topic(cfg, name))
             parked[name] = str(error)
