@@ -546,10 +546,11 @@ def _dlq(cfg: Config, args: argparse.Namespace) -> int:
               f"{counted(summary.replayed_events, 'event')} accepted by the current policy, {summary.delivered_events} delivered "
               f"to {args.destination!r}")
     if summary.reparked_messages:
+        one = summary.reparked_messages == 1
         print(f"{counted(summary.reparked_messages, 'message')} ({counted(summary.reparked_events, 'event')}) "
-              f"{args.destination!r} refused on "
-              f"their own were parked again at the end of {summary.topic}, each with its error; see them with "
-              f"`tidegate dlq list {args.destination}`", file=sys.stderr)
+              f"{args.destination!r} refused on {'its own was' if one else 'their own were'} parked again at the end "
+              f"of {summary.topic}, {'with its' if one else 'each with its'} error; see "
+              f"{'it' if one else 'them'} with `tidegate dlq list {args.destination}`", file=sys.stderr)
         return 1
     return 0
 

@@ -321,8 +321,8 @@ class DlqSummary:
         if not self.total_messages:
             return f"dead-letter topic {self.topic}: empty (nothing was ever parked for {self.destination!r})"
         lines = [f"dead-letter topic {self.topic} (destination {self.destination!r}):",
-                 f"  waiting: {self.pending_messages} messages, {self.pending_events} events"
-                 f" (of {self.total_messages} messages ever parked)"]
+                 f"  waiting: {_n(self.pending_messages, 'message')}, {_n(self.pending_events, 'event')}"
+                 f" (of {_n(self.total_messages, 'message')} ever parked)"]
         if self.pending_messages:
             lines.append(f"  oldest parked {self.oldest}, newest {self.newest}")
             lines.append("  reasons:")
@@ -330,6 +330,10 @@ class DlqSummary:
                 lines.append(f"    {n:>6} batch{'es' if n != 1 else ''}: {reason}")
             lines.append(f"  re-deliver with: tidegate dlq replay {self.destination}")
         return "\n".join(lines)
+
+
+def _n(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _check_destination(cfg: Config, destination: str) -> None:

@@ -202,12 +202,12 @@ max_attempts = 1
 
         replayed = tidegate(stack, "dlq", "replay", "pg")
         assert replayed.returncode == 1, replayed.stdout + replayed.stderr
-        assert "1 messages (1 events) 'pg' refused on their own were parked again" in replayed.stderr, replayed.stderr
+        assert "1 message (1 event) 'pg' refused on its own was parked again" in replayed.stderr, replayed.stderr
         with psycopg.connect(dsn) as con:
             stored = con.execute(f"select count(*) from {schema}.tracks").fetchone()
         assert stored is not None and stored[0] == 20, (stored, parked)
         listed = tidegate(stack, "dlq", "list", "pg").stdout
-        assert "waiting: 1 messages, 1 events" in listed and "1600 columns" in listed, listed
+        assert "waiting: 1 message, 1 event" in listed and "1600 columns" in listed, listed
         again = tidegate(stack, "dlq", "replay", "pg")  # nothing else delivered: the destination's refusal, told as such
         assert again.returncode == 2 and "1600 columns" in again.stderr, again.stdout + again.stderr
     finally:
