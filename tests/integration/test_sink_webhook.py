@@ -54,6 +54,20 @@ def test_4xx_is_not_retried_and_says_why(receiver: Receiver, make_sink: Callable
     assert len(receiver.requests) == 1
 
 
+def test_408_request_timeout_is_retried_with_the_same_request(receiver: Receiver, make_sink: Callable[..., WebhookSink]) -> None:
+    receiver.answers = [408, 408]
+    deliver(make_sink(), batch(mixed(5)))
+    assert receiver.statuses == [408, 408, 200]
+    assert len({h["Idempotency-Key"] for h, _ in receiver.requests}) == 1
+
+
+def test_409_conflict_is_permanent(receiver: Receiver, make_sink: Callable[..., WebhookSink]) -> None:
+    receiver.answers = [409]
+    with pytest.raises(DeliveryError, match="refused the batch with HTTP 409"):
+        deliver(make_sink(), batch(mixed(5)))
+    assert receiver.statuses == [409]
+
+
 def test_retry_budget_exhausted_fails_the_batch(receiver: Receiver, make_sink: Callable[..., WebhookSink]) -> None:
     receiver.answers = [500] * 10
     with pytest.raises(DeliveryError, match="failed 3 times .*HTTP 500"):
