@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 from . import __version__, metrics
 from .config import Config, load_config
 from .errors import TidegateError
+from .wording import counted
 
 if TYPE_CHECKING:
     from .pipeline import Pipeline
@@ -22,15 +23,6 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 DEFAULT_CONFIG = os.environ.get("TIDEGATE_CONFIG", "config/tidegate.toml")
-
-
-def counted(n: int | float, noun: str, plural: str | None = None) -> str:
-    """``n`` and ``noun``, in the plural unless ``n`` is 1.
-
-    >>> counted(1, "destination"), counted(2, "problem"), counted(0, "entry", "entries")
-    ('1 destination', '2 problems', '0 entries')
-    """
-    return f"{n:.0f} {noun if n == 1 else plural or noun + 's'}"
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:

@@ -279,7 +279,7 @@ class WebhookDestination(DestinationPolicy, tag="webhook", tag_field="type"):
     token_env: Annotated[str, _doc("Environment variable holding a bearer token (sent as Authorization: Bearer ...).")] = ""
     max_batch_events: Annotated[int, _doc("Most events in one request; a larger batch is split."), Meta(ge=1)] = 500
     timeout_s: Annotated[float, _doc("Timeout of one request in seconds."), Meta(gt=0)] = 10.0
-    max_retries: Annotated[int, _doc("Retries of a request after a 5xx, 429 or connection error, before the batch fails. A 3xx is not followed (a POST would come back a GET without its body): it fails the batch at once, naming the Location; set `url` to the final URL."), Meta(ge=0)] = 5
+    max_retries: Annotated[int, _doc("Retries of a request after a 5xx, 408, 429 or connection error, before the batch fails. A 3xx is not followed (a POST would come back a GET without its body): it fails the batch at once, naming the Location; set `url` to the final URL."), Meta(ge=0)] = 5
     backoff_initial_s: Annotated[float, _doc("Upper bound of the first retry's jittered delay; doubles per retry."), Meta(ge=0)] = 0.5
     backoff_max_s: Annotated[float, _doc("Largest delay between retries."), Meta(ge=0)] = 30.0
     request_id_header: Annotated[str, _doc("Header carrying the request id, the same for every retry of the same events (for idempotency)."), Meta(min_length=1)] = "Idempotency-Key"

@@ -49,6 +49,7 @@ from .stages import PolicyPath
 from .stages.decode import Admitted, split_message
 from .stages.govern import GovernedBatch
 from .sinks.base import EVENT_TABLES
+from .wording import counted
 
 __all__ = ["Fanout", "dlq_topic", "deliver_with_retries", "DeadLetters", "list_dlq", "replay_dlq", "DlqSummary",
            "RawItem"]
@@ -321,8 +322,8 @@ class DlqSummary:
         if not self.total_messages:
             return f"dead-letter topic {self.topic}: empty (nothing was ever parked for {self.destination!r})"
         lines = [f"dead-letter topic {self.topic} (destination {self.destination!r}):",
-                 f"  waiting: {_n(self.pending_messages, 'message')}, {_n(self.pending_events, 'event')}"
-                 f" (of {_n(self.total_messages, 'message')} ever parked)"]
+                 f"  waiting: {counted(self.pending_messages, 'message')}, {counted(self.pending_events, 'event')}"
+                 f" (of {counted(self.total_messages, 'message')} ever parked)"]
         if self.pending_messages:
             lines.append(f"  oldest parked {self.oldest}, newest {self.newest}")
             lines.append("  reasons:")
@@ -330,10 +331,6 @@ class DlqSummary:
                 lines.append(f"    {n:>6} batch{'es' if n != 1 else ''}: {reason}")
             lines.append(f"  re-deliver with: tidegate dlq replay {self.destination}")
         return "\n".join(lines)
-
-
-def _n(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _check_destination(cfg: Config, destination: str) -> None:

@@ -34,6 +34,7 @@ from .stages import PolicyPath, decode_messages
 from .regulations import REFUSED_TABLE
 from .sinks.base import EVENT_TABLES
 from .stages.decode import SOURCE_HEADER
+from .wording import counted
 
 __all__ = ["check_arguments", "parse_time", "replay", "ReplaySummary", "to_raw_messages", "Progress"]
 
@@ -141,7 +142,7 @@ class ReplaySummary:
 
     def render(self) -> str:
         refused_n = sum(self.refused.values())
-        lines = [f"replayed {_n(self.read, 'archived event')} in {self.seconds:.1f}s under config version {self.config_version}",
+        lines = [f"replayed {counted(self.read, 'archived event')} in {self.seconds:.1f}s under config version {self.config_version}",
                  f"  accepted by policy: {self.accepted}"]
         refused = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items())) or "none"
         lines.append(f"  refused by policy (to discarded_events): {refused}")
@@ -153,7 +154,7 @@ class ReplaySummary:
                 parts.append(f"{self.not_for[name]} not for it (consent or its filters)")
             if refused_n:
                 parts.append(f"{refused_n} refused by policy")
-            lines.append(f"  destination {name!r}: of {_n(self.read, 'event')}, {', '.join(parts)}")
+            lines.append(f"  destination {name!r}: of {counted(self.read, 'event')}, {', '.join(parts)}")
             new = self.new_rows.get(name)
             if new is None:
                 continue
@@ -161,14 +162,10 @@ class ReplaySummary:
             tables = ", ".join(f"{t} {k}" for t, k in sorted(new.items(), key=lambda tk: (-tk[1], tk[0])) if k)
             kept = max(n - sum(k for t, k in new.items() if t in EVENT_TABLES), 0)
             kept_refused = max(self.refused_kept.get(name, 0) - new.get(REFUSED_TABLE, 0), 0)
-            already = [f"{_n(kept, 'event')}"] + ([f"{_n(kept_refused, 'refused event')}"] if kept_refused else [])
-            lines.append(f"    {_n(total, 'new row')}{f' ({tables})' if tables else ''}; already stored and kept "
+            already = [f"{counted(kept, 'event')}"] + ([f"{counted(kept_refused, 'refused event')}"] if kept_refused else [])
+            lines.append(f"    {counted(total, 'new row')}{f' ({tables})' if tables else ''}; already stored and kept "
                          f"as they were: {' and '.join(already)}")
         return "\n".join(lines)
-
-
-def _n(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _table_rows(sink: Any) -> dict[str, int] | None:
