@@ -9,6 +9,11 @@ Kafka took only in part (or may still take, after a timeout) is answered 502 say
 For browser SDKs every response carries CORS headers and preflight ``OPTIONS`` requests are
 answered; ``GET /sourceConfig`` serves the source configuration the RudderStack JavaScript SDK
 loads before it sends anything (no device-mode destinations: every event comes here).
+
+The collector answers as soon as it listens, Kafka or not, as an orchestrator expects of a
+container: ``/healthz`` says it is alive, ``/readyz`` answers 503 with the reason until Kafka is
+reachable (and the raw topic exists), and meanwhile event requests are refused 503
+``kafka_unavailable`` with nothing written. A thread keeps trying to reach Kafka.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
+import threading
 import time
 import zlib
 from typing import Any
@@ -24,15 +31,23 @@ import msgspec
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import _core, metrics
+from . import _core, metrics, threads
 from .config import Config
 from .errors import RequestRejected, TidegateError
-from .kafka import AsyncProducer, KafkaException, ensure_raw_topic
+from .kafka import AsyncProducer, KafkaException, client_settings, ensure_topic
 
 __all__ = ["Collector", "ENDPOINTS", "write_key_from_header", "cors_headers", "source_config"]
 
 ENDPOINTS = ("track", "identify", "page", "screen", "group", "alias", "batch")
 _json = msgspec.json.Encoder()
+log = logging.getLogger("tidegate.collector")
+
+# While Kafka cannot be reached: how long one attempt waits for it, and the pause before the next.
+# Short, so that the collector is ready soon after Kafka is.
+CONNECT_ATTEMPT_S = 5.0
+CONNECT_RETRY_S = 2.0
+_SILENT = logging.getLogger("tidegate.collector.librdkafka-retries")
+_SILENT.disabled = True
 
 
 def write_key_from_header(header: str | None) -> str | None:
@@ -111,10 +126,10 @@ def source_config(source: str, write_key: str, enabled: bool = True) -> dict[str
     }
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     # `code` is what the Segment and RudderStack SDKs read (`payload["code"]`); `error` is ours.
     return web.Response(status=status, body=_json.encode({"error": code, "code": code, "message": message}),
-                        content_type="application/json")
+                        content_type="application/json", headers=headers)
 
 
 # Content-Encoding -> zlib's wbits for it. The collector decodes bodies itself (aiohttp's own
@@ -157,7 +172,8 @@ def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
 
 
 class Collector:
-    """The aiohttp application of the collector. ``start()``/``stop()`` manage Kafka."""
+    """The aiohttp application of the collector. Its startup starts reaching Kafka in the
+    background and its cleanup closes the producer."""
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -165,11 +181,16 @@ class Collector:
         self.disabled_keys = {s.write_key for s in cfg.sources.values() if not s.enabled}
         self.producer: AsyncProducer | None = None
         self.partitions = cfg.kafka.partitions
+        # Why the collector is not ready, while it has no producer.
+        self.kafka_problem: str | None = f"connecting to Kafka at {cfg.kafka.bootstrap_servers}"
+        self._attempted: asyncio.Event | None = None  # set once the first attempt to reach Kafka ended
+        self._stop_connecting = threading.Event()
         self._in_flight = 0
         limits = cfg.collector
         self.app = web.Application(client_max_size=limits.max_request_bytes + 1, middlewares=[_cors],
                                    handler_args={"auto_decompress": False})  # see `_decoded`
         self.app.router.add_post("/v1/{endpoint}", self.handle_event)
+        self.app.router.add_route("*", "/v1/{endpoint}", self.wrong_method)
         self.app.router.add_get("/sourceConfig", self.source_config)
         self.app.router.add_get("/sourceConfig/", self.source_config)
         self.app.router.add_get("/healthz", self.healthz)
@@ -180,11 +201,57 @@ class Collector:
         self.app.on_cleanup.append(self._on_cleanup)
 
     async def _on_startup(self, _app: web.Application) -> None:
-        loop = asyncio.get_running_loop()
-        self.partitions = await loop.run_in_executor(None, ensure_raw_topic, self.cfg)
-        self.producer = AsyncProducer(self.cfg)
+        # Reaching Kafka must not hold up the startup: the collector would neither answer its
+        # probes nor stop on SIGTERM until Kafka answered. Its own thread rather than the default
+        # executor, which the shutdown waits for.
+        self._attempted = asyncio.Event()
+        threads.Thread(target=self._connect, args=(asyncio.get_running_loop(),), name="tidegate-collector-kafka",
+                       daemon=True).start()
+
+    def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Try to reach Kafka (ensuring the raw topic) until it works or the collector stops."""
+        settings = client_settings(self.cfg)
+        k = self.cfg.kafka
+        while not self._stop_connecting.is_set():
+            try:
+                partitions = ensure_topic(settings, k.raw_topic, k.partitions, k.replication_factor, CONNECT_ATTEMPT_S)
+                producer = AsyncProducer(self.cfg)
+            except Exception as e:  # noqa: BLE001 - any failure is a reason not to be ready, and retried
+                problem = str(e) if isinstance(e, TidegateError) else f"cannot use Kafka: {e}"
+                try:
+                    loop.call_soon_threadsafe(self._not_connected, problem)
+                except RuntimeError:  # the loop is closed: the collector stopped
+                    return
+                # librdkafka said why on the first attempt; on each retry it would say it again.
+                settings = {**client_settings(self.cfg), "logger": _SILENT}
+                self._stop_connecting.wait(CONNECT_RETRY_S)
+                continue
+            try:
+                loop.call_soon_threadsafe(self._connected, producer, partitions)
+            except RuntimeError:
+                producer.close(0)
+            return
+
+    def _not_connected(self, problem: str) -> None:
+        if problem != self.kafka_problem:
+            log.warning("%s; until Kafka is reachable /readyz answers 503 and events are refused with 503 "
+                        "kafka_unavailable (retrying)", problem)
+        self.kafka_problem = problem
+        assert self._attempted is not None
+        self._attempted.set()
+
+    def _connected(self, producer: AsyncProducer, partitions: int) -> None:
+        if self._stop_connecting.is_set():  # the cleanup ran already
+            producer.close(0)
+            return
+        if self._attempted is not None and self._attempted.is_set():  # after failed attempts
+            log.warning("Kafka at %s is reachable: the collector is ready", self.cfg.kafka.bootstrap_servers)
+        self.producer, self.partitions, self.kafka_problem = producer, partitions, None
+        assert self._attempted is not None
+        self._attempted.set()
 
     async def _on_cleanup(self, _app: web.Application) -> None:
+        self._stop_connecting.set()
         if self.producer is not None:
             await asyncio.get_running_loop().run_in_executor(None, self.producer.close)
 
@@ -192,8 +259,15 @@ class Collector:
         return web.Response(text="OK")
 
     async def readyz(self, _request: web.Request) -> web.Response:
-        ok = self.producer is not None and await asyncio.get_running_loop().run_in_executor(None, self.producer.ready)
+        if self.producer is None:
+            return web.Response(status=503, text=f"not ready: {self.kafka_problem}")
+        ok = await asyncio.get_running_loop().run_in_executor(None, self.producer.ready)
         return web.Response(status=200 if ok else 503, text="ready" if ok else "kafka not reachable")
+
+    async def wrong_method(self, request: web.Request) -> web.Response:
+        """Any method but POST (and the CORS preflight) on an event endpoint."""
+        return _error(405, "method_not_allowed", f"{request.method} is not allowed on {request.path}; "
+                      "send events with POST", headers={"Allow": "POST, OPTIONS"})
 
     async def metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -249,13 +323,17 @@ class Collector:
                                   f"request body is {request.content_length} bytes, over the limit of {limits.max_request_bytes}")
         if self._in_flight >= limits.max_in_flight_requests:
             raise RequestRejected(429, "max_requests_limit_reached", "too many requests waiting for Kafka; retry with backoff")
+        if self.producer is None:
+            await self._first_attempt()
+        if self.producer is None:
+            raise RequestRejected(503, "kafka_unavailable", f"the collector is not ready: {self.kafka_problem}; "
+                                  "nothing was written, retry with backoff")
         body = _decoded(await request.read(), request.headers.get("Content-Encoding", ""), limits.max_request_bytes)
         received_us = time.time_ns() // 1000
         envelopes = _core.ingest(
             body, endpoint, source, received_us, self.partitions,
             limits.max_event_bytes, limits.max_request_bytes, limits.max_batch_events,
         )
-        assert self.producer is not None, "collector used before startup"
         self._in_flight += 1
         metrics.collector.in_flight.inc()
         try:
@@ -263,6 +341,18 @@ class Collector:
         finally:
             self._in_flight -= 1
             metrics.collector.in_flight.dec()
+
+    async def _first_attempt(self) -> None:
+        """Wait for the first attempt to reach Kafka to end, so that a request coming in as the
+        collector starts does not find it unready only because it is starting."""
+        if self._attempted is None:
+            return
+        try:
+            # An attempt lists the topics, may create the raw one, then reads its partitions: each
+            # step waits up to CONNECT_ATTEMPT_S.
+            await asyncio.wait_for(self._attempted.wait(), 3 * CONNECT_ATTEMPT_S)
+        except asyncio.TimeoutError:
+            pass
 
     async def _write(self, envelopes: list[tuple[int, int, bytes]], source: str) -> web.Response:
         """Produce the envelopes of a request and wait for Kafka's acknowledgements, all within

@@ -774,7 +774,3 @@ def config_reference() -> str:
 
     walk(Config, "")
     return "\n".join(out)
-
-
-if __name__ == "__main__":
-    print(config_reference())

@@ -12,8 +12,8 @@ Nothing is written anywhere but ``--out``:
 * ``discards.ndjson`` — refused events (``kind: "event"`` with reason and detail; a request the
   collector would answer 4xx to is ``kind: "request"``) and values that cannot be stored
   (``kind: "value"``);
-* ``summary.json`` — counts per destination, refusals by reason, violations by type, PII actions
-  by class, consent drops and suppressions.
+* ``summary.json`` — lines of the file (and how many were blank, skipped), counts per destination,
+  refusals by reason, violations by type, PII actions by class, consent drops and suppressions.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ _ONE_VALUE = msgspec.json.Decoder(msgspec.Raw)
 class DryRunSummary:
     config_version: str = ""
     input_lines: int = 0
+    blank_lines: int = 0
     events: int = 0
     accepted: int = 0
     duplicates: int = 0
@@ -63,8 +64,9 @@ class DryRunSummary:
         return dict(self.__dict__)
 
     def render(self) -> str:
+        blank = f", {self.blank_lines} blank skipped" if self.blank_lines else ""
         lines = [f"dry run under config version {self.config_version}: {self.events} events read "
-                 f"({self.input_lines} lines), {self.accepted} accepted, {self.duplicates} duplicates, "
+                 f"({self.input_lines} lines{blank}), {self.accepted} accepted, {self.duplicates} duplicates, "
                  f"{self.suppressed} of suppressed users"]
         refused = ", ".join(f"{k} {v}" for k, v in sorted(self.refused.items())) or "none"
         lines.append(f"  refused: {refused}")
@@ -87,14 +89,15 @@ def _counter_values(name: str, *labels: str) -> Counter[tuple[str, ...]]:
     return out
 
 
-def _read_lines(path: Path) -> list[tuple[int, bytes]]:
+def _read_lines(path: Path) -> tuple[list[tuple[int, bytes]], int]:
     """The non-blank lines with their line numbers in the file, so a refusal names the line an
-    editor shows (blank lines count)."""
+    editor shows (blank lines count), and the number of lines in the file."""
     try:
         data = path.read_bytes()
     except OSError as e:
         raise TidegateError(f"cannot read --input {path}: {e.strerror or e}") from None
-    return [(n, line) for n, line in enumerate((raw.strip() for raw in data.splitlines()), start=1) if line]
+    all_lines = data.splitlines()
+    return [(n, line) for n, line in enumerate((raw.strip() for raw in all_lines), start=1) if line], len(all_lines)
 
 
 def _refusal(n: int, line: bytes, reason: str, status: int, detail: str) -> dict[str, Any]:
@@ -205,8 +208,8 @@ def dry_run(cfg: Config, input_path: str | Path, out_dir: str | Path, *, source:
     path = PolicyPath(cfg)
     received = received_at or datetime.now(timezone.utc)
     received_us = int(received.timestamp() * 1_000_000)
-    lines = _read_lines(Path(input_path))
-    summary = DryRunSummary(config_version=cfg.version, input_lines=len(lines))
+    lines, input_lines = _read_lines(Path(input_path))
+    summary = DryRunSummary(config_version=cfg.version, input_lines=input_lines, blank_lines=input_lines - len(lines))
 
     before_v = _counter_values("tidegate_policy_violations", "type")
     before_p = _counter_values("tidegate_pii_actions", "class", "action")

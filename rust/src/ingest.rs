@@ -70,13 +70,24 @@ pub enum IngestError {
     MalformedJson { detail: String },
     NotAnObject { index: Option<usize> },
     EmptyBatch,
-    UnknownType { index: Option<usize>, got: String },
+    /// `batch` is there but is not an array; `got` names what it is (`an object`).
+    BatchNotAnArray { got: &'static str },
+    UnknownType { index: Option<usize>, got: SentType, message_id: Option<String> },
     MissingIdentity { index: Option<usize>, message_id: Option<String> },
     EventTooLarge { index: Option<usize>, size: usize, limit: usize },
     RequestTooLarge { size: usize, limit: usize },
     TooManyEvents { count: usize, limit: usize },
     /// An event nested [`MAX_EVENT_DEPTH`] levels or more: its envelope could not be parsed.
     TooDeep { detail: String },
+}
+
+/// The `type` a batch event was sent with, when it is not one of [`EventType`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SentType {
+    Missing,
+    /// Not a string: the value as sent (JSON, cut to a readable length).
+    NotAString(String),
+    Unknown(String),
 }
 
 /// Levels an event may not reach: the pipeline parses it inside its envelope (an object and its
@@ -97,6 +108,7 @@ impl IngestError {
             IngestError::MalformedJson { .. } => "malformed_json",
             IngestError::NotAnObject { .. } => "not_an_object",
             IngestError::EmptyBatch => "empty_batch",
+            IngestError::BatchNotAnArray { .. } => "batch_not_an_array",
             IngestError::UnknownType { .. } => "unknown_type",
             IngestError::MissingIdentity { .. } => "missing_identity",
             IngestError::EventTooLarge { .. } => "event_too_large",
@@ -114,23 +126,54 @@ fn which(index: &Option<usize>) -> String {
     }
 }
 
+/// [`which`] event, with the messageId it was sent with if any.
+fn which_sent(index: &Option<usize>, message_id: &Option<String>) -> String {
+    match message_id {
+        Some(id) => format!("{} (messageId {id:?})", which(index)),
+        None => which(index),
+    }
+}
+
+/// The messageId an event was sent with, as the collector would keep it (a string, or a number).
+fn sent_message_id(event: &Map<String, Value>) -> Option<String> {
+    match event.get("messageId") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// What a JSON value is, for a message: `an object`, `a string`, ...
+fn kind_of(raw: &str) -> &'static str {
+    match raw.trim_start().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
 impl fmt::Display for IngestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IngestError::MalformedJson { detail } => write!(f, "request body is not valid JSON ({detail}); send a JSON object"),
             IngestError::NotAnObject { index } => write!(f, "{} is not a JSON object; send each event as an object", which(index)),
             IngestError::EmptyBatch => write!(f, "the batch is empty or has no `batch` array; send {{\"batch\": [event, ...]}}"),
-            IngestError::UnknownType { index, got } => write!(
-                f,
-                "{} has type {got:?}; expected one of track, identify, page, screen, group, alias",
-                which(index)
-            ),
-            IngestError::MissingIdentity { index, message_id } => {
-                write!(f, "{}", which(index))?;
-                if let Some(id) = message_id {
-                    write!(f, " (messageId {id:?})")?;
+            IngestError::BatchNotAnArray { got } => {
+                write!(f, "`batch` is {got}, not an array; send {{\"batch\": [event, ...]}}, even for one event")
+            }
+            IngestError::UnknownType { index, got, message_id } => {
+                let event = which_sent(index, message_id);
+                let expected = "track, identify, page, screen, group or alias";
+                match got {
+                    SentType::Missing => write!(f, "{event} has no `type`; set it to one of {expected}"),
+                    SentType::NotAString(v) => write!(f, "{event} has type {v}, not a string; set it to one of {expected}"),
+                    SentType::Unknown(t) => write!(f, "{event} has type {t:?}; expected one of {expected}"),
                 }
-                write!(f, " has neither anonymousId nor userId; set at least one of them")
+            }
+            IngestError::MissingIdentity { index, message_id } => {
+                write!(f, "{} has neither anonymousId nor userId; set at least one of them", which_sent(index, message_id))
             }
             IngestError::EventTooLarge { index, size, limit } => write!(
                 f,
@@ -164,8 +207,9 @@ pub struct Envelope {
 
 #[derive(Deserialize)]
 struct BatchBody<'a> {
+    // Raw, so that a `batch` that is not an array is told apart from a body that is not an object.
     #[serde(borrow, default)]
-    batch: Option<Vec<&'a RawValue>>,
+    batch: Option<&'a RawValue>,
     #[serde(rename = "sentAt", default)]
     sent_at: Option<Value>,
 }
@@ -207,7 +251,18 @@ pub fn ingest(
                     IngestError::MalformedJson { detail: e.to_string() }
                 }
             })?;
-            let batch = parsed.batch.filter(|b| !b.is_empty()).ok_or(IngestError::EmptyBatch)?;
+            // serde takes a struct from an array too (`[[...]]` would pass for a batch).
+            if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                return Err(IngestError::EmptyBatch);
+            }
+            let batch = match parsed.batch {
+                Some(raw) if raw.get() != "null" => serde_json::from_str::<Vec<&RawValue>>(raw.get())
+                    .map_err(|_| IngestError::BatchNotAnArray { got: kind_of(raw.get()) })?,
+                _ => Vec::new(),
+            };
+            if batch.is_empty() {
+                return Err(IngestError::EmptyBatch);
+            }
             if batch.len() > limits.max_batch_events {
                 return Err(IngestError::TooManyEvents { count: batch.len(), limit: limits.max_batch_events });
             }
@@ -261,18 +316,30 @@ fn normalise(
             event.insert("type".into(), Value::String(kind.as_str().into()));
         }
         None => {
-            let t = event.get("type").and_then(Value::as_str).unwrap_or("");
-            if EventType::parse(t).is_none() {
-                return Err(IngestError::UnknownType { index, got: t.to_string() });
+            let got = match event.get("type") {
+                Some(Value::String(t)) if EventType::parse(t).is_some() => None,
+                Some(Value::String(t)) => Some(SentType::Unknown(t.clone())),
+                None => Some(SentType::Missing),
+                Some(other) => Some(SentType::NotAString(shortened(&other.to_string()))),
+            };
+            if let Some(got) = got {
+                return Err(IngestError::UnknownType { index, got, message_id: sent_message_id(&event) });
             }
         }
     }
     if !has_identifier(event.get("anonymousId")) && !has_identifier(event.get("userId")) {
-        let message_id = event.get("messageId").and_then(Value::as_str).map(str::to_owned);
-        return Err(IngestError::MissingIdentity { index, message_id });
+        return Err(IngestError::MissingIdentity { index, message_id: sent_message_id(&event) });
     }
     stamp(&mut event, batch_sent_at, received_at_us, received_at);
     Ok(Value::Object(event))
+}
+
+/// `json` cut to 60 characters, for a message.
+fn shortened(json: &str) -> String {
+    match json.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", &json[..cut]),
+        None => json.to_owned(),
+    }
 }
 
 fn stamp(event: &mut Map<String, Value>, batch_sent_at: Option<&str>, received_at_us: i64, received_at: &str) {
@@ -420,6 +487,44 @@ mod tests {
         assert_eq!(ingest(b"{\"batch\":[{\"type\":\"nope\",\"userId\":\"u\"}]}", None, "s", NOW, 1, &l).unwrap_err().code(), "unknown_type");
         assert_eq!(ingest(b"{\"batch\":[1]}", None, "s", NOW, 1, &l).unwrap_err().code(), "not_an_object");
         assert_eq!(ingest(b"{\"batch\":[{\"type\":\"track\",", None, "s", NOW, 1, &l).unwrap_err().code(), "malformed_json");
+    }
+
+    #[test]
+    fn a_bad_type_is_named_as_sent_with_the_message_id() {
+        let l = Limits::default();
+        let refused = |batch: &str| {
+            let err = ingest(format!(r#"{{"batch":[{batch}]}}"#).as_bytes(), None, "s", NOW, 1, &l).unwrap_err();
+            assert_eq!((err.status(), err.code()), (400, "unknown_type"), "{err}");
+            err.to_string()
+        };
+        assert_eq!(
+            refused(r#"{"userId":"u","messageId":"m-1"}"#),
+            r#"event 0 of the batch (messageId "m-1") has no `type`; set it to one of track, identify, page, screen, group or alias"#
+        );
+        assert_eq!(
+            refused(r#"{"type":"track","userId":"u"},{"type":123,"userId":"u","messageId":7}"#),
+            r#"event 1 of the batch (messageId "7") has type 123, not a string; set it to one of track, identify, page, screen, group or alias"#
+        );
+        assert!(refused(r#"{"type":null,"userId":"u"}"#).starts_with("event 0 of the batch has type null, not a string;"));
+        let long = refused(&format!(r#"{{"type":{{"k":"{}"}},"userId":"u"}}"#, "x".repeat(200)));
+        assert!(long.contains(r#"has type {"k":"xxx"#) && long.contains("…, not a string") && long.len() < 200, "{long}");
+        assert_eq!(
+            refused(r#"{"type":"Track","userId":"u","messageId":"m-2"}"#),
+            r#"event 0 of the batch (messageId "m-2") has type "Track"; expected one of track, identify, page, screen, group or alias"#
+        );
+    }
+
+    #[test]
+    fn a_batch_that_is_not_an_array_says_so() {
+        let l = Limits::default();
+        for (batch, got) in [(r#"{"type":"track","userId":"u"}"#, "an object"), (r#""x""#, "a string"), ("3", "a number"), ("true", "a boolean")] {
+            let err = ingest(format!(r#"{{"batch":{batch}}}"#).as_bytes(), None, "s", NOW, 1, &l).unwrap_err();
+            assert_eq!((err.status(), err.code()), (400, "batch_not_an_array"), "{err}");
+            assert_eq!(err.to_string(), format!(r#"`batch` is {got}, not an array; send {{"batch": [event, ...]}}, even for one event"#));
+        }
+        for body in [r#"{"batch":null}"#, r#"{"sentAt":"x"}"#, r#"{"batch":[]}"#, "[1]", r#"[[{"type":"track","userId":"u"}]]"#, "3"] {
+            assert_eq!(ingest(body.as_bytes(), None, "s", NOW, 1, &l).unwrap_err().code(), "empty_batch", "{body}");
+        }
     }
 
     #[test]

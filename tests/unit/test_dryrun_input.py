@@ -1,5 +1,6 @@
 """`tidegate dry-run` reads its input as the collector would receive it: refusals name the line
-of the file, a line is one event, and a disabled source is refused up front."""
+of the file, a line is one event, the summary counts the file's lines and the blank ones skipped,
+and a disabled source is refused up front."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def test_refusals_name_the_line_of_the_file_when_there_are_blank_lines(tmp_path:
     summary, discards, delivered = run(tmp_path, text)
     assert [(d["line"], d["reason"]) for d in discards] == [(4, "missing_identity"), (7, "malformed_json")]
     assert delivered == {"a1", "a5"}
-    assert summary["input_lines"] == 4 and summary["events"] == 4
+    assert summary["input_lines"] == 8 and summary["blank_lines"] == 4 and summary["events"] == 4
 
 
 @pytest.mark.parametrize("bad", [
@@ -82,3 +83,26 @@ def test_a_disabled_source_is_refused_before_the_input_is_read(tmp_path: Path, c
                  "--source", "legacy"]) == 2
     err = capsys.readouterr().err
     assert "'legacy' is disabled" in err and "cannot read --input" not in err
+
+
+def test_the_summary_counts_the_lines_of_the_file_and_the_blank_ones(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    lines = [page(f"a{i}") for i in range(10)]
+    lines.insert(5, "")
+    summary, _discards, delivered = run(tmp_path, "\n".join(lines) + "\n")
+    assert "10 events read (11 lines, 1 blank skipped)" in capsys.readouterr().out
+    assert (summary["input_lines"], summary["blank_lines"], summary["events"], len(delivered)) == (11, 1, 10, 10)
+
+
+@pytest.mark.parametrize(("separator", "last"), [("\n", "\n"), ("\n", ""), ("\r\n", "\r\n")])
+def test_without_blank_lines_with_any_line_ending(tmp_path: Path, capsys: pytest.CaptureFixture[str], separator: str,
+                                                  last: str) -> None:
+    summary, _discards, _delivered = run(tmp_path, separator.join(page(f"a{i}") for i in range(3)) + last)
+    assert "3 events read (3 lines)," in capsys.readouterr().out
+    assert (summary["input_lines"], summary["blank_lines"]) == (3, 0)
+
+
+def test_whitespace_only_lines_are_blank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    summary, _discards, _delivered = run(tmp_path, f"\n  \n{page('a1')}\n\t\n{page('a2')}\n\n")
+    assert "2 events read (6 lines, 4 blank skipped)" in capsys.readouterr().out
+    assert (summary["input_lines"], summary["blank_lines"]) == (6, 4)
