@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("destination", metavar="DESTINATION", help="destination name ([destinations.<name>])")
     _config_arg(q)
     q.add_argument("--batch-messages", type=int, default=500, metavar="N", help="Kafka messages per batch (default 500)")
+    q.add_argument("--repark-failing", action="store_true",
+                   help="the destination is up: park again, at the end of the topic, messages it refuses on their "
+                        "own even where nothing before them got through (by default the replay stops there)")
 
     p = sub.add_parser("dry-run", help="run the policy over an NDJSON file, without Kafka or sinks",
                        description="Run exactly the streaming policy (collector normalisation, dedupe, tracking "
@@ -529,7 +532,8 @@ def _dlq(cfg: Config, args: argparse.Namespace) -> int:
         raise TidegateError("--batch-messages must be at least 1")
     from .audit import applied_config
 
-    summary = replay_dlq(applied_config(cfg), args.destination, batch_messages=args.batch_messages)
+    summary = replay_dlq(applied_config(cfg), args.destination, batch_messages=args.batch_messages,
+                         repark_failing=args.repark_failing)
     if not summary.pending_messages:
         print(f"nothing waits in {summary.topic}")
     else:

@@ -148,6 +148,9 @@ def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
     Traceback (most recent call last):
     ...
     tidegate.errors.RequestRejected: body ends inside its gzip stream (cut off?); send the whole body
+    >>> raw = zlib.compressobj(wbits=-zlib.MAX_WBITS); data = raw.compress(b'{}') + raw.flush()
+    >>> _decoded(zlib.compress(b'{}'), "deflate", 100), _decoded(data, "deflate", 100)
+    (b'{}', b'{}')
     """
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
@@ -156,6 +159,8 @@ def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
     if wbits is None:
         raise RequestRejected(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; send the body "
                               "plain, gzip or deflate")
+    if wbits == zlib.MAX_WBITS and not (len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0):
+        wbits = -zlib.MAX_WBITS  # "deflate" without the zlib header, as some clients send it
     d = zlib.decompressobj(wbits)
     try:
         out = d.decompress(body, limit + 1)

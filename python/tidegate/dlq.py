@@ -435,18 +435,20 @@ def _as_items(chunk: Sequence[Any]) -> list[RawItem]:
     return out
 
 
-def replay_dlq(cfg: Config, destination: str, *, batch_messages: int = 500) -> DlqSummary:
+def replay_dlq(cfg: Config, destination: str, *, batch_messages: int = 500, repark_failing: bool = False) -> DlqSummary:
     """Re-deliver what waits in the destination's DLQ through the current policy; see the module
     docstring.
 
     A chunk the destination still refuses after the retry budget is split in halves, and each is
-    tried again, down to single messages, so that one message the destination can never take (an
-    event it refuses whatever the attempt, such as a table over PostgreSQL's column limit) does
-    not hold back the rest. Once the destination has taken something in this replay, a message
-    that fails on its own is parked again at the end of the topic with the error, and the replay
-    goes on past it (``reparked_messages``); while it has taken nothing, the destination itself is
-    taken to be failing and DeliveryError is raised (offsets of what was delivered so far are
-    committed)."""
+    tried once more, down to single messages, so that one message the destination can never take
+    (an event it refuses whatever the attempt, such as a table over PostgreSQL's column limit)
+    does not hold back the rest: such a message is parked again at the end of the topic with the
+    error, and the replay goes on past it (``reparked_messages``). A message counts as refused on
+    its own only when the write just before took something (the other half of its split, or the
+    previous write, or ``repark_failing``: the operator says the destination is up); when nothing
+    near it gets through, the destination itself is failing (it went away, or was never there),
+    and DeliveryError is raised with the rest left in place (offsets of what was delivered so far
+    are committed)."""
     from .sinks import build_sink
     from .stages import decode_messages
 
@@ -458,41 +460,57 @@ def replay_dlq(cfg: Config, destination: str, *, batch_messages: int = 500) -> D
     path = PolicyPath(cfg)
     sink = build_sink(destination, cfg.destinations[destination])
     dead_letters = DeadLetters(cfg)
+    last_ok = False  # whether the latest write took its share
 
     def attempt(chunk: Sequence[Any], attempts: int) -> tuple[DeliveryError | None, int]:
         """Deliver ``chunk``; (the error or None, its events bound for the destination)."""
+        nonlocal last_ok
         governed = path.govern(decode_messages(_as_items(chunk)))
         share = path.shares(governed, [destination])[destination]
         error = deliver_with_retries(sink, share, cfg.delivery, attempts=attempts)
+        last_ok = error is None
         if error is None:
             summary.replayed_events += governed.accepted
             summary.delivered_events += share.accepted
             metrics.sink.dlq_replayed.labels(destination).inc(share.accepted)
         return error, share.accepted
 
-    def failing_alone(chunk: Sequence[Any], error: DeliveryError, events: int) -> list[tuple[Any, DeliveryError, int]]:
+    Failed = list[tuple[Any, DeliveryError, int]]
+
+    def failing_alone(chunk: Sequence[Any], error: DeliveryError, events: int, trusted: bool) -> Failed | None:
         """Of ``chunk``, which failed as a whole, deliver what can be; the messages that fail on
-        their own, with their error and event count. One attempt each: the whole had its retries."""
+        their own, with their error and event count; None when the destination itself fails.
+        ``trusted``: the write just before took something. One attempt each: the whole had its
+        retries."""
         if len(chunk) == 1:
-            return [(chunk[0], error, events)]
+            return [(chunk[0], error, events)] if trusted else None
         half = len(chunk) // 2
-        failed = []
-        for part in (chunk[:half], chunk[half:]):
-            part_error, part_events = attempt(part, 1)
+        parts = [(part, *attempt(part, 1)) for part in (chunk[:half], chunk[half:])]
+        if not trusted and all(e is not None for _, e, _ in parts):
+            return None  # nothing near gets through: the destination fails
+        failed: Failed = []
+        for (part, part_error, part_events), (_, other_error, _) in zip(parts, parts[::-1]):
             if part_error is not None:
-                failed += failing_alone(part, part_error, part_events)
+                # Trusted only next to a half that got through: both halves failing says
+                # nothing about either, and the next split decides.
+                inner = failing_alone(part, part_error, part_events, trusted=other_error is None)
+                if inner is None:
+                    return None
+                failed += inner
         return failed
 
     try:
         sink.setup()
         for chunk in _read_pending(consumer, assign, highs, batch_messages):
+            trusted = last_ok or repark_failing
             error, events = attempt(chunk, cfg.delivery.max_attempts)
             if error is not None:
-                failed = failing_alone(chunk, error, events)
-                if not summary.delivered_events:  # nothing taken yet, here or before: the destination fails
+                failed = failing_alone(chunk, error, events, trusted)
+                if failed is None:
                     raise DeliveryError(f"{error}; {summary.replayed_events} events were re-delivered before this, "
                                         f"the rest stays in {summary.topic} — run `tidegate dlq replay {destination}` "
-                                        "again later")
+                                        "again later (if the destination is up and refuses these messages themselves, "
+                                        "`--repark-failing` parks them again at the end of the topic and goes on)")
                 for msg, msg_error, n in failed:
                     dead_letters.park(destination, _as_items([msg]), events=n,
                                       reason=f"fails on its own on replay while the rest was re-delivered: {msg_error}")

@@ -409,11 +409,13 @@ class SuppressionFilter:
     """The pipeline's view of the list: re-read when the file changes (checked per batch, one
     ``stat``), applied to a governed batch before fan-out."""
 
-    def __init__(self, cfg: Config, policy: Any = None):
+    def __init__(self, cfg: Config, policy: Any = None, own_policies: Mapping[str, Any] | None = None):
         """``policy``: the workspace's compiled PII policy, whose hashed identifiers are matched
-        too (:func:`stored_forms`)."""
+        too (:func:`stored_forms`); ``own_policies``: destinations' own PII policies, which decide
+        how those destinations store identifiers, and so what a deletion there looks for."""
         self.store = RegulationStore(cfg.regulations.path)
         self.policy = policy
+        self.own_policies = dict(own_policies or {})
         self._hashed: dict[str, str] = {}
         self.lowercase_emails = cfg.identity.lowercase_email_ids
         self._mtime: float | None = None
@@ -455,7 +457,9 @@ class SuppressionFilter:
             for user_id in self.pending(name):
                 stored = normalized_id(user_id, self.lowercase_emails)
                 try:
-                    deleted = delete_user_rows(sink, stored, self.lowercase_emails, hashed=self._hashed.get(stored))
+                    own = self.own_policies.get(name)
+                    hashed = (stored_forms([stored], own) if own is not None else self._hashed).get(stored)
+                    deleted = delete_user_rows(sink, stored, self.lowercase_emails, hashed=hashed)
                 except Exception as e:  # noqa: BLE001 - retried at the next change or restart
                     log.warning("pending deletion of %r in %r failed: %s", stored, name, e)
                     continue

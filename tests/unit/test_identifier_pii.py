@@ -93,3 +93,34 @@ def test_hashing_emails_hashes_identifiers_and_regulations_find_them(tmp_path: P
         assert sink.con.execute("select count(*) from identity_map where canonical_id = ?", [alice]).fetchone() == (0,)
     finally:
         sink.close()
+
+
+@pytest.mark.parametrize("workspace", ["allow", "redact"])
+def test_a_pending_deletion_finds_ids_a_destinations_own_policy_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      workspace: str) -> None:
+    """The pipeline carries out a deletion left pending for a destination whose own `pii` hashes
+    identifiers (the workspace's does not): it looks for the id that destination stored."""
+    from tidegate.regulations import RegulationStore
+
+    path = policy_path(tmp_path, TOML.format(action=workspace) + '[destinations.wh.pii.actions]\nemail = "hash"\n',
+                       monkeypatch)
+    b = path.govern(decode_messages([envelope_message("web", [
+        {"type": "identify", "userId": "alice@example.com", "anonymousId": "anon-a", "messageId": "m1"},
+        {"type": "track", "event": "Viewed", "userId": "alice@example.com", "messageId": "m2"}])]))
+    sink = DuckDBSink("wh", path.cfg.destinations["wh"])
+    sink.setup()
+    try:
+        deliver(sink, path.shares(b, ["wh"])["wh"])
+        sink.checkpoint()
+        assert sink.con.execute("select user_id from identifies").fetchone()[0].startswith("hmac-sha256:")
+        # `regulate delete` while the warehouse was busy: left pending for the pipeline
+        store = RegulationStore(path.cfg.regulations.path)
+        store.update("alice@example.com", {"regulation": "delete", "at": "t", "by": "test", "pending": ["wh"]})
+        assert path.suppression.refresh()
+        path.suppression.run_pending({"wh": sink})
+        left = {t: sink.con.execute(f"select count(*) from {t}").fetchone()[0]
+                for t in ("identifies", "tracks", "users", "identity_map")}
+        assert not any(left.values()), left
+        assert store.users()["alice@example.com"]["pending"] == []
+    finally:
+        sink.close()

@@ -67,7 +67,7 @@ class PolicyPath:
                    for name, d in cfg.destinations.items() if d.pii is not None}
         transforms = {name: for_destination(cfg, d, name) for name, d in cfg.destinations.items()}
         self.cfg, self.policy, self.own_pii, self.transforms = cfg, policy, own_pii, transforms
-        self.suppression = SuppressionFilter(cfg, policy)
+        self.suppression = SuppressionFilter(cfg, policy, own_pii)
 
     def govern(self, decoded: DecodedBatch) -> GovernedBatch:
         batch = govern(decoded, config_version=self.cfg.version, policy=self.policy)
