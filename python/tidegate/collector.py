@@ -161,17 +161,18 @@ def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
                               "plain, gzip or deflate")
     if wbits == zlib.MAX_WBITS and not (len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0):
         wbits = -zlib.MAX_WBITS  # "deflate" without the zlib header, as some clients send it
+    malformed = "malformed_gzip" if "gzip" in encoding else "malformed_deflate"
     d = zlib.decompressobj(wbits)
     try:
         out = d.decompress(body, limit + 1)
     except zlib.error as e:
-        raise RequestRejected(400, f"malformed_{'gzip' if wbits > zlib.MAX_WBITS else encoding}",
+        raise RequestRejected(400, malformed,
                               f"body is not valid {encoding} ({e}); send plain JSON or a valid {encoding} body") from None
     if len(out) > limit:
         raise RequestRejected(413, "request_too_large",
                               f"request body is over the limit of {limit} bytes after {encoding} decoding; send smaller batches")
     if not d.eof:
-        raise RequestRejected(400, f"malformed_{'gzip' if wbits > zlib.MAX_WBITS else encoding}",
+        raise RequestRejected(400, malformed,
                               f"body ends inside its {encoding} stream (cut off?); send the whole body")
     return out
 
