@@ -46,6 +46,14 @@ def test_conform_casts_what_fits_and_discards_the_rest() -> None:
     (["2026-11-26T05:30:40Z", "soon"], pl.Datetime("us", "UTC"),
      [dt.datetime(2026, 11, 26, 5, 30, 40, tzinfo=dt.timezone.utc), None]),
     ([1764135040], pl.Datetime("us", "UTC"), [None]),  # a number is not a time
+    # Each value read by its own form, not by the form of the column's first value; a zoned time
+    # into a column without a zone is its UTC time; no zone is UTC.
+    (["2026-01-05T10:00:00+05:00", "2026-01-05 10:00", "2026-01-05", "not a date", "99999-01-05T10:00:00"],
+     pl.Datetime("us"), [dt.datetime(2026, 1, 5, 5), dt.datetime(2026, 1, 5, 10), dt.datetime(2026, 1, 5), None, None]),
+    (["2026-01-05 10:00", "2026-01-05T10:00:00.5-01:30", "2026-01-05T10:00Z", "2026-02-30T10:00:00Z"],
+     pl.Datetime("us", "UTC"), [dt.datetime(2026, 1, 5, 10, tzinfo=dt.timezone.utc),
+                                dt.datetime(2026, 1, 5, 11, 30, 0, 500_000, tzinfo=dt.timezone.utc),
+                                dt.datetime(2026, 1, 5, 10, tzinfo=dt.timezone.utc), None]),
     ([True, False], pl.String(), ["true", "false"]),
     ([2, 3], pl.String(), ["2", "3"]),
     ([2, 2**40], pl.Int32(), [2, None]),

@@ -107,8 +107,8 @@ def fitted(values: pl.Series, target: pl.DataType) -> pl.Series:
     Anything fits a text column; integers fit a float column; a float fits an integer column only
     when it is a whole number in range (``2.7`` into BIGINT is a conflict, not ``2``); booleans
     and numbers never stand for each other; text fits a number, boolean (``true``/``false``) or
-    timestamp column when it spells one. Never raises: a conversion polars cannot do is a
-    conflict for every value.
+    timestamp column when it spells one (see `TIME_FORMATS`). Never raises: a conversion polars
+    cannot do is a conflict for every value.
 
     >>> fitted(pl.Series([2.0, 2.7, 1e30]), pl.Int64()).to_list()
     [2, None, None]
@@ -131,13 +131,31 @@ def fitted(values: pl.Series, target: pl.DataType) -> pl.Series:
             return pl.select(pl.when(lower == "true").then(True).when(lower == "false").then(False)
                              .otherwise(None).alias(values.name)).to_series()
         if isinstance(target, pl.Datetime) and source == pl.String:
-            return values.str.to_datetime(time_unit=target.time_unit, time_zone=target.time_zone, strict=False)
+            return _times(values, target)
         casted = values.cast(target, strict=False)
         if target.is_integer() and source.is_float():
             return casted.set(casted.cast(source) != values, None)  # type: ignore[arg-type]
         return casted
     except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError):
         return nothing
+
+
+# How text spells a time for a timestamp column: an ISO 8601 date, or date and time ('T' or a
+# space between; seconds and their fraction optional), with an offset ('Z', '+05:00') or without,
+# which means UTC as every time the layout stores does; digits below a microsecond are cut, as
+# the core cuts them from event times. Each value is read by the format it matches: polars' own
+# inference reads a whole column by the format of its first value.
+TIME_FORMATS = tuple(f"%Y-%m-%d{sep}{time}{zone}" for zone in ("%#z", "") for sep in ("T", " ")
+                     for time in ("%H:%M:%S%.f", "%H:%M")) + ("%Y-%m-%d",)
+
+
+def _times(text: pl.Series, target: pl.Datetime) -> pl.Series:
+    """``text`` read by `TIME_FORMATS` as instants, then as ``target`` stores them: a column
+    without a time zone takes the UTC time, as it does from a time column (DuckDB would shift a
+    zoned value by its session's time zone)."""
+    utc = pl.select(pl.coalesce(pl.lit(text).str.to_datetime(f, time_unit=target.time_unit, time_zone="UTC", strict=False)
+                                for f in TIME_FORMATS)).to_series().alias(text.name)
+    return utc.dt.replace_time_zone(None) if target.time_zone is None else utc.dt.convert_time_zone(target.time_zone)
 
 
 def newest_per_id(df: pl.DataFrame) -> pl.DataFrame:

@@ -1,0 +1,38 @@
+"""What a DuckDB warehouse stores of a value its column cannot take: NULL in the row, one
+``discards`` row and ``tidegate_sink_discards_total``; never a value shifted or misread."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from sink_support import batch, event
+from tidegate import metrics
+from tidegate.config import DuckDBDestination
+from tidegate.sinks.duckdb import DuckDBSink
+
+
+def sink(path: Path) -> DuckDBSink:
+    s = DuckDBSink("warehouse", DuckDBDestination(path=str(path)))
+    s.setup()
+    return s
+
+
+def discards_total(destination: str = "warehouse") -> float:
+    return metrics.REGISTRY.get_sample_value("tidegate_sink_discards_total", {"destination": destination}) or 0.0
+
+
+def test_text_into_a_timestamp_column_without_a_zone_lands_as_its_utc_time(tmp_path: Path) -> None:
+    s = sink(tmp_path / "w.duckdb")
+    s.write(batch([event(0)]))
+    s._rows("ALTER TABLE order_completed ADD COLUMN due TIMESTAMP")  # noqa: SLF001 - made by another tool
+    s._columns = None  # noqa: SLF001 - read the table again, as a restart would
+    s._rows("SET TimeZone = 'Asia/Kolkata'")  # noqa: SLF001 - the host's zone must not matter
+    before = discards_total()
+    due = ["2026-01-05T10:00:00+05:00", "2026-01-05 10:00", "not a date", "99999-01-05T10:00:00"]
+    s.write(batch([event(n + 1, properties={"due": d}) for n, d in enumerate(due)]))
+    assert s._rows("SELECT id, due FROM order_completed WHERE id <> 'msg-0' ORDER BY id") == [  # noqa: SLF001
+        ("msg-1", dt.datetime(2026, 1, 5, 5)), ("msg-2", dt.datetime(2026, 1, 5, 10)), ("msg-3", None), ("msg-4", None)]
+    assert s._rows("SELECT row_id, column_value FROM discards ORDER BY row_id") == [  # noqa: SLF001
+        ("msg-3", "not a date"), ("msg-4", "99999-01-05T10:00:00")]
+    assert discards_total() - before == 2
