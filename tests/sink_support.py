@@ -42,6 +42,21 @@ def batch(events: list[dict[str, Any]], *, source: str = "web") -> GovernedBatch
     return govern(decode_messages([(body, 1_764_000_000_000, None)]), config_version="test")
 
 
+def conflicting_traits() -> list[GovernedBatch]:
+    """Identifies of user ``u1``, one per batch: ``age`` stored as a number, then three times as
+    text its column cannot take (the newest of them written before an older one), then the
+    newest again (a redelivery). Their discards are `CONFLICTING_TRAITS_DISCARDS`."""
+    ages = ((0, 30), (1, "old"), (3, "ancient"), (2, "older"), (3, "ancient"))
+    return [batch([event(n, "identify", userId="u1", traits={"age": age}, receivedAt=f"2026-11-26T05:30:4{n}.000Z")])
+            for n, age in ages]
+
+
+# (table, row, column, value): each identify's own, and the newest one's for `users`, whose row
+# is upserted with the newest trait winning.
+CONFLICTING_TRAITS_DISCARDS = [("identifies", "msg-1", "age", "old"), ("identifies", "msg-2", "age", "older"),
+                               ("identifies", "msg-3", "age", "ancient"), ("users", "u1", "age", "ancient")]
+
+
 HASH_KEY = "k" * 32  # the [pii] hash key the policy tests set
 
 

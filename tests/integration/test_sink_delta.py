@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from sink_support import assert_standard_metrics, batch, event, mixed
+from sink_support import CONFLICTING_TRAITS_DISCARDS, assert_standard_metrics, batch, conflicting_traits, event, mixed
 from tidegate.config import DeltaDestination
 from tidegate.metrics import REGISTRY
 from tidegate.sinks import DeltaSink, deliver
@@ -153,3 +153,10 @@ def test_values_of_another_type_than_their_column_are_discarded_not_altered(sink
     rows = sink.read("order_completed").sort("id").select("id", "items", "gift").rows()
     assert rows == [("msg-1", 3, True), ("msg-2", None, None)]
     assert sorted(sink.read("discards").select("column_name", "column_value").rows()) == [("gift", "yes"), ("items", "2.7")]
+
+
+def test_a_users_discard_is_its_newest_writes(sink: DeltaSink) -> None:
+    for b in conflicting_traits():
+        deliver(sink, b)
+    found = sink.read("discards").select("table_name", "row_id", "column_name", "column_value")
+    assert found.sort(pl.all()).rows() == CONFLICTING_TRAITS_DISCARDS

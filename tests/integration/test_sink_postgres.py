@@ -10,7 +10,8 @@ from typing import Any, Iterator
 import psycopg
 import pytest
 
-from sink_support import ROOT, assert_standard_metrics, batch, event, mixed, postgres_dsn
+from sink_support import (CONFLICTING_TRAITS_DISCARDS, ROOT, assert_standard_metrics, batch, conflicting_traits, event,
+                          mixed, postgres_dsn)
 from support import free_port
 from tidegate import metrics
 from tidegate.config import PostgresDestination
@@ -203,3 +204,10 @@ def test_hourly_counts_update_in_place_and_restate_when_late(sink: PostgresSink)
     assert query(sink, hourly) == [(1, 3, False), (2, 5, True)]
     deliver(sink, late_batch([6]))  # in time again: the newest version grows
     assert query(sink, hourly) == [(1, 3, False), (2, 6, True)]
+
+
+def test_a_users_discard_is_its_newest_writes(sink: PostgresSink) -> None:
+    for b in conflicting_traits():
+        deliver(sink, b)
+    assert query(sink, "select table_name, row_id, column_name, column_value from {s}.discards order by 1, 2") == \
+        CONFLICTING_TRAITS_DISCARDS

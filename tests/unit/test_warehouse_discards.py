@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from sink_support import batch, event
+import pytest
+
+from sink_support import CONFLICTING_TRAITS_DISCARDS, batch, conflicting_traits, event
 from tidegate import metrics
 from tidegate.config import DuckDBDestination
 from tidegate.sinks.duckdb import DuckDBSink
@@ -36,3 +38,33 @@ def test_text_into_a_timestamp_column_without_a_zone_lands_as_its_utc_time(tmp_p
     assert s._rows("SELECT row_id, column_value FROM discards ORDER BY row_id") == [  # noqa: SLF001
         ("msg-3", "not a date"), ("msg-4", "99999-01-05T10:00:00")]
     assert discards_total() - before == 2
+
+
+def discards(s: DuckDBSink) -> list[tuple[str, str, str, str]]:
+    return s._rows("SELECT table_name, row_id, column_name, column_value FROM discards ORDER BY ALL")  # noqa: SLF001
+
+
+@pytest.mark.parametrize("hold", [False, True], ids=["write", "checkpoint"])
+def test_a_state_rows_discard_is_its_newest_writes(tmp_path: Path, hold: bool) -> None:
+    """``users`` is upserted, the newest trait winning: so is the reason one of its values is
+    missing. An event's row is stored once, by its first write: so is its discard."""
+    s = sink(tmp_path / "w.duckdb")
+    if hold:
+        s.hold_state()
+    first, *later = conflicting_traits()
+    s.write(first)
+    s.checkpoint()
+    for b in later:
+        s.write(b)
+    s.checkpoint()
+    assert discards(s) == CONFLICTING_TRAITS_DISCARDS
+    assert s._rows("SELECT age FROM users") == [(30,)]  # noqa: SLF001
+
+
+def test_a_redelivered_event_adds_no_discard(tmp_path: Path) -> None:
+    s = sink(tmp_path / "w.duckdb")
+    s.write(batch([event(0)]))
+    again = batch([event(1, properties={"total": "a lot"})])
+    s.write(again)
+    s.write(again)
+    assert discards(s) == [("order_completed", "msg-1", "total", "a lot")]

@@ -44,7 +44,7 @@ from ..config import DeltaDestination
 from ..errors import DeliveryError
 from ..stages.govern import STATE_TABLES, GovernedBatch
 from .base import Sink
-from .warehouse import WarehouseSink, conform, quote, rows_to_store, store_batch, upsert_values
+from .warehouse import KEYS, WarehouseSink, conform, quote, rows_to_store, store_batch, upsert_values
 
 __all__ = ["DeltaSink", "DELTA_TYPES"]
 
@@ -56,7 +56,6 @@ DELTA_TYPES: dict[str, pl.DataType] = {
     "integer": pl.Int32(), "float": pl.Float32(),
 }
 PARTITION = "event_date"
-KEYS = {"discards": ("table_name", "row_id", "column_name")}
 UNPARTITIONED = STATE_TABLES
 
 
@@ -115,11 +114,13 @@ class DeltaSink(Sink):
     def write(self, batch: GovernedBatch) -> None:
         with self._lock:
             try:
-                writes: list[tuple[str, pl.DataFrame, bool]] = []
-                conflicts = store_batch(batch, self._fit, lambda table, df, upsert: writes.append((table, df, upsert)))
-                # Every table's write is waited for; the first failure is raised (the others
-                # committed or not: the retry adds nothing to those that did).
-                results = [self._pool.submit(self._merge, *w) for w in writes]
+                writes: dict[str, list[tuple[pl.DataFrame, bool]]] = {}
+                conflicts = store_batch(batch, self._fit,
+                                        lambda table, df, upsert: writes.setdefault(table, []).append((df, upsert)))
+                # Every table's writes are waited for; the first failure is raised (the others
+                # committed or not: the retry adds nothing to those that did). A table's own
+                # writes (`discards` has two) go one after the other: Delta refuses concurrent ones.
+                results = [self._pool.submit(self._merge_in_order, table, w) for table, w in writes.items()]
                 for r in results:
                     r.exception()
                 for r in results:
@@ -138,10 +139,14 @@ class DeltaSink(Sink):
                    if getattr(f.type, "type", None) in DELTA_TYPES}
         return conform(table, df, targets)
 
+    def _merge_in_order(self, table: str, writes: list[tuple[pl.DataFrame, bool]]) -> None:
+        for df, upsert in writes:
+            self._merge(table, df, upsert)
+
     def _merge(self, table: str, df: pl.DataFrame, upsert: bool) -> None:
         keys = KEYS.get(table, ("id",) if "id" in df.columns else ())
         if upsert:
-            df = rows_to_store(df, upsert=True)
+            df = rows_to_store(df, upsert=True, key=keys)
         elif keys:
             df = df.unique(subset=list(keys), keep="first", maintain_order=True)
         partitioned = table not in UNPARTITIONED

@@ -29,8 +29,8 @@ from ..stages.govern import EVENT_TYPE_TABLES, STATE_TABLES, GovernedBatch
 from . import aggregates
 from .base import Sink
 
-__all__ = ["Dialect", "WarehouseSink", "changing_columns", "conform", "fitted", "rows_to_store", "newest_per_id", "quote", "store_batch",
-           "upsert_values"]
+__all__ = ["Dialect", "KEYS", "WarehouseSink", "changing_columns", "conform", "fitted", "rows_to_store", "newest_per_id",
+           "quote", "store_batch", "upsert_values"]
 
 DISCARDS_DDL = """CREATE TABLE IF NOT EXISTS {s}.discards (
     table_name VARCHAR, row_id VARCHAR, column_name VARCHAR, column_value VARCHAR,
@@ -158,21 +158,29 @@ def _times(text: pl.Series, target: pl.Datetime) -> pl.Series:
     return utc.dt.replace_time_zone(None) if target.time_zone is None else utc.dt.convert_time_zone(target.time_zone)
 
 
-def newest_per_id(df: pl.DataFrame) -> pl.DataFrame:
-    """One row per id: for each column the newest non-null value (``users`` merges traits)."""
+# The columns that identify a row of a table, where that is not its `id`.
+KEYS = {"discards": ("table_name", "row_id", "column_name")}
+
+
+def key_of(table: str) -> tuple[str, ...]:
+    return KEYS.get(table, ("id",))
+
+
+def newest_per_id(df: pl.DataFrame, key: Sequence[str] = ("id",)) -> pl.DataFrame:
+    """One row per id (``key``): for each column the newest non-null value (``users`` merges traits)."""
     if "received_at" in df.columns:
         # Stable: of two versions received at the same moment the later one wins, as it does
         # when they are written one after the other.
         df = df.sort("received_at", nulls_last=False, maintain_order=True)
-    return df.group_by("id", maintain_order=True).agg(pl.all().drop_nulls().last())
+    return df.group_by(list(key), maintain_order=True).agg(pl.all().drop_nulls().last())
 
 
-def rows_to_store(df: pl.DataFrame, *, upsert: bool) -> pl.DataFrame:
-    """At most one row per id, as one INSERT can take: the newest merge for an upsert, else the
-    first seen (later copies of an event are redeliveries)."""
-    if "id" not in df.columns or df["id"].n_unique() == df.height:  # the usual case: nothing to merge
+def rows_to_store(df: pl.DataFrame, *, upsert: bool, key: Sequence[str] = ("id",)) -> pl.DataFrame:
+    """At most one row per id (``key``), as one INSERT can take: the newest merge for an upsert,
+    else the first seen (later copies of an event are redeliveries)."""
+    if not set(key) <= set(df.columns) or df.n_unique(subset=list(key)) == df.height:  # the usual case
         return df
-    return newest_per_id(df) if upsert else df.unique(subset="id", keep="first", maintain_order=True)
+    return newest_per_id(df, key) if upsert else df.unique(subset=list(key), keep="first", maintain_order=True)
 
 
 def upsert_values(table: str, columns: Sequence[str], *, new: str = "excluded") -> dict[str, str]:
@@ -199,8 +207,8 @@ def changing_columns(table: str, df: pl.DataFrame) -> list[str]:
     >>> changing_columns("users", pl.DataFrame({"id": ["u"], "plan": ["pro"], "city": [None]}))
     ['plan']
     """
-    fixed = FIXED_BY_ID.get(table, ())
-    return [c for c in df.columns if c != "id" and c not in fixed and df[c].null_count() < df.height]
+    fixed = key_of(table) + FIXED_BY_ID.get(table, ())
+    return [c for c in df.columns if c not in fixed and df[c].null_count() < df.height]
 
 
 def _stamped(df: pl.DataFrame, now_us: int) -> pl.DataFrame:
@@ -216,7 +224,8 @@ def store_batch(
 ) -> int:
     """The layout's write order: every table fitted (``fit`` returns the rows as they can be
     stored plus ``discards`` rows) and inserted (``users`` upserted), then ``discards`` and
-    ``discarded_events``. Each row gets ``uuid_ts``, when it was stored. Returns the number of
+    ``discarded_events``. A discard says why a stored row lacks a value, so it follows that row:
+    an event's first write, a state table's newest version (upserted). Each row gets ``uuid_ts``, when it was stored. Returns the number of
     values the fitting discarded (conflicts with stored column types; the batch's own discards,
     which `deliver` counts, are not among them)."""
     now_us = time.time_ns() // 1000
@@ -225,12 +234,15 @@ def store_batch(
         df, conflicts = fit(table, _stamped(df, now_us))
         discards.extend(conflicts)
         insert(table, df, table in STATE_TABLES)
-    for table, df in (("discards", pl.concat(discards, how="diagonal_relaxed")), ("discarded_events", batch.rejected)):
+    found = pl.concat(discards, how="diagonal_relaxed")
+    of_state = found["table_name"].is_in(STATE_TABLES)
+    for table, df, upsert in (("discards", found.filter(~of_state), False), ("discards", found.filter(of_state), True),
+                              ("discarded_events", batch.rejected, False)):
         if df.height:
             # Fitted too, so that a column added to these frames is added to their tables; their
             # values are text and times, which cannot conflict.
             df, _ = fit(table, _stamped(df, now_us))
-            insert(table, df, False)
+            insert(table, df, upsert)
     return sum(d.height for d in discards[1:])
 
 
@@ -479,7 +491,8 @@ class WarehouseSink(Sink):
         return conform(table, df, targets)
 
     def _insert(self, table: str, df: pl.DataFrame, upsert: bool) -> None:
-        df = rows_to_store(df, upsert=upsert)
+        key = key_of(table)
+        df = rows_to_store(df, upsert=upsert, key=key)
         rows = df.height
         cols = ", ".join(quote(c) for c in df.columns)
         target = f"{quote(self.schema)}.{quote(table)}"
@@ -487,7 +500,8 @@ class WarehouseSink(Sink):
         params: list[Any] = []
         if upsert:
             sets = ", ".join(f"{quote(c)} = {v}" for c, v in upsert_values(table, changing_columns(table, df)).items())
-            on_conflict = f"ON CONFLICT (id) DO UPDATE SET {sets}" if sets else "ON CONFLICT DO NOTHING"
+            on_conflict = (f"ON CONFLICT ({', '.join(map(quote, key))}) DO UPDATE SET {sets}" if sets
+                           else "ON CONFLICT DO NOTHING")
         elif table in self._keyed or "id" not in df.columns:
             on_conflict = "ON CONFLICT DO NOTHING" if table in self._keyed else ""
         elif (stored_ids := self._stored_from_tracks(table, df)) is not None:
