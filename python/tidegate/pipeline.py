@@ -168,6 +168,8 @@ class GovernedSink(BatchingSink):
             w.archived.result()  # raises the archive's error, if any: no commit without the archive
         for hook in self.before_commit:
             hook()
+        for sink in self.destinations.values():
+            sink.hold_state()  # again, if a failed checkpoint stopped it (see `_checkpoint_destinations`)
         self._failures = 0
         newest, self._newest_ms = self._newest_ms, 0
         if self.after_checkpoint is not None:
@@ -225,14 +227,21 @@ class GovernedSink(BatchingSink):
             self._upkeep = self._deliverer.submit(self._idle)
 
     def _checkpoint_destinations(self) -> DeliveryError | None:
-        """Every destination's `checkpoint`; the first failure, if any (all are tried)."""
+        """Every destination's `checkpoint`; the first failure, if any (all are tried).
+
+        A destination that failed keeps nothing back until the next commit: the checkpoint's
+        messages are read again, and their writes then store the rows themselves, so that rows
+        it never takes fail their own write, which is retried and dead-lettered as any write is.
+        Kept back, they failed every checkpoint, and piled up once more with each re-read."""
         first: DeliveryError | None = None
         for sink in self.destinations.values():
             try:
                 sink.checkpoint()
             except Exception as e:  # noqa: BLE001 - reported as the checkpoint's delivery failure
+                sink.stop_holding()
                 error = e if isinstance(e, DeliveryError) else DeliveryError(
-                    f"destination {sink.name!r} could not store the rows its writes kept for the checkpoint: {e}")
+                    f"destination {sink.name!r} could not store the rows its writes kept for the checkpoint: {e}; "
+                    "the re-read stores them write by write")
                 first = first or error
         return first
 

@@ -51,7 +51,8 @@ class Warehouse(DuckDBSink):
         super().idle()
 
 
-def make_sink(tmp_path: Path, max_write_mb: float, warehouse_class: type[Warehouse] = Warehouse) -> tuple[GovernedSink, Warehouse]:
+def make_sink(tmp_path: Path, max_write_mb: float, warehouse_class: type[Warehouse] = Warehouse, *,
+              dead_letter: bool = False) -> tuple[GovernedSink, Warehouse]:
     (tmp_path / "tidegate.toml").write_text(f"""
 [kafka]
 raw_topic = "tidegate.unit"
@@ -65,7 +66,7 @@ type = "duckdb"
 path = "warehouse.duckdb"
 [delivery]
 max_attempts = 1
-dead_letter = false
+dead_letter = {str(dead_letter).lower()}
 """)
     cfg = load_config(tmp_path / "tidegate.toml", env={})
     warehouse = warehouse_class("warehouse", cfg.destinations["warehouse"])

@@ -136,6 +136,51 @@ def test_a_failed_checkpoint_keeps_the_rows_and_backs_off(tmp_path: Path) -> Non
     assert warehouse.row_counts()["users"] == 3 and warehouse.row_counts()["identifies"] == 3
 
 
+class Parked:
+    """Stands in for the dead-letter topics: what was parked, for which destination and why."""
+
+    def __init__(self) -> None:
+        self.parked: list[tuple[str, int, str]] = []
+
+    def park(self, destination: str, items: list[Any], *, reason: str, **_: Any) -> None:
+        self.parked.append((destination, len(items), reason))
+
+    def close(self) -> None:
+        pass
+
+
+def test_rows_a_checkpoint_can_never_store_are_dead_lettered_with_their_write(tmp_path: Path) -> None:
+    """A failed checkpoint's re-read stores the state rows write by write: the write whose rows
+    the warehouse refuses is dead-lettered, the others stored, and the pipeline goes on (it
+    failed every checkpoint, holding one more copy of the rows after each re-read)."""
+    pipeline, warehouse = make_sink(tmp_path, max_write_mb=1e-6, dead_letter=True)  # a write per message
+    warehouse._rows("CREATE TABLE users (id VARCHAR PRIMARY KEY, plan VARCHAR CHECK (plan <> 'banned'))")  # noqa: SLF001
+    warehouse._columns = None  # noqa: SLF001 - the table was made by the warehouse's owner
+    pipeline.fanout.dead_letters = parked = Parked()  # type: ignore[assignment]
+
+    def consume(plans: dict[int, str]) -> None:
+        for n, plan in plans.items():
+            value = json.dumps(event(n, "identify", userId=f"user-{n}", traits={"plan": plan})).encode()
+            pipeline.add(value, None, 1_767_607_200_000, SOURCE, "raw", 0, n)
+
+    consume({0: "free", 1: "banned", 2: "free"})
+    with pytest.raises(SinkBackpressureError) as e:
+        pipeline.flush()
+    assert 'CHECK constraint failed on table "users"' in str(e.value.__cause__)
+    pipeline.on_paused()
+    consume({0: "free", 1: "banned", 2: "free"})  # the re-read
+    pipeline.flush()
+    [(destination, messages, reason)] = parked.parked
+    assert destination == "warehouse" and messages == 1 and 'CHECK constraint failed on table "users"' in reason
+    assert table(warehouse, "users")["id"].to_list() == ["user-0", "user-2"]
+    assert warehouse._held == []  # noqa: SLF001
+    consume({3: "pro"})  # committed: rows are kept back for the checkpoint again
+    pipeline._writes[-1].delivered.result(10)  # noqa: SLF001
+    assert warehouse.row_counts()["users"] == 2
+    pipeline.flush()
+    assert warehouse.row_counts()["users"] == 3 and not parked.parked[1:]
+
+
 def test_deleting_a_user_drops_their_kept_rows(tmp_path: Path) -> None:
     s = sink(tmp_path / "w.duckdb", hold=True)
     for b in writes()[:2]:

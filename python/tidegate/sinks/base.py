@@ -37,14 +37,20 @@ class Sink(abc.ABC):
         pipeline's deliver thread, between writes)."""
 
     def hold_state(self) -> None:
-        """Called by the pipeline before its first write: from now on a write may keep back
-        rows it would otherwise upsert write by write, until :meth:`checkpoint` stores them all
-        at once. Without this call (replays, tests, tools) every write is stored when it returns."""
+        """Called by the pipeline before its first write and at every commit: from now on a
+        write may keep back rows it would otherwise upsert write by write, until
+        :meth:`checkpoint` stores them all at once. Without this call (replays, tests, tools)
+        every write is stored when it returns."""
 
     def checkpoint(self) -> None:
         """The pipeline is about to commit its offsets: store what the writes since the last
         call kept back (see :meth:`hold_state`). Raise :class:`DeliveryError` if that fails; the
-        rows stay kept, and the checkpoint backs off and re-reads."""
+        rows stay kept (until :meth:`stop_holding`)."""
+
+    def stop_holding(self) -> None:
+        """Called by the pipeline when :meth:`checkpoint` failed, before it reads the
+        checkpoint's messages again: drop what the writes kept back (the re-read's writes bring
+        it again) and keep nothing back until :meth:`hold_state`."""
 
     def close(self) -> None:
         """Flush and release; called on shutdown."""

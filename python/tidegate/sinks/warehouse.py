@@ -355,7 +355,7 @@ class WarehouseSink(Sink):
         """Upsert the rows the writes since the last checkpoint kept back, in one transaction:
         per table, consecutive writes' rows of the same columns as one statement (the newest
         version of an id wins, column by column, as one upsert after another would have it).
-        On failure they stay kept for the next checkpoint."""
+        On failure they stay kept (see `stop_holding`)."""
         if not self._held:
             # Without taking the lock: a sink that keeps nothing back (PostgreSQL) never makes
             # the checkpoint wait for a write of its that overran `delivery.write_timeout_s`.
@@ -387,6 +387,12 @@ class WarehouseSink(Sink):
             self._held = []
             metrics.sink.held_rows.labels(self.name).set(0)
             metrics.sink.checkpoint_seconds.labels(self.name).observe(time.perf_counter() - started)
+
+    def stop_holding(self) -> None:
+        with self._lock:
+            self._holding = False
+            self._held = []
+            metrics.sink.held_rows.labels(self.name).set(0)
 
     def forget_held(self, user_id: str) -> None:
         """Drop the kept-back rows a deletion of ``user_id`` removes from the tables (see
