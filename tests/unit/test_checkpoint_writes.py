@@ -273,6 +273,27 @@ def test_duckdb_checkpoints_when_idle_past_its_wal_bound(tmp_path: Path) -> None
     assert Path(f"{tmp_path / 'x.duckdb'}.wal").stat().st_size >= 1024 * 1024
 
 
+def test_duckdb_upkeep_does_not_wait_for_a_write_still_running(tmp_path: Path) -> None:
+    """A write that overran `delivery.write_timeout_s` still holds the sink; the upkeep on the
+    deliver thread goes on without it (it waited, and every destination's next write with it)."""
+    from tidegate.config import DuckDBDestination
+    from tidegate.sinks.duckdb import DuckDBSink
+
+    path = tmp_path / "w.duckdb"
+    duck = DuckDBSink("w", DuckDBDestination(path=str(path), idle_checkpoint_mb=1))
+    duck.setup()
+    duck.con.execute("CREATE TABLE t AS SELECT range AS i, repeat('x', 100) AS s FROM range(30000)")
+    with duck._lock:  # noqa: SLF001 - as the running write holds it
+        upkeep = threading.Thread(target=duck.idle)
+        upkeep.start()
+        upkeep.join(2)
+        assert not upkeep.is_alive()
+    wal = Path(f"{path}.wal")
+    assert wal.stat().st_size >= 1024 * 1024
+    duck.idle()  # the next quiet moment
+    assert not wal.exists() or wal.stat().st_size < 1024 * 1024
+
+
 @pytest.mark.parametrize("vacuum_every", [0, 1, 2])
 def test_duckdb_idle_checkpoints_vacuum_every_nth(tmp_path: Path, vacuum_every: int) -> None:
     """Appends after a checkpoint become a row group of their own unless the next checkpoint

@@ -184,10 +184,14 @@ class DuckDBSink(WarehouseSink):
             wal = os.path.getsize(f"{self.cfg.path}.wal")
         except OSError:
             return
-        if wal >= limit * 1024 * 1024:
-            with self._lock:
+        # Not while a write runs (one that overran `delivery.write_timeout_s`): the upkeep runs
+        # on the deliver thread, and waiting there would hold every destination's next write.
+        if wal >= limit * 1024 * 1024 and self._lock.acquire(blocking=False):
+            try:
                 if self._con is not None:  # not closed meanwhile (upkeep runs beside shutdown)
                     self._checkpoint()
+            finally:
+                self._lock.release()
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
