@@ -68,3 +68,16 @@ def test_a_redelivered_event_adds_no_discard(tmp_path: Path) -> None:
     s.write(again)
     s.write(again)
     assert discards(s) == [("order_completed", "msg-1", "total", "a lot")]
+
+
+def test_one_write_keeps_an_events_first_discard_and_updates_a_state_rows(tmp_path: Path) -> None:
+    """Both kinds of discard in the same writes (one statement stores them): the event's stays
+    the one of its first write, ``users``' follows the newest trait."""
+    s = sink(tmp_path / "w.duckdb")
+    s.write(batch([event(0), event(9, "identify", userId="u1", traits={"age": 30}, receivedAt="2026-11-26T05:30:40.000Z")]))
+    s.write(batch([event(1, properties={"total": "a lot"}),
+                   event(10, "identify", userId="u1", traits={"age": "old"}, receivedAt="2026-11-26T05:30:41.000Z")]))
+    s.write(batch([event(1, properties={"total": "plenty"}),  # the same event again, as a replay under another policy
+                   event(11, "identify", userId="u1", traits={"age": "older"}, receivedAt="2026-11-26T05:30:42.000Z")]))
+    assert discards(s) == [("identifies", "msg-10", "age", "old"), ("identifies", "msg-11", "age", "older"),
+                           ("order_completed", "msg-1", "total", "a lot"), ("users", "u1", "age", "older")]

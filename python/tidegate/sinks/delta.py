@@ -44,7 +44,7 @@ from ..config import DeltaDestination
 from ..errors import DeliveryError
 from ..stages.govern import STATE_TABLES, GovernedBatch
 from .base import Sink
-from .warehouse import KEYS, WarehouseSink, conform, quote, rows_to_store, store_batch, upsert_values
+from .warehouse import KEYS, WarehouseSink, conform, quote, rows_to_store, store_batch, updated_only, upsert_values
 
 __all__ = ["DeltaSink", "DELTA_TYPES"]
 
@@ -180,7 +180,7 @@ class DeltaSink(Sink):
             stored = {f.name for f in dt.schema().fields}
             values = upsert_values("t", [c for c in df.columns if c in stored], new="s")
             values.update({c: f"s.{quote(c)}" for c in df.columns if c not in stored})
-            merge = merge.when_matched_update(values)
+            merge = merge.when_matched_update(values, predicate=updated_only(table, "t"))
         merge.when_not_matched_insert_all().execute()
         self._added_files(table, df)
 
