@@ -183,3 +183,26 @@ def receiver() -> Iterator[Receiver]:
     r.start()
     yield r
     r.stop()
+
+
+def warehouse_config(tmp_path: Path, *, pipeline: str = "", dead_letter: bool = False, extra: str = "") -> Any:
+    """The loaded config of a pipeline with one source (``web``) and one DuckDB warehouse in
+    ``tmp_path``, no retries; ``pipeline`` adds lines to ``[pipeline]``, ``extra`` whole sections."""
+    from tidegate import load_config
+
+    (tmp_path / "tidegate.toml").write_text(f"""
+[kafka]
+raw_topic = "tidegate.unit"
+[pipeline]
+state_dir = "state"
+{pipeline}
+[sources.web]
+write_key = "k"
+[destinations.warehouse]
+type = "duckdb"
+path = "warehouse.duckdb"
+[delivery]
+max_attempts = 1
+dead_letter = {str(dead_letter).lower()}
+{extra}""")
+    return load_config(tmp_path / "tidegate.toml", env={})

@@ -14,16 +14,18 @@ from .errors import TidegateError
 __all__ = ["serve_health"]
 
 
-def serve_health(host: str, port: int, ready: Callable[[], bool], *, key: str = "pipeline.metrics_port") -> ThreadingHTTPServer:
+def serve_health(host: str, port: int, ready: Callable[[], bool], *, key: str = "pipeline.metrics_port",
+                 stalled: Callable[[], str | None] = lambda: None) -> ThreadingHTTPServer:
     """Serve on ``host``:``port`` from a thread; TidegateError naming the config ``key`` if the port
-    cannot be had."""
+    cannot be had. ``stalled`` says why the process is alive but stuck (``/healthz`` 503), or ``None``."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST)
             elif path in ("/healthz", "/health"):
-                self._send(200, b"OK")
+                why = stalled()
+                self._send(503 if why else 200, why.encode() if why else b"OK")
             elif path == "/readyz":
                 ok = ready()
                 self._send(200 if ok else 503, b"ready" if ok else b"not ready")

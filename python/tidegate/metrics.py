@@ -11,6 +11,8 @@ import polars as pl
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from . import threads
+
 __all__ = ["REGISTRY", "collector", "pipeline", "policy", "sink", "observe_many"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -45,6 +47,9 @@ class _Pipeline:
                          ["partition"], registry=REGISTRY)
     dedupe_recoveries = Counter("tidegate_pipeline_dedupe_recoveries",
                                 "Times a partition's dedupe index was rebuilt from its state store.", registry=REGISTRY)
+    longest_task = Gauge("tidegate_pipeline_longest_task_seconds",
+                         "How long the pipeline's longest-running write, checkpoint or upkeep task has run so far "
+                         "(0 when none runs); /healthz fails past pipeline.stall_timeout_s.", registry=REGISTRY)
     stage_seconds = Histogram("tidegate_pipeline_stage_seconds", "Time per batch in each stage.", ["stage"],
                               buckets=_LATENCY_BUCKETS, registry=REGISTRY)
 
@@ -105,6 +110,7 @@ class _Sink:
 
 collector = _Collector()
 pipeline = _Pipeline()
+pipeline.longest_task.set_function(lambda: (threads.longest_task() or ("", 0.0))[1])
 policy = _Policy()
 sink = _Sink()
 

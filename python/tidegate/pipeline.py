@@ -311,6 +311,7 @@ class Pipeline:
         self._on_ready = on_ready
         self.app: Application | None = None
         self._metrics_server: Any = None
+        self._said_stalled = False  # `stalled` logged its reason (once per stall)
         self.abandoned: list[str] = []  # destinations still writing when `run` ended (see there)
 
     def build(self) -> Application:
@@ -371,10 +372,26 @@ class Pipeline:
     def serve_metrics(self) -> None:
         port = self.cfg.pipeline.metrics_port
         if port and self._metrics_server is None:
-            self._metrics_server = serve_health(self.cfg.pipeline.metrics_host, port, self.ready)
+            self._metrics_server = serve_health(self.cfg.pipeline.metrics_host, port, self.ready, stalled=self.stalled)
 
     def ready(self) -> bool:
         return self.app is not None and all(s.ready() for s in self.destinations.values())
+
+    def stalled(self) -> str | None:
+        """Why the pipeline is stuck, if a task of its threads (a write, a checkpoint, an
+        upkeep) has run longer than `stall_timeout_s`; else ``None``. Said once in the log too."""
+        limit = self.cfg.pipeline.stall_timeout_s
+        longest = threads.longest_task()
+        if not limit or longest is None or longest[1] <= limit:
+            self._said_stalled = False
+            return None
+        name, seconds = longest
+        why = (f"stalled: a task on thread {name} has run for {seconds:.0f}s, more than pipeline.stall_timeout_s "
+               f"({limit:g}s); a destination may have stopped answering (see the log and tidegate_sink_* metrics)")
+        if not self._said_stalled:
+            self._said_stalled = True
+            log.error("%s", why)
+        return why
 
     def _watch_lag(self, every_s: float = 15.0) -> None:
         """Export the group's lag per partition (committed offset vs. the log end)."""

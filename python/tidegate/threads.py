@@ -15,9 +15,12 @@ import ctypes
 import ctypes.util
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
 
-__all__ = ["Thread", "executor", "name_this_thread", "os_name"]
+__all__ = ["Executor", "Thread", "executor", "longest_task", "name_this_thread", "os_name"]
 
 _PR_SET_NAME = 15
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True) if sys.platform == "linux" else None
@@ -44,6 +47,43 @@ class Thread(threading.Thread):
         super().run()
 
 
-def executor(prefix: str, max_workers: int = 1) -> ThreadPoolExecutor:
+class Executor(ThreadPoolExecutor):
+    """A pool whose threads (``<prefix>_<n>``) are named in the OS too, and which knows since
+    when each of them runs its current task (see `longest_task`)."""
+
+    def __init__(self, prefix: str, max_workers: int = 1):
+        super().__init__(max_workers=max_workers, thread_name_prefix=prefix, initializer=name_this_thread)
+        self._running: dict[int, tuple[str, float]] = {}  # thread ident -> (thread name, started)
+        _POOLS.add(self)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return super().submit(self._timed, fn, *args, **kwargs)
+
+    def _timed(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        ident = threading.get_ident()
+        self._running[ident] = (threading.current_thread().name, time.monotonic())
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            del self._running[ident]
+
+    def longest_task(self) -> tuple[str, float] | None:
+        """(thread name, seconds) of the task running longest now; ``None`` when idle."""
+        now = time.monotonic()
+        running = list(self._running.values())
+        return max(((name, now - started) for name, started in running), key=lambda t: t[1], default=None)
+
+
+_POOLS: "weakref.WeakSet[Executor]" = weakref.WeakSet()
+
+
+def executor(prefix: str, max_workers: int = 1) -> Executor:
     """A pool whose threads (``<prefix>_<n>``) are named in the OS too."""
-    return ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=prefix, initializer=name_this_thread)
+    return Executor(prefix, max_workers)
+
+
+def longest_task() -> tuple[str, float] | None:
+    """Of every pool's running tasks, the one running longest: (thread name, seconds), or
+    ``None`` when no task runs (what the pipeline's liveness looks at)."""
+    found = [t for pool in list(_POOLS) if (t := pool.longest_task()) is not None]
+    return max(found, key=lambda t: t[1], default=None)

@@ -15,14 +15,13 @@ from typing import Any
 import pytest
 from quixstreams.sinks import SinkBackpressureError
 
-from tidegate import load_config
 from tidegate.errors import DeliveryError
 from tidegate.pipeline import GovernedSink
 from tidegate.sinks.duckdb import DuckDBSink
 from tidegate.stages.decode import Admitted
 from tidegate.stages.govern import GovernedBatch
 
-from sink_support import event
+from sink_support import event, warehouse_config
 
 SOURCE = [("tidegate-source", b"web")]
 
@@ -53,22 +52,7 @@ class Warehouse(DuckDBSink):
 
 def make_sink(tmp_path: Path, max_write_mb: float, warehouse_class: type[Warehouse] = Warehouse, *,
               dead_letter: bool = False) -> tuple[GovernedSink, Warehouse]:
-    (tmp_path / "tidegate.toml").write_text(f"""
-[kafka]
-raw_topic = "tidegate.unit"
-[pipeline]
-max_write_mb = {max_write_mb}
-state_dir = "state"
-[sources.web]
-write_key = "k"
-[destinations.warehouse]
-type = "duckdb"
-path = "warehouse.duckdb"
-[delivery]
-max_attempts = 1
-dead_letter = {str(dead_letter).lower()}
-""")
-    cfg = load_config(tmp_path / "tidegate.toml", env={})
+    cfg = warehouse_config(tmp_path, pipeline=f"max_write_mb = {max_write_mb}", dead_letter=dead_letter)
     warehouse = warehouse_class("warehouse", cfg.destinations["warehouse"])
     sink = GovernedSink(cfg, {"warehouse": warehouse})
     sink.setup()

@@ -9,39 +9,17 @@ import threading
 import time
 from pathlib import Path
 
-from tidegate import load_config
 from tidegate.pipeline import GovernedSink, Pipeline
 from tidegate.regulations import RegulationStore
 
-from sink_support import event
+from sink_support import event, warehouse_config
 
 SOURCE = [("tidegate-source", b"web")]
 
 
-def write_config(tmp_path: Path) -> Path:
-    p = tmp_path / "tidegate.toml"
-    p.write_text("""
-[kafka]
-raw_topic = "tidegate.unit"
-[pipeline]
-state_dir = "state"
-[regulations]
-path = "reg"
-[sources.web]
-write_key = "k"
-[destinations.warehouse]
-type = "duckdb"
-path = "warehouse.duckdb"
-[delivery]
-max_attempts = 1
-dead_letter = false
-""")
-    return p
-
-
 def stored_sink(tmp_path: Path) -> GovernedSink:
     """A pipeline's sink holding the warehouse, with user-1's and user-2's events stored."""
-    cfg = load_config(write_config(tmp_path), env={})
+    cfg = warehouse_config(tmp_path, extra='[regulations]\npath = "reg"\n')
     sink = Pipeline(cfg).sink
     sink.setup()
     for n in range(1, 5):
@@ -75,7 +53,7 @@ def test_the_sink_carries_out_a_pending_deletion_without_a_write(tmp_path: Path)
 
 
 def test_an_idle_pipeline_deletes_within_seconds(tmp_path: Path) -> None:
-    cfg = load_config(write_config(tmp_path), env={})
+    cfg = warehouse_config(tmp_path, extra='[regulations]\npath = "reg"\n')
     pipeline = Pipeline(cfg)
     sink = pipeline.sink
     sink.setup()
